@@ -1,0 +1,118 @@
+package chatfleet
+
+import (
+	"context"
+	"time"
+)
+
+// RoomUpdate changes some fields of a stored room; nil fields stay as they are.
+type RoomUpdate struct {
+	Status       *RoomStatus
+	ProducerLive *bool
+	HLSURL       *string
+	Viewers      *int
+}
+
+// RoomSort orders a listing.
+type RoomSort string
+
+// Listing orders.
+const (
+	SortViewers RoomSort = "viewers" // most viewers first, then name
+	SortNewest  RoomSort = "newest"  // newest first, then name
+)
+
+// RoomFilter selects rooms for a listing page.
+type RoomFilter struct {
+	OpenOnly bool     // only rooms whose status holds their name (starting, live, offline, stale)
+	HostID   string   // only rooms on this host, if set
+	Sort     RoomSort // SortNewest if empty
+	Limit    int      // page size; 50 if zero, at most 200
+	Cursor   string   // opaque, from the previous page; "" for the first
+}
+
+// RoomStore keeps the rooms collection, the listing's source of truth.
+// Every method honours ctx's deadline and returns EUNAVAILABLE when the store
+// cannot be reached.
+type RoomStore interface {
+	// CreateRoom stores r. A room of that name whose status is open is a
+	// conflict (ECONFLICT, with the existing room's host and port); a closed or
+	// failed one is replaced. Of two concurrent creates of one name one wins.
+	CreateRoom(ctx context.Context, r *Room) error
+	// Room returns the room named name, or ENOTFOUND.
+	Room(ctx context.Context, name string) (*Room, error)
+	// UpdateRoom applies upd to the room named name and sets UpdatedAt; ENOTFOUND if none.
+	UpdateRoom(ctx context.Context, name string, upd RoomUpdate) error
+	// ListRooms returns one page of rooms and the cursor of the next page ("" at the end).
+	ListRooms(ctx context.Context, f RoomFilter) ([]*Room, string, error)
+	// SyncHost makes the stored open rooms of hostID match rooms (the host's
+	// truth): missing ones are created or updated, open ones the host no longer
+	// has are closed. It sets UpdatedAt of every room of the host to now.
+	SyncHost(ctx context.Context, hostID string, rooms []*Room) error
+	// ReapStale marks open rooms not updated since staleBefore as stale, and
+	// closes stale rooms not updated since closeBefore. It returns how many
+	// rooms it marked and closed.
+	ReapStale(ctx context.Context, staleBefore, closeBefore time.Time) (stale, closed int, err error)
+}
+
+// BanStore keeps bans.
+type BanStore interface {
+	// AddBan stores b, filling ID and CreatedAt when empty.
+	AddBan(ctx context.Context, b *Ban) error
+	// RemoveBan deletes the ban with id; ENOTFOUND if none.
+	RemoveBan(ctx context.Context, id string) error
+	// Bans returns every ban active at now.
+	Bans(ctx context.Context, now time.Time) ([]Ban, error)
+}
+
+// SettingsStore keeps the blocked-words list and the room setting defaults.
+type SettingsStore interface {
+	BlockedWords(ctx context.Context) ([]string, error)
+	SetBlockedWords(ctx context.Context, words []string) error
+	// RoomDefaults returns the stored defaults, or DefaultRoomSettings if none are stored.
+	RoomDefaults(ctx context.Context) (RoomSettings, error)
+	SetRoomDefaults(ctx context.Context, s RoomSettings) error
+}
+
+// AuditFilter selects audit entries, newest first.
+type AuditFilter struct {
+	Target string    // only entries on this target, if set
+	Before time.Time // only entries before this time, if set (paging)
+	Limit  int       // 100 if zero, at most 1000
+}
+
+// AuditStore keeps the audit log of admin and moderation actions.
+type AuditStore interface {
+	// Audit appends e, filling ID and At when empty.
+	Audit(ctx context.Context, e *AuditEntry) error
+	AuditLog(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
+}
+
+// Store is everything the fleet and the control API keep in the backing store.
+type Store interface {
+	RoomStore
+	BanStore
+	SettingsStore
+	AuditStore
+	// Ping checks the store answers within ctx's deadline.
+	Ping(ctx context.Context) error
+	Close(ctx context.Context) error
+}
+
+// LoadCache reads the shared cache from s; the host daemon calls it at start
+// and periodically.
+func LoadCache(ctx context.Context, s Store, now time.Time) (*Cache, error) {
+	bans, err := s.Bans(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	words, err := s.BlockedWords(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defaults, err := s.RoomDefaults(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Cache{Bans: bans, BlockedWords: words, Defaults: defaults}, nil
+}
