@@ -88,12 +88,37 @@ type AuditStore interface {
 	AuditLog(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 }
 
+// Event is one entry of a room's numbered event log: chat messages, presence,
+// moderation and lifecycle events, in the order the room sequenced them.
+type Event struct {
+	Room string    `json:"room" bson:"room"`
+	Seq  int64     `json:"seq" bson:"seq"`
+	Type string    `json:"type" bson:"type"`
+	At   time.Time `json:"at" bson:"at"`
+	Data []byte    `json:"data,omitempty" bson:"data,omitempty"` // the event's JSON as the room sent it
+}
+
+// EventStore keeps each room's event log, written by rooms in batches, so a
+// room restarted on another process or host resumes its history and sequence.
+type EventStore interface {
+	// AppendEvents stores evs; appending an event whose (room, seq) is already
+	// stored is a no-op, so a retried batch never duplicates.
+	AppendEvents(ctx context.Context, evs []Event) error
+	// Events returns at most limit events of room with Seq > afterSeq, oldest first.
+	Events(ctx context.Context, room string, afterSeq int64, limit int) ([]Event, error)
+	// LastEvents returns the last n events of room, oldest first.
+	LastEvents(ctx context.Context, room string, n int) ([]Event, error)
+	// TrimEvents deletes events stored before olderThan; it returns how many.
+	TrimEvents(ctx context.Context, olderThan time.Time) (int, error)
+}
+
 // Store is everything the fleet and the control API keep in the backing store.
 type Store interface {
 	RoomStore
 	BanStore
 	SettingsStore
 	AuditStore
+	EventStore
 	// Ping checks the store answers within ctx's deadline.
 	Ping(ctx context.Context) error
 	Close(ctx context.Context) error
