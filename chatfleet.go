@@ -178,9 +178,10 @@ type Load struct {
 // Host is one fleet host as it reports itself in heartbeats.
 type Host struct {
 	ID         string    `json:"id"`
-	APIURL     string    `json:"apiUrl"`            // the chatserver API, e.g. http://10.0.0.5:80
-	RoomHost   string    `json:"roomHost"`          // host name clients use for room ports
-	RoomURL    string    `json:"roomUrl,omitempty"` // proxy scheme, e.g. wss://h.example.com/rooms/{port}
+	APIURL     string    `json:"apiUrl"`             // the chatserver API, e.g. http://10.0.0.5:80
+	AdminURL   string    `json:"adminUrl,omitempty"` // the chatserver admin API, reachable from the control API only
+	RoomHost   string    `json:"roomHost"`           // host name clients use for room ports
+	RoomURL    string    `json:"roomUrl,omitempty"`  // proxy scheme, e.g. wss://h.example.com/rooms/{port}
 	PortMin    int       `json:"portMin"`
 	PortMax    int       `json:"portMax"`
 	Region     string    `json:"region,omitempty"`
