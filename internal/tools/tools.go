@@ -11,6 +11,7 @@ import (
 	_ "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	_ "github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 	_ "github.com/awslabs/goformation/v7"
+	_ "github.com/chromedp/chromedp"
 	_ "github.com/gorilla/websocket"
 	_ "github.com/prometheus/client_golang/prometheus"
 	_ "go.mongodb.org/mongo-driver/v2/mongo"

@@ -1,0 +1,388 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chatfleet/chatfleet/internal/testutil"
+)
+
+const (
+	userKey  = "TESTING_KEY"
+	adminKey = "ADMIN_TESTING_KEY"
+)
+
+// host is one chatserver process under test.
+type host struct {
+	t        *testing.T
+	proc     *testutil.Proc
+	api      string // http://127.0.0.1:port
+	admin    string
+	roomMin  int
+	stateDir string
+	env      []string
+}
+
+// startHost runs the real chatserver binary with the seed's keys on free ports.
+func startHost(t *testing.T, extra ...string) *host {
+	t.Helper()
+	h := &host{t: t, roomMin: testutil.FreePortRange(t, 40), stateDir: t.TempDir()}
+	apiPort, adminPort := testutil.FreePort(t), testutil.FreePort(t)
+	h.api = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
+	h.admin = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	h.env = append([]string{
+		"KEY=" + userKey, "ADMIN_KEY=" + adminKey, "LOADBALANCER_KEY=LB_TESTING_KEY",
+		"LOADBALANCERS=", // registration is tested with the load balancer
+		"PORT=" + strconv.Itoa(apiPort), "ADMIN_PORT=" + strconv.Itoa(adminPort),
+		"ROOM_PORT_MIN=" + strconv.Itoa(h.roomMin), "ROOM_PORT_MAX=" + strconv.Itoa(h.roomMin+39),
+		"STATE_DIR=" + h.stateDir, "LOG_LEVEL=info", "TOKEN_SECRET=test-secret-0123456789",
+		"ORPHAN_GRACE=30s", "DRAIN_WINDOW=500ms",
+	}, extra...)
+	h.start()
+	t.Cleanup(h.killRooms)
+	return h
+}
+
+func (h *host) start() {
+	h.t.Helper()
+	h.proc = testutil.Start(h.t, testutil.Binary(h.t, "./fleet/cmd/chatserver"), h.env)
+	testutil.Eventually(h.t, 10*time.Second, func() error {
+		status, _, err := testutil.TryDo("GET", h.api+"/healthz", "", "")
+		if err != nil || status != 200 {
+			return fmt.Errorf("healthz: %d %v", status, err)
+		}
+		return nil
+	})
+}
+
+// killRooms ends every room process the state directory records, so that a
+// failed test leaves nothing running.
+func (h *host) killRooms() {
+	files, _ := filepath.Glob(filepath.Join(h.stateDir, "rooms", "*.json"))
+	for _, f := range files {
+		var st struct{ PID int }
+		b, _ := os.ReadFile(f)
+		if json.Unmarshal(b, &st) == nil && st.PID > 0 {
+			syscall.Kill(st.PID, syscall.SIGKILL)
+		}
+	}
+}
+
+func (h *host) create(name string) int {
+	h.t.Helper()
+	status, body := testutil.Do(h.t, "POST", h.api+"/api/v1/room/"+name, userKey, "")
+	if status != 201 {
+		h.t.Fatalf("create %s: %d %s", name, status, body)
+	}
+	var resp struct{ Data struct{ Port int } }
+	if err := json.Unmarshal([]byte(body), &resp); err != nil || resp.Data.Port == 0 {
+		h.t.Fatalf("create %s: bad body %s", name, body)
+	}
+	return resp.Data.Port
+}
+
+type roomInfo struct {
+	Name   string
+	Port   int
+	PID    int
+	Status string
+}
+
+func (h *host) rooms() []roomInfo {
+	h.t.Helper()
+	status, body := testutil.Do(h.t, "GET", h.admin+"/api/v1/rooms", adminKey, "")
+	if status != 200 {
+		h.t.Fatalf("list rooms: %d %s", status, body)
+	}
+	var resp struct{ Data struct{ Rooms []roomInfo } }
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		h.t.Fatal(err)
+	}
+	return resp.Data.Rooms
+}
+
+func roomAnswers(port int, name string) error {
+	status, body, err := testutil.TryDo("GET", fmt.Sprintf("http://127.0.0.1:%d/", port), "", "")
+	if err != nil {
+		return err
+	}
+	if status != 200 || body != name {
+		return fmt.Errorf("room on %d answered %d %q, want %q", port, status, body, name)
+	}
+	return nil
+}
+
+func listening(port int) bool {
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// TestSeedContract replays the original system's README transcript byte for byte.
+func TestSeedContract(t *testing.T) {
+	h := startHost(t)
+	steps := []struct {
+		method, url, key string
+		want             string
+	}{
+		{"GET", h.api + "/api/v1/", "", `{"data":{"app":"chatserver","version":"1.0.0"}}`},
+		{"GET", h.admin + "/api/v1/", adminKey, `{"data":{"app":"Admin chatserver","version":"1.0.0"}}`},
+		{"POST", h.api + "/api/v1/room/testroom", userKey, fmt.Sprintf(`{"data":{"port":%d,"message":"Room created"}}`, h.roomMin)},
+		{"GET", fmt.Sprintf("http://127.0.0.1:%d", h.roomMin), "", "testroom"},
+	}
+	for _, s := range steps {
+		_, body := testutil.Do(t, s.method, s.url, s.key, "")
+		if body != s.want {
+			t.Errorf("%s %s = %q, want %q", s.method, s.url, body, s.want)
+		}
+	}
+}
+
+func TestConcurrentCreatesGetDistinctPorts(t *testing.T) {
+	h := startHost(t)
+	const n = 20
+	ports := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ports[i] = h.create(fmt.Sprintf("room-%02d", i))
+		}()
+	}
+	wg.Wait()
+	seen := map[int]bool{}
+	for i, p := range ports {
+		if seen[p] {
+			t.Fatalf("port %d given twice", p)
+		}
+		seen[p] = true
+		if err := roomAnswers(p, fmt.Sprintf("room-%02d", i)); err != nil {
+			t.Error(err)
+		}
+	}
+	if got := len(h.rooms()); got != n {
+		t.Fatalf("admin lists %d rooms, want %d", got, n)
+	}
+}
+
+func TestKilledRoomRestartsOnItsPort(t *testing.T) {
+	h := startHost(t)
+	port := h.create("phoenix")
+	before := h.rooms()[0]
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		rs := h.rooms()
+		if len(rs) != 1 || rs[0].PID == before.PID || rs[0].PID == 0 || rs[0].Port != port {
+			return fmt.Errorf("rooms = %+v", rs)
+		}
+		return roomAnswers(port, "phoenix")
+	})
+	if !strings.Contains(h.proc.Output(), "room process crashed") {
+		t.Error("the crash was not logged")
+	}
+}
+
+func TestSIGTERMStopsEveryRoom(t *testing.T) {
+	h := startHost(t)
+	ports := []int{h.create("a"), h.create("b"), h.create("c")}
+	h.proc.Signal(syscall.SIGTERM)
+	h.proc.Wait(t, 20*time.Second)
+	if code := h.proc.ExitCode(); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	for _, p := range ports {
+		if listening(p) {
+			t.Errorf("port %d still listening after shutdown", p)
+		}
+	}
+}
+
+func TestKilledMasterRoomsKeepServingAndAreReadopted(t *testing.T) {
+	h := startHost(t)
+	ports := map[string]int{"one": h.create("one"), "two": h.create("two")}
+	pids := map[string]int{}
+	for _, r := range h.rooms() {
+		pids[r.Name] = r.PID
+	}
+	h.proc.Signal(syscall.SIGKILL)
+	h.proc.Wait(t, 5*time.Second)
+	for name, p := range ports {
+		if err := roomAnswers(p, name); err != nil {
+			t.Fatalf("room %s stopped with its master: %v", name, err)
+		}
+	}
+	h.start()
+	testutil.Eventually(t, 2*time.Second, func() error {
+		rs := h.rooms()
+		if len(rs) != 2 {
+			return fmt.Errorf("rooms = %+v", rs)
+		}
+		for _, r := range rs {
+			if r.PID != pids[r.Name] || r.Port != ports[r.Name] {
+				return fmt.Errorf("room %s: pid %d port %d, want the same process %d on %d", r.Name, r.PID, r.Port, pids[r.Name], ports[r.Name])
+			}
+		}
+		return nil
+	})
+	// The adopted rooms obey admin commands again.
+	if status, body := testutil.Do(t, "DELETE", h.admin+"/api/v1/rooms/one", adminKey, ""); status != 200 {
+		t.Fatalf("close adopted room: %d %s", status, body)
+	}
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if listening(ports["one"]) {
+			return fmt.Errorf("port %d still listening", ports["one"])
+		}
+		return nil
+	})
+}
+
+func TestRestartInPlaceKeepsRooms(t *testing.T) {
+	h := startHost(t)
+	port := h.create("stay")
+	pid := h.rooms()[0].PID
+	masterPID := h.proc.Cmd.Process.Pid
+	h.proc.Signal(syscall.SIGHUP)
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if !strings.Contains(h.proc.Output(), "restarting in place") {
+			return fmt.Errorf("no restart logged")
+		}
+		return nil
+	})
+	testutil.Eventually(t, 5*time.Second, func() error {
+		status, body, err := testutil.TryDo("GET", h.admin+"/api/v1/rooms", adminKey, "")
+		if err != nil || status != 200 || !strings.Contains(body, fmt.Sprintf(`"pid":%d`, pid)) {
+			return fmt.Errorf("rooms after restart: %d %s %v", status, body, err)
+		}
+		return nil
+	})
+	if h.proc.Cmd.Process.Pid != masterPID {
+		t.Fatal("master PID changed")
+	}
+	if err := roomAnswers(port, "stay"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	h := startHost(t)
+	port := h.create("taken")
+	h.create("toclose")
+	long := strings.Repeat("a", 200)
+	tests := []struct {
+		name, method, url, key, body string
+		status                       int
+		code                         string
+	}{
+		{"no key", "POST", h.api + "/api/v1/room/x", "", "", 401, "unauthorized"},
+		{"wrong key", "POST", h.api + "/api/v1/room/x", "nope", "", 403, "forbidden"},
+		{"admin key on API port", "POST", h.api + "/api/v1/room/x", adminKey, "", 403, "forbidden"},
+		{"user key on admin port", "GET", h.admin + "/api/v1/rooms", userKey, "", 403, "forbidden"},
+		{"no key on admin port", "GET", h.admin + "/api/v1/", "", "", 401, "unauthorized"},
+		{"200-character name", "POST", h.api + "/api/v1/room/" + long, userKey, "", 400, "invalid"},
+		{"control character", "POST", h.api + "/api/v1/room/a%01b", userKey, "", 400, "invalid"},
+		{"path separator", "POST", h.api + "/api/v1/room/a%2Fb", userKey, "", 400, "invalid"},
+		{"empty name", "POST", h.api + "/api/v1/room/", userKey, "", 404, "not_found"},
+		{"existing room", "POST", h.api + "/api/v1/room/taken", userKey, "", 409, "conflict"},
+		{"unknown route", "GET", h.api + "/api/v1/nope", "", "", 404, "not_found"},
+		{"wrong method", "PUT", h.api + "/api/v1/room/x", userKey, "", 405, "method_not_allowed"},
+		{"unknown room", "GET", h.api + "/api/v1/room/ghost", userKey, "", 404, "not_found"},
+		{"body too large", "POST", h.api + "/api/v1/room/big", userKey, `{"options":{"x":"` + strings.Repeat("x", 8<<10) + `"}}`, 413, "too_large"},
+		{"invalid JSON", "POST", h.api + "/api/v1/room/bad", userKey, `{"options":`, 400, "invalid"},
+		{"unknown field", "POST", h.api + "/api/v1/room/bad", userKey, `{"color":"red"}`, 400, "invalid"},
+		{"empty global message", "POST", h.admin + "/api/v1/messages", adminKey, `{"text":""}`, 400, "invalid"},
+		{"close unknown room", "DELETE", h.admin + "/api/v1/rooms/ghost", adminKey, "", 404, "not_found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := testutil.Do(t, tt.method, tt.url, tt.key, tt.body)
+			var env struct {
+				Error struct{ Code, Message string }
+			}
+			if err := json.Unmarshal([]byte(body), &env); err != nil {
+				t.Fatalf("body %q is not the error envelope: %v", body, err)
+			}
+			if status != tt.status || env.Error.Code != tt.code || env.Error.Message == "" {
+				t.Fatalf("got %d %s, want %d %s", status, body, tt.status, tt.code)
+			}
+		})
+	}
+	t.Run("conflict names the port", func(t *testing.T) {
+		_, body := testutil.Do(t, "POST", h.api+"/api/v1/room/taken", userKey, "")
+		if !strings.Contains(body, fmt.Sprintf(`"port":%d`, port)) {
+			t.Fatalf("409 body %s lacks the port %d", body, port)
+		}
+	})
+	t.Run("draining refuses rooms with 503", func(t *testing.T) {
+		if status, body := testutil.Do(t, "POST", h.admin+"/api/v1/drain", adminKey, ""); status != 200 {
+			t.Fatalf("drain: %d %s", status, body)
+		}
+		status, body := testutil.Do(t, "POST", h.api+"/api/v1/room/late", userKey, "")
+		if status != 503 || !strings.Contains(body, `"code":"unavailable"`) {
+			t.Fatalf("create while draining: %d %s", status, body)
+		}
+		if status, _ := testutil.Do(t, "GET", h.api+"/readyz", "", ""); status != 503 {
+			t.Fatalf("readyz while draining: %d", status)
+		}
+		testutil.Do(t, "POST", h.admin+"/api/v1/resume", adminKey, "")
+		if status, body := testutil.Do(t, "POST", h.api+"/api/v1/room/late", userKey, ""); status != 201 {
+			t.Fatalf("create after resume: %d %s", status, body)
+		}
+	})
+	if !strings.Contains(h.proc.Output(), `"msg":"chatserver started"`) {
+		t.Error("no start log line")
+	}
+	for _, key := range []string{userKey, adminKey} {
+		if strings.Contains(h.proc.Output(), key) {
+			t.Errorf("key %s appears in the logs", key)
+		}
+	}
+}
+
+func TestAdminCloseFreesThePort(t *testing.T) {
+	h := startHost(t)
+	port := h.create("closing")
+	if status, body := testutil.Do(t, "DELETE", h.admin+"/api/v1/rooms/closing", adminKey, `{"reason":"maintenance"}`); status != 200 {
+		t.Fatalf("close: %d %s", status, body)
+	}
+	if listening(port) {
+		t.Fatalf("port %d still listening after close", port)
+	}
+	if rs := h.rooms(); len(rs) != 0 {
+		t.Fatalf("rooms after close: %+v", rs)
+	}
+	// The name and the port can be used again.
+	if p := h.create("closing"); p != port {
+		t.Fatalf("re-created room got port %d, want the freed %d", p, port)
+	}
+}
+
+func TestHostStatsAndMetrics(t *testing.T) {
+	h := startHost(t)
+	h.create("measured")
+	status, body := testutil.Do(t, "GET", h.admin+"/api/v1/stats", adminKey, "")
+	if status != 200 || !strings.Contains(body, `"rooms":1`) {
+		t.Fatalf("stats: %d %s", status, body)
+	}
+	status, body = testutil.Do(t, "GET", h.admin+"/metrics", adminKey, "")
+	if status != 200 || !strings.Contains(body, "chatserver_rooms 1") || !strings.Contains(body, "chatserver_rooms_created_total 1") {
+		t.Fatalf("metrics: %d %.300s", status, body)
+	}
+	if status, _ := testutil.Do(t, "GET", h.api+"/metrics", "", ""); status != 404 {
+		t.Fatalf("metrics on the API port: %d, want 404", status)
+	}
+}

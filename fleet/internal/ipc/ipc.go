@@ -1,0 +1,148 @@
+// Package ipc is the channel between the host daemon (the master) and a room
+// process: a stream of frames over a Unix socket, each a 4-byte big-endian
+// length followed by that many bytes of one JSON-encoded Msg.
+//
+// The room process listens on a Unix socket in the master's state directory;
+// the master connects to it after forking the room, and a restarted master
+// connects to it again to re-adopt the room. The room serves one master at a
+// time: a new connection replaces the old one.
+package ipc
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/chatfleet/chatfleet"
+)
+
+// MaxFrame is the largest frame either side accepts; a cache snapshot with
+// many bans is the largest message.
+const MaxFrame = 4 << 20
+
+// Message types. Room to master: Ready (after every Hello), Stats, Event.
+// Master to room: Hello (first on every connection), Cache, Global, Close, Drain.
+const (
+	TypeHello  = "hello"
+	TypeReady  = "ready"
+	TypeStats  = "stats"
+	TypeEvent  = "event"
+	TypeCache  = "cache"
+	TypeGlobal = "global"
+	TypeClose  = "close"
+	TypeDrain  = "drain"
+)
+
+// Msg is one IPC message; Type says which other fields are set.
+type Msg struct {
+	Type string `json:"type"`
+
+	// Hello (master to room).
+	MasterPID int `json:"masterPid,omitempty"`
+
+	// Ready (room to master): who the room is.
+	Room string `json:"room,omitempty"`
+	Port int    `json:"port,omitempty"`
+	PID  int    `json:"pid,omitempty"`
+
+	// Stats (room to master).
+	Stats *chatfleet.RoomStats `json:"stats,omitempty"`
+
+	// Event (room to master): "ban" (Ban set), "closed" (Reason set).
+	Event string         `json:"event,omitempty"`
+	Ban   *chatfleet.Ban `json:"ban,omitempty"`
+
+	// Cache (master to room).
+	Cache *chatfleet.Cache `json:"cache,omitempty"`
+
+	// Global, Close and Drain (master to room); Closed events (room to master).
+	Text     string        `json:"text,omitempty"`
+	Reason   string        `json:"reason,omitempty"`
+	Deadline time.Duration `json:"deadline,omitempty"` // Drain: window to close clients over
+}
+
+// Conn frames Msgs over a net.Conn. Send is safe for concurrent use; Recv
+// must be called from one goroutine.
+type Conn struct {
+	c  net.Conn
+	r  *bufio.Reader
+	mu sync.Mutex // serialises Send
+}
+
+// NewConn wraps c.
+func NewConn(c net.Conn) *Conn {
+	return &Conn{c: c, r: bufio.NewReader(c)}
+}
+
+// Send writes m as one frame, giving up after 5 seconds so that a stuck
+// peer cannot block the sender forever.
+func (c *Conn) Send(m Msg) error {
+	b, err := Encode(m)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, err = c.c.Write(b)
+	return err
+}
+
+// Recv reads the next frame.
+func (c *Conn) Recv() (Msg, error) {
+	return Decode(c.r)
+}
+
+// Close closes the underlying connection.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// Encode returns m as one frame.
+func Encode(m Msg) ([]byte, error) {
+	body, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode ipc %s: %w", m.Type, err)
+	}
+	if len(body) > MaxFrame {
+		return nil, fmt.Errorf("encode ipc %s: frame of %d bytes exceeds %d", m.Type, len(body), MaxFrame)
+	}
+	b := make([]byte, 4, 4+len(body))
+	binary.BigEndian.PutUint32(b, uint32(len(body)))
+	return append(b, body...), nil
+}
+
+// ErrFrame reports a malformed frame; the connection cannot be trusted after it.
+var ErrFrame = errors.New("malformed ipc frame")
+
+// Decode reads one frame from r. It returns io.EOF at a clean end of stream
+// and an error wrapping ErrFrame for an oversize, truncated or invalid frame.
+func Decode(r io.Reader) (Msg, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return Msg{}, fmt.Errorf("%w: truncated header", ErrFrame)
+		}
+		return Msg{}, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 || n > MaxFrame {
+		return Msg{}, fmt.Errorf("%w: length %d", ErrFrame, n)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return Msg{}, fmt.Errorf("%w: truncated body: %v", ErrFrame, err)
+	}
+	var m Msg
+	if err := json.Unmarshal(body, &m); err != nil {
+		return Msg{}, fmt.Errorf("%w: %v", ErrFrame, err)
+	}
+	if m.Type == "" {
+		return Msg{}, fmt.Errorf("%w: no type", ErrFrame)
+	}
+	return m, nil
+}

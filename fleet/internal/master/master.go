@@ -1,0 +1,393 @@
+// Package master is the host daemon of a fleet host: it serves the chatserver
+// API and admin listeners, forks one room process per room (the same binary
+// run again as `chatserver room`), supervises and re-adopts those processes,
+// and caches the store's shared data for them.
+//
+// # Processes and ownership
+//
+// The master binds each room's TCP port and creates the room's control
+// socket (a Unix socket in StateDir), then starts the room process with both
+// as inherited file descriptors 3 and 4. It keeps its own copy of the TCP
+// listener while the room runs, so connections that arrive while a crashed
+// room is restarted wait in the kernel's backlog instead of being refused.
+//
+// Room processes run in their own process group and outlive the master: a
+// master that dies (or re-executes itself to upgrade) leaves its rooms
+// serving; the next master reads StateDir, reconnects to every room's control
+// socket and supervises it again. A room that no master reconnects to within
+// its orphan grace drains its clients and exits, so no room runs
+// unsupervised for long.
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/chatfleet/chatfleet"
+)
+
+// ErrRestart is returned by Run when the master stopped so that the process
+// can re-execute itself (SIGHUP or admin restart), leaving its rooms running.
+var ErrRestart = errors.New("master restart requested")
+
+// Config configures a Master. Zero values mean the defaults in comments.
+type Config struct {
+	HostID      string // default: the machine's host name
+	PublicHost  string // host name clients use to reach room ports; default 127.0.0.1
+	APIURL      string // how the control API reaches this host; default http://PublicHost:Port
+	AdminURL    string // how the control API reaches the admin port; default http://PublicHost:AdminPort
+	RoomURL     string // optional proxy scheme for rooms, e.g. wss://h.example.com/rooms/{port}
+	Region      string
+	Zone        string
+	Port        int // API port; the listener may be given instead
+	AdminPort   int // admin port
+	BindAddr    string
+	Key         string // API key (KEY)
+	AdminKey    string // admin key (ADMIN_KEY)
+	RoomPortMin int    // default 34000
+	RoomPortMax int    // default 34999
+	RoomBind    string // address room ports bind to; default all interfaces
+	MaxRooms    int    // default: the size of the room port range
+	MaxConns    int    // reported capacity; default 20000
+	StateDir    string // required: room state files and control sockets
+	Self        string // binary to run rooms with; default os.Executable()
+	RoomArgs    []string
+
+	Store        chatfleet.Store // nil: no store, the cache comes from CacheFile or defaults
+	CacheFile    string          // JSON chatfleet.Cache, used when Store is nil
+	CacheEvery   time.Duration   // default 10s
+	SyncEvery    time.Duration   // rooms collection sync; default 5s
+	StatsEvery   time.Duration   // room stats reports; default 2s
+	StoreTimeout time.Duration   // per store call; default 3s
+
+	ReadyTimeout   time.Duration // room start to ready; default 5s
+	CrashLimit     int           // crashes within CrashWindow before a room is failed; default 5
+	CrashWindow    time.Duration // default 60s
+	RestartBackoff time.Duration // first restart delay, doubling up to 5s; default 100ms
+	DrainWindow    time.Duration // clients closed over this on drain; default 5s
+	StopDeadline   time.Duration // shutdown waits this long for rooms; default 15s
+	OrphanGrace    time.Duration // rooms wait this long for a master to come back; default 60s
+
+	// Notify, if set, is called after the host's state changes (drain,
+	// resume), so that the load balancers are told at once.
+	Notify func()
+
+	APIListener   net.Listener // if set, used instead of binding Port
+	AdminListener net.Listener // if set, used instead of binding AdminPort
+
+	Log *slog.Logger
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() error {
+	if c.StateDir == "" {
+		return errors.New("master: StateDir is required")
+	}
+	if c.HostID == "" {
+		c.HostID, _ = os.Hostname()
+	}
+	if c.PublicHost == "" {
+		c.PublicHost = "127.0.0.1"
+	}
+	if c.RoomPortMin == 0 {
+		c.RoomPortMin = 34000
+	}
+	if c.RoomPortMax == 0 {
+		c.RoomPortMax = c.RoomPortMin + 999
+	}
+	if c.RoomPortMin < 1 || c.RoomPortMax > 65535 || c.RoomPortMin > c.RoomPortMax {
+		return fmt.Errorf("master: invalid room port range %d-%d", c.RoomPortMin, c.RoomPortMax)
+	}
+	if c.MaxRooms == 0 {
+		c.MaxRooms = c.RoomPortMax - c.RoomPortMin + 1
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 20000
+	}
+	if c.Self == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("master: find own binary: %w", err)
+		}
+		c.Self = self
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.CacheEvery, 10*time.Second)
+	def(&c.SyncEvery, 5*time.Second)
+	def(&c.StatsEvery, 2*time.Second)
+	def(&c.StoreTimeout, 3*time.Second)
+	def(&c.ReadyTimeout, 5*time.Second)
+	def(&c.CrashWindow, 60*time.Second)
+	def(&c.RestartBackoff, 100*time.Millisecond)
+	def(&c.DrainWindow, 5*time.Second)
+	def(&c.StopDeadline, 15*time.Second)
+	def(&c.OrphanGrace, 60*time.Second)
+	if c.CrashLimit == 0 {
+		c.CrashLimit = 5
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Master is the host daemon. Its methods are safe for concurrent use.
+type Master struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	cache   *cacheKeeper
+
+	mu         sync.Mutex
+	rooms      map[string]*room // by name; a room stays here from create until its process is gone
+	ports      map[int]string   // room ports in use, by port
+	draining   bool
+	stopping   bool
+	restartCh  chan struct{}
+	shutdownCh chan struct{}
+	wg         sync.WaitGroup // room supervisors
+
+	started time.Time
+
+	cpuMu   sync.Mutex
+	cpuPrev time.Duration
+	cpuAt   time.Time
+	cpuRate float64
+}
+
+// New returns a Master for cfg; Run starts it.
+func New(cfg Config) (*Master, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "rooms"), 0o700); err != nil {
+		return nil, fmt.Errorf("master: state dir: %w", err)
+	}
+	m := &Master{
+		cfg:        cfg,
+		log:        cfg.Log,
+		rooms:      map[string]*room{},
+		ports:      map[int]string{},
+		restartCh:  make(chan struct{}, 1),
+		shutdownCh: make(chan struct{}, 1),
+		started:    cfg.Now(),
+	}
+	m.metrics = newMetrics(m)
+	m.cache = newCacheKeeper(m)
+	return m, nil
+}
+
+// Run serves the API and admin listeners, re-adopts the rooms recorded in
+// StateDir, and supervises rooms until ctx ends, then drains every room and
+// returns nil. It returns ErrRestart, leaving rooms running, when a restart
+// was requested.
+func (m *Master) Run(ctx context.Context) error {
+	apiLn, adminLn, err := m.listeners()
+	if err != nil {
+		return err
+	}
+	m.cache.load(ctx)
+	m.adoptAll(ctx)
+
+	api := newServer(m.apiHandler(), m.log)
+	admin := newServer(m.adminHandler(), m.log)
+	errc := make(chan error, 2)
+	go func() { errc <- serve(api, apiLn) }()
+	go func() { errc <- serve(admin, adminLn) }()
+
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	go m.cache.run(bg)
+	go m.syncLoop(bg)
+
+	m.log.Info("chatserver started", "api", apiLn.Addr().String(), "admin", adminLn.Addr().String(),
+		"rooms", fmt.Sprintf("%d-%d", m.cfg.RoomPortMin, m.cfg.RoomPortMax), "version", chatfleet.Version)
+
+	var restart bool
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		m.log.Error("listener failed", "err", err)
+	case <-m.restartCh:
+		restart = true
+	case <-m.shutdownCh:
+	}
+
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if restart {
+		// Let the answer to the admin restart call go out, then stop listening.
+		api.Shutdown(sctx)
+		admin.Shutdown(sctx)
+		m.detachAll()
+		stopBG()
+		return ErrRestart
+	}
+	m.shutdown()
+	api.Shutdown(sctx)
+	admin.Shutdown(sctx)
+	stopBG()
+	m.syncOnce(context.Background())
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+func (m *Master) listeners() (net.Listener, net.Listener, error) {
+	apiLn, adminLn := m.cfg.APIListener, m.cfg.AdminListener
+	var err error
+	if apiLn == nil {
+		if apiLn, err = net.Listen("tcp", net.JoinHostPort(m.cfg.BindAddr, fmt.Sprint(m.cfg.Port))); err != nil {
+			return nil, nil, fmt.Errorf("listen on PORT %d: %w", m.cfg.Port, err)
+		}
+	}
+	if adminLn == nil {
+		if adminLn, err = net.Listen("tcp", net.JoinHostPort(m.cfg.BindAddr, fmt.Sprint(m.cfg.AdminPort))); err != nil {
+			apiLn.Close()
+			return nil, nil, fmt.Errorf("listen on ADMIN_PORT %d: %w", m.cfg.AdminPort, err)
+		}
+	}
+	return apiLn, adminLn, nil
+}
+
+func serve(s *http.Server, ln net.Listener) error {
+	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// RequestRestart asks Run to return ErrRestart, leaving rooms running.
+func (m *Master) RequestRestart() {
+	select {
+	case m.restartCh <- struct{}{}:
+	default:
+	}
+}
+
+// SetDraining stops (true) or resumes (false) accepting new rooms.
+func (m *Master) SetDraining(d bool) {
+	m.mu.Lock()
+	m.draining = d
+	m.mu.Unlock()
+	if m.cfg.Notify != nil {
+		m.cfg.Notify()
+	}
+}
+
+// shutdown drains every room and waits for their processes to exit, killing
+// what is left at StopDeadline.
+func (m *Master) shutdown() {
+	m.mu.Lock()
+	m.stopping = true
+	m.draining = true
+	rooms := m.roomList()
+	m.mu.Unlock()
+	m.log.Info("draining rooms for shutdown", "rooms", len(rooms), "window", m.cfg.DrainWindow)
+	for _, r := range rooms {
+		r.drain("server shutting down", m.cfg.DrainWindow)
+	}
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(m.cfg.StopDeadline):
+		m.log.Error("rooms did not stop by the deadline; killing them", "deadline", m.cfg.StopDeadline)
+		for _, r := range rooms {
+			r.kill()
+		}
+		<-done
+	}
+}
+
+// detachAll stops supervising every room without stopping it, for a restart.
+func (m *Master) detachAll() {
+	m.mu.Lock()
+	m.stopping = true
+	rooms := m.roomList()
+	m.mu.Unlock()
+	for _, r := range rooms {
+		r.detach()
+	}
+	m.wg.Wait()
+}
+
+// roomList returns the rooms sorted by port; m.mu must be held.
+func (m *Master) roomList() []*room {
+	rs := make([]*room, 0, len(m.rooms))
+	for _, r := range m.rooms {
+		rs = append(rs, r)
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].port < rs[j].port })
+	return rs
+}
+
+// Rooms returns a snapshot of every room this host runs, sorted by port.
+func (m *Master) Rooms() []RoomInfo {
+	m.mu.Lock()
+	rs := m.roomList()
+	m.mu.Unlock()
+	out := make([]RoomInfo, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, r.info())
+	}
+	return out
+}
+
+// Host returns this host as it reports itself to the load balancers.
+func (m *Master) Host() chatfleet.Host {
+	stats := m.hostStats()
+	state := chatfleet.HostAccepting
+	m.mu.Lock()
+	if m.draining {
+		state = chatfleet.HostDraining
+	}
+	m.mu.Unlock()
+	apiURL := m.cfg.APIURL
+	if apiURL == "" {
+		apiURL = fmt.Sprintf("http://%s", net.JoinHostPort(m.cfg.PublicHost, fmt.Sprint(m.cfg.Port)))
+	}
+	adminURL := m.cfg.AdminURL
+	if adminURL == "" {
+		adminURL = fmt.Sprintf("http://%s", net.JoinHostPort(m.cfg.PublicHost, fmt.Sprint(m.cfg.AdminPort)))
+	}
+	return chatfleet.Host{
+		ID:       m.cfg.HostID,
+		APIURL:   apiURL,
+		AdminURL: adminURL,
+		RoomHost: m.cfg.PublicHost,
+		RoomURL:  m.cfg.RoomURL,
+		PortMin:  m.cfg.RoomPortMin,
+		PortMax:  m.cfg.RoomPortMax,
+		Region:   m.cfg.Region,
+		Zone:     m.cfg.Zone,
+		Version:  chatfleet.Version,
+		Capacity: chatfleet.Capacity{MaxRooms: m.cfg.MaxRooms, MaxConns: m.cfg.MaxConns},
+		Load: chatfleet.Load{
+			Rooms:      stats.Rooms,
+			Conns:      stats.Conns,
+			MsgsPerSec: stats.MsgsPerSec,
+			CPU:        stats.CPU,
+			MemBytes:   stats.MemBytes,
+		},
+		State:      state,
+		ReportedAt: m.cfg.Now(),
+	}
+}

@@ -1,0 +1,775 @@
+package master
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
+)
+
+// Exit codes of a room process, named so the master can tell a room that
+// ended on purpose from one that crashed.
+const (
+	ExitClosed   = 0 // the room ended: closed, idle, drained
+	ExitUsage    = 2 // bad arguments or environment
+	ExitSetup    = 3 // inherited sockets unusable
+	ExitOrphaned = 4 // no master came back within the orphan grace; clients were drained
+)
+
+// RoomOptions are chosen when a room is created and kept across restarts.
+type RoomOptions struct {
+	AllowAnonymous bool `json:"allowAnonymous,omitempty"`
+	HistorySize    int  `json:"historySize,omitempty"`
+	Paid           bool `json:"paid,omitempty"`
+}
+
+// args returns the room process flags for o.
+func (o RoomOptions) args() []string {
+	var a []string
+	if o.AllowAnonymous {
+		a = append(a, "-allow-anonymous")
+	}
+	if o.HistorySize > 0 {
+		a = append(a, "-history", strconv.Itoa(o.HistorySize))
+	}
+	if o.Paid {
+		a = append(a, "-paid")
+	}
+	return a
+}
+
+// RoomInfo is a room as the master's API lists it.
+type RoomInfo struct {
+	Name      string               `json:"name"`
+	Port      int                  `json:"port"`
+	PID       int                  `json:"pid"`
+	Status    chatfleet.RoomStatus `json:"status"`
+	Restarts  int                  `json:"restarts"`
+	CreatedAt time.Time            `json:"createdAt"`
+	Stats     chatfleet.RoomStats  `json:"stats"`
+}
+
+// stateFile is what StateDir/rooms/<port>.json records of a running room, for
+// a later master to re-adopt it.
+type stateFile struct {
+	Name      string      `json:"name"`
+	Port      int         `json:"port"`
+	PID       int         `json:"pid"`
+	CreatedAt time.Time   `json:"createdAt"`
+	Options   RoomOptions `json:"options"`
+}
+
+// room supervises one room process. Its supervisor goroutine owns the
+// process; other goroutines send commands through send, drain, closeRoom,
+// kill and detach.
+type room struct {
+	m         *Master
+	name      string
+	port      int
+	opts      RoomOptions
+	createdAt time.Time
+	log       *slog.Logger
+
+	// Files the master keeps for restarts: the TCP listener and the control
+	// socket listener. Owned by the supervisor.
+	tcp, ctl *os.File
+
+	ready  chan struct{} // closed on the first Ready
+	done   chan struct{} // closed when supervision ends
+	stopCh chan struct{} // closed by detach
+
+	mu        sync.Mutex
+	pid       int
+	conn      *ipc.Conn
+	status    chatfleet.RoomStatus
+	stats     chatfleet.RoomStats
+	restarts  int
+	closing   bool // an end was asked for or announced: the next exit is expected
+	detached  bool
+	readyOnce sync.Once
+	cpuAt     time.Time // when stats.CPUSeconds was reported
+	cpuRate   float64   // cores used between the last two reports
+}
+
+func (m *Master) newRoom(name string, port int, opts RoomOptions, created time.Time) *room {
+	return &room{
+		m: m, name: name, port: port, opts: opts, createdAt: created,
+		log:    m.log.With("room", name, "port", port),
+		ready:  make(chan struct{}),
+		done:   make(chan struct{}),
+		stopCh: make(chan struct{}),
+		status: chatfleet.RoomStarting,
+	}
+}
+
+func (r *room) path(ext string) string {
+	return filepath.Join(r.m.cfg.StateDir, "rooms", strconv.Itoa(r.port)+ext)
+}
+
+func (r *room) info() RoomInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return RoomInfo{Name: r.name, Port: r.port, PID: r.pid, Status: r.status, Restarts: r.restarts, CreatedAt: r.createdAt, Stats: r.stats}
+}
+
+// domain returns the room as the store keeps it.
+func (r *room) domain(now time.Time) *chatfleet.Room {
+	in := r.info()
+	return &chatfleet.Room{
+		Name: r.name, HostID: r.m.cfg.HostID, HostAddr: r.m.cfg.PublicHost, Port: r.port,
+		Status: in.Status, ProducerLive: in.Stats.ProducerLive, HLSURL: in.Stats.HLSURL,
+		Viewers: in.Stats.Viewers, Paid: r.opts.Paid, CreatedAt: r.createdAt, UpdatedAt: now,
+	}
+}
+
+// send delivers msg to the room process, if it is connected.
+func (r *room) send(msg ipc.Msg) error {
+	r.mu.Lock()
+	c := r.conn
+	r.mu.Unlock()
+	if c == nil {
+		return chatfleet.Errorf(chatfleet.EUNAVAILABLE, "room %q is not connected", r.name)
+	}
+	if err := c.Send(msg); err != nil {
+		return fmt.Errorf("send %s to room %s: %w", msg.Type, r.name, err)
+	}
+	return nil
+}
+
+// closeRoom asks the room to tell its clients why and exit; a room that is
+// not connected is killed.
+func (r *room) closeRoom(reason string) {
+	r.setClosing()
+	if err := r.send(ipc.Msg{Type: ipc.TypeClose, Reason: reason}); err != nil {
+		r.kill()
+	}
+}
+
+// drain asks the room to warn its clients and close them over window.
+func (r *room) drain(reason string, window time.Duration) {
+	r.setClosing()
+	if err := r.send(ipc.Msg{Type: ipc.TypeDrain, Reason: reason, Deadline: window}); err != nil {
+		r.kill()
+	}
+}
+
+func (r *room) setClosing() {
+	r.mu.Lock()
+	r.closing = true
+	r.mu.Unlock()
+}
+
+// kill ends the room process at once; the supervisor will not restart it.
+func (r *room) kill() {
+	r.mu.Lock()
+	r.closing = true
+	pid := r.pid
+	r.mu.Unlock()
+	if pid > 0 {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// detach stops supervising without touching the process, for a restart.
+func (r *room) detach() {
+	r.mu.Lock()
+	r.detached = true
+	c := r.conn
+	r.mu.Unlock()
+	select {
+	case <-r.stopCh:
+	default:
+		close(r.stopCh)
+	}
+	if c != nil {
+		c.Close()
+	}
+	<-r.done
+}
+
+// exitInfo says how a room process ended.
+type exitInfo struct {
+	code   int    // -1 if unknown or killed by a signal
+	status string // for logs
+}
+
+// supervise runs the room until it ends for good. With adoptPID set it first
+// takes over that running process through conn.
+func (r *room) supervise(adoptPID int, conn *ipc.Conn) {
+	defer r.m.wg.Done()
+	defer close(r.done)
+	var crashes []time.Time
+	backoff := r.m.cfg.RestartBackoff
+	for {
+		var wait func() (exitInfo, bool)
+		if adoptPID != 0 {
+			wait = r.adopt(adoptPID, conn)
+			adoptPID, conn = 0, nil
+		} else {
+			var err error
+			if wait, err = r.start(); err != nil {
+				r.log.Error("room start failed", "err", err)
+				wait = func() (exitInfo, bool) { return exitInfo{code: -1, status: err.Error()}, true }
+			}
+		}
+		exit, ok := wait()
+		if !ok { // detached
+			return
+		}
+		r.mu.Lock()
+		r.conn, r.pid = nil, 0
+		closing := r.closing
+		r.mu.Unlock()
+		if closing || exit.code == ExitClosed || exit.code == ExitOrphaned {
+			r.log.Info("room ended", "exit", exit.status)
+			r.finish(chatfleet.RoomClosed)
+			return
+		}
+		now := r.m.cfg.Now()
+		crashes = append(crashes, now)
+		for len(crashes) > 0 && now.Sub(crashes[0]) > r.m.cfg.CrashWindow {
+			crashes = crashes[1:]
+		}
+		r.m.metrics.roomCrashes.Inc()
+		r.log.Error("room process crashed", "exit", exit.status, "crashes", len(crashes), "stderr", r.stderrTail())
+		if len(crashes) >= r.m.cfg.CrashLimit {
+			r.log.Error("room failed: too many crashes", "crashes", len(crashes), "window", r.m.cfg.CrashWindow)
+			r.m.metrics.roomFailures.Inc()
+			r.finish(chatfleet.RoomFailed)
+			return
+		}
+		r.mu.Lock()
+		r.status = chatfleet.RoomStarting
+		r.restarts++
+		r.mu.Unlock()
+		select {
+		case <-time.After(backoff):
+		case <-r.stopCh:
+			return
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// start binds what the room needs, starts its process and its control
+// session, and returns a function that waits for the process to end (false
+// if the room was detached first).
+func (r *room) start() (func() (exitInfo, bool), error) {
+	if err := r.bind(); err != nil {
+		return nil, err
+	}
+	stderr, err := os.OpenFile(r.path(".stderr"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("room stderr file: %w", err)
+	}
+	defer stderr.Close()
+	args := append([]string{"room", "-name", r.name, "-port", strconv.Itoa(r.port),
+		"-stats-every", r.m.cfg.StatsEvery.String(), "-orphan-grace", r.m.cfg.OrphanGrace.String()}, r.m.cfg.RoomArgs...)
+	args = append(args, r.opts.args()...)
+	cmd := exec.Command(r.m.cfg.Self, args...)
+	cmd.ExtraFiles = []*os.File{r.tcp, r.ctl}
+	// The room writes to the master's own stdout (no pipe that would break
+	// when the master dies) and its stderr to a file the master reads on a crash.
+	cmd.Stdout = os.Stdout
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start room process: %w", err)
+	}
+	pid := cmd.Process.Pid
+	r.mu.Lock()
+	r.pid = pid
+	r.mu.Unlock()
+	if err := r.writeState(pid); err != nil {
+		r.log.Error("write room state", "err", err)
+	}
+	exitc := make(chan exitInfo, 1)
+	go func() {
+		err := cmd.Wait()
+		exitc <- exitOf(cmd.ProcessState, err)
+	}()
+	sessDone := make(chan struct{})
+	go func() {
+		defer close(sessDone)
+		c, err := net.Dial("unix", r.path(".sock"))
+		if err != nil {
+			r.log.Error("connect to room control socket", "err", err)
+			return
+		}
+		r.session(ipc.NewConn(c))
+	}()
+	return func() (exitInfo, bool) {
+		select {
+		case e := <-exitc:
+			r.closeConn()
+			<-sessDone
+			return e, true
+		case <-r.stopCh:
+			return exitInfo{}, false
+		}
+	}, nil
+}
+
+// bind makes sure the master holds the room's TCP listener and control
+// socket listener.
+func (r *room) bind() error {
+	if r.tcp == nil {
+		f, err := listenTCP(r.m.cfg.RoomBind, r.port)
+		if err != nil {
+			return err
+		}
+		r.tcp = f
+	}
+	if r.ctl == nil {
+		os.Remove(r.path(".sock"))
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: r.path(".sock"), Net: "unix"})
+		if err != nil {
+			return fmt.Errorf("room control socket: %w", err)
+		}
+		ln.SetUnlinkOnClose(false)
+		f, err := ln.File()
+		ln.Close()
+		if err != nil {
+			return fmt.Errorf("room control socket file: %w", err)
+		}
+		r.ctl = f
+	}
+	return nil
+}
+
+// listenTCP binds port and returns the listener as a file to hand to a child.
+func listenTCP(host string, port int) (*os.File, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return nil, err
+	}
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		return nil, fmt.Errorf("room listener file: %w", err)
+	}
+	return f, nil
+}
+
+// adopt takes over a room process a previous master started, through conn
+// (or a new connection if conn is nil).
+func (r *room) adopt(pid int, conn *ipc.Conn) func() (exitInfo, bool) {
+	r.mu.Lock()
+	r.pid = pid
+	r.mu.Unlock()
+	sessDone := make(chan struct{})
+	go func() {
+		defer close(sessDone)
+		r.session(conn)
+	}()
+	return func() (exitInfo, bool) {
+		select {
+		case <-sessDone:
+		case <-r.stopCh:
+			return exitInfo{}, false
+		}
+		// The control session ended: the process is gone or going. Wait for
+		// it; one that lives on without its control channel is killed.
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			if e, gone := reap(pid); gone {
+				return e, true
+			}
+			if time.Now().After(deadline) {
+				r.log.Error("adopted room lost its control channel; killing it", "pid", pid)
+				syscall.Kill(pid, syscall.SIGKILL)
+				deadline = time.Now().Add(time.Hour)
+			}
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-r.stopCh:
+				return exitInfo{}, false
+			}
+		}
+	}
+}
+
+// reap reports whether pid has ended, reaping it if it is our child (after an
+// in-place restart the rooms are children of the new image).
+func reap(pid int) (exitInfo, bool) {
+	var ws syscall.WaitStatus
+	if p, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); err == nil && p == pid {
+		return waitStatusInfo(ws), true
+	}
+	if !alive(pid) {
+		return exitInfo{code: -1, status: "exited (not our child: status unknown)"}, true
+	}
+	return exitInfo{}, false
+}
+
+// alive reports whether pid is a running (not zombie) process.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name.
+	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+		return b[i+2] != 'Z' && b[i+2] != 'X'
+	}
+	return true
+}
+
+func exitOf(ps *os.ProcessState, err error) exitInfo {
+	if ps == nil {
+		return exitInfo{code: -1, status: fmt.Sprint(err)}
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
+		return waitStatusInfo(ws)
+	}
+	return exitInfo{code: ps.ExitCode(), status: ps.String()}
+}
+
+func waitStatusInfo(ws syscall.WaitStatus) exitInfo {
+	switch {
+	case ws.Exited():
+		return exitInfo{code: ws.ExitStatus(), status: fmt.Sprintf("exit status %d", ws.ExitStatus())}
+	case ws.Signaled():
+		return exitInfo{code: -1, status: "killed by signal " + ws.Signal().String()}
+	}
+	return exitInfo{code: -1, status: fmt.Sprintf("wait status %#x", uint32(ws))}
+}
+
+// session runs the control channel of one process run: hello, ready, the
+// cache, then stats and events until the connection ends.
+func (r *room) session(c *ipc.Conn) {
+	defer c.Close()
+	if err := c.Send(ipc.Msg{Type: ipc.TypeHello, MasterPID: os.Getpid()}); err != nil {
+		r.log.Error("room hello", "err", err)
+		return
+	}
+	msg, err := c.Recv()
+	if err != nil || msg.Type != ipc.TypeReady || msg.Room != r.name || msg.Port != r.port {
+		r.log.Error("room did not report ready", "err", err, "got", msg.Type, "room", msg.Room)
+		return
+	}
+	if err := c.Send(ipc.Msg{Type: ipc.TypeCache, Cache: r.m.cache.current()}); err != nil {
+		r.log.Error("room cache", "err", err)
+		return
+	}
+	r.mu.Lock()
+	r.conn = c
+	if r.detached {
+		r.mu.Unlock()
+		return
+	}
+	if r.status == chatfleet.RoomStarting {
+		r.status = chatfleet.RoomOffline
+	}
+	r.mu.Unlock()
+	r.readyOnce.Do(func() { close(r.ready) })
+	r.log.Info("room ready", "pid", msg.PID)
+	for {
+		msg, err := c.Recv()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				r.log.Warn("room control channel", "err", err)
+			}
+			return
+		}
+		r.handle(msg)
+	}
+}
+
+// handle applies one message from the room process.
+func (r *room) handle(msg ipc.Msg) {
+	switch msg.Type {
+	case ipc.TypeStats:
+		if msg.Stats == nil {
+			return
+		}
+		r.mu.Lock()
+		now := r.m.cfg.Now()
+		if !r.cpuAt.IsZero() && msg.Stats.CPUSeconds >= r.stats.CPUSeconds {
+			if dt := now.Sub(r.cpuAt).Seconds(); dt > 0 {
+				r.cpuRate = (msg.Stats.CPUSeconds - r.stats.CPUSeconds) / dt
+			}
+		}
+		r.cpuAt = now
+		r.stats = *msg.Stats
+		if r.status == chatfleet.RoomLive || r.status == chatfleet.RoomOffline {
+			r.status = chatfleet.RoomOffline
+			if msg.Stats.ProducerLive {
+				r.status = chatfleet.RoomLive
+			}
+		}
+		r.mu.Unlock()
+	case ipc.TypeEvent:
+		switch msg.Event {
+		case "ban":
+			if msg.Ban != nil {
+				r.m.cache.addBan(*msg.Ban)
+			}
+		case "closed":
+			r.setClosing()
+			r.log.Info("room closing", "reason", msg.Reason)
+		}
+	default:
+		r.log.Warn("unknown message from room", "type", msg.Type)
+	}
+}
+
+func (r *room) closeConn() {
+	r.mu.Lock()
+	c := r.conn
+	r.conn = nil
+	r.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// finish releases everything the room held and forgets it.
+func (r *room) finish(status chatfleet.RoomStatus) {
+	r.mu.Lock()
+	r.status = status
+	r.mu.Unlock()
+	if r.tcp != nil {
+		r.tcp.Close()
+	}
+	if r.ctl != nil {
+		r.ctl.Close()
+	}
+	for _, ext := range []string{".json", ".sock", ".stderr"} {
+		os.Remove(r.path(ext))
+	}
+	r.m.forget(r, status)
+}
+
+func (r *room) writeState(pid int) error {
+	b, err := json.Marshal(stateFile{Name: r.name, Port: r.port, PID: pid, CreatedAt: r.createdAt, Options: r.opts})
+	if err != nil {
+		return err
+	}
+	tmp := r.path(".json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, r.path(".json"))
+}
+
+// stderrTail returns the last lines the room process wrote to stderr.
+func (r *room) stderrTail() string {
+	b, err := os.ReadFile(r.path(".stderr"))
+	if err != nil {
+		return ""
+	}
+	if len(b) > 2048 {
+		b = b[len(b)-2048:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// forget removes r from the master once its process is gone for good and
+// records the end in the store.
+func (m *Master) forget(r *room, status chatfleet.RoomStatus) {
+	m.mu.Lock()
+	if m.rooms[r.name] == r {
+		delete(m.rooms, r.name)
+	}
+	if m.ports[r.port] == r.name {
+		delete(m.ports, r.port)
+	}
+	m.mu.Unlock()
+	if m.cfg.Store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StoreTimeout)
+		defer cancel()
+		if err := m.cfg.Store.UpdateRoom(ctx, r.name, chatfleet.RoomUpdate{Status: &status}); err != nil && chatfleet.ErrorCode(err) != chatfleet.ENOTFOUND {
+			m.metrics.storeErrors.Inc()
+			m.log.Warn("record room end", "room", r.name, "err", err)
+		}
+	}
+	if status == chatfleet.RoomFailed && m.cfg.Notify != nil {
+		m.cfg.Notify()
+	}
+}
+
+// CreateRoom starts a room process for name and waits until it is ready.
+// It returns EINVALID for a bad name, ECONFLICT (with the port) if the room
+// exists, EUNAVAILABLE if the host is draining, full or the room cannot start.
+func (m *Master) CreateRoom(ctx context.Context, name string, opts RoomOptions) (RoomInfo, error) {
+	if err := chatfleet.ValidateRoomName(name); err != nil {
+		return RoomInfo{}, err
+	}
+	m.mu.Lock()
+	if m.draining || m.stopping {
+		m.mu.Unlock()
+		return RoomInfo{}, chatfleet.Errorf(chatfleet.EUNAVAILABLE, "host is not accepting new rooms")
+	}
+	if r, ok := m.rooms[name]; ok {
+		m.mu.Unlock()
+		e := chatfleet.Errorf(chatfleet.ECONFLICT, "room %q exists", name)
+		e.Host, e.Port = m.cfg.PublicHost, r.port
+		return RoomInfo{}, e
+	}
+	if len(m.rooms) >= m.cfg.MaxRooms {
+		m.mu.Unlock()
+		return RoomInfo{}, chatfleet.Errorf(chatfleet.EUNAVAILABLE, "host is full (%d rooms)", m.cfg.MaxRooms)
+	}
+	port, tcp := m.allocPort()
+	if tcp == nil {
+		m.mu.Unlock()
+		return RoomInfo{}, chatfleet.Errorf(chatfleet.EUNAVAILABLE, "no free room port in %d-%d", m.cfg.RoomPortMin, m.cfg.RoomPortMax)
+	}
+	r := m.newRoom(name, port, opts, m.cfg.Now())
+	r.tcp = tcp
+	m.rooms[name] = r
+	m.ports[port] = name
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go r.supervise(0, nil)
+
+	timer := time.NewTimer(m.cfg.ReadyTimeout)
+	defer timer.Stop()
+	select {
+	case <-r.ready:
+		m.metrics.roomsCreated.Inc()
+		r.log.Info("room created")
+		return r.info(), nil
+	case <-r.done:
+		return RoomInfo{}, chatfleet.Errorf(chatfleet.EUNAVAILABLE, "room %q failed to start", name)
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	r.kill()
+	return RoomInfo{}, chatfleet.Errorf(chatfleet.EUNAVAILABLE, "room %q did not start in time", name)
+}
+
+// allocPort binds the lowest free room port; m.mu must be held.
+func (m *Master) allocPort() (int, *os.File) {
+	for p := m.cfg.RoomPortMin; p <= m.cfg.RoomPortMax; p++ {
+		if _, used := m.ports[p]; used {
+			continue
+		}
+		if f, err := listenTCP(m.cfg.RoomBind, p); err == nil {
+			return p, f
+		}
+	}
+	return 0, nil
+}
+
+// room returns the room named name or ENOTFOUND.
+func (m *Master) room(name string) (*room, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.rooms[name]
+	if !ok {
+		return nil, chatfleet.Errorf(chatfleet.ENOTFOUND, "room %q not found", name)
+	}
+	return r, nil
+}
+
+// CloseRoom tells the room's clients why, ends its process and frees its
+// port, waiting up to ctx's deadline. ENOTFOUND if there is no such room.
+func (m *Master) CloseRoom(ctx context.Context, name, reason string) error {
+	r, err := m.room(name)
+	if err != nil {
+		return err
+	}
+	r.closeRoom(reason)
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		r.kill()
+		<-r.done
+		return nil
+	}
+}
+
+// Global sends text to every client of every room; it returns how many rooms
+// it reached.
+func (m *Master) Global(text string) int {
+	m.mu.Lock()
+	rooms := m.roomList()
+	m.mu.Unlock()
+	n := 0
+	for _, r := range rooms {
+		if r.send(ipc.Msg{Type: ipc.TypeGlobal, Text: text}) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// adoptAll takes over the rooms a previous master left in StateDir: live ones
+// through their control socket, dead ones by starting them again on their port.
+func (m *Master) adoptAll(ctx context.Context) {
+	files, _ := filepath.Glob(filepath.Join(m.cfg.StateDir, "rooms", "*.json"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		var st stateFile
+		if err == nil {
+			err = json.Unmarshal(b, &st)
+		}
+		if err != nil || chatfleet.ValidateRoomName(st.Name) != nil || st.Port < m.cfg.RoomPortMin || st.Port > m.cfg.RoomPortMax {
+			m.log.Error("ignoring bad room state file", "file", f, "err", err)
+			os.Remove(f)
+			continue
+		}
+		m.mu.Lock()
+		if _, dup := m.rooms[st.Name]; dup {
+			m.mu.Unlock()
+			os.Remove(f)
+			continue
+		}
+		r := m.newRoom(st.Name, st.Port, st.Options, st.CreatedAt)
+		m.rooms[st.Name] = r
+		m.ports[st.Port] = st.Name
+		m.wg.Add(1)
+		m.mu.Unlock()
+
+		conn, err := m.dialRoom(r, st.PID)
+		if err != nil {
+			r.log.Warn("room not adoptable; starting it again", "pid", st.PID, "err", err)
+			go r.supervise(0, nil)
+			continue
+		}
+		r.log.Info("adopting room", "pid", st.PID)
+		r.mu.Lock()
+		r.status = chatfleet.RoomOffline
+		r.mu.Unlock()
+		go r.supervise(st.PID, conn)
+	}
+}
+
+// dialRoom connects to the control socket of a room process left by a
+// previous master, after checking the process is that room.
+func (m *Master) dialRoom(r *room, pid int) (*ipc.Conn, error) {
+	if pid <= 0 || !alive(pid) {
+		return nil, errors.New("process is gone")
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !bytes.Contains(cmdline, []byte("\x00room\x00-name\x00"+r.name+"\x00")) {
+		return nil, errors.New("process is not this room")
+	}
+	c, err := net.DialTimeout("unix", r.path(".sock"), time.Second)
+	if err != nil {
+		syscall.Kill(pid, syscall.SIGKILL)
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return ipc.NewConn(c), nil
+}

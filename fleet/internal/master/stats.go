@@ -1,0 +1,150 @@
+package master
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/fleet/internal/procstat"
+)
+
+// HostStats is the host's load as the admin API reports it.
+type HostStats struct {
+	HostID     string  `json:"hostId"`
+	State      string  `json:"state"`
+	Rooms      int     `json:"rooms"`
+	Conns      int     `json:"conns"`
+	Viewers    int     `json:"viewers"`
+	MsgsPerSec float64 `json:"msgsPerSec"`
+	CPU        float64 `json:"cpu"`      // cores used by the master and its rooms
+	MemBytes   int64   `json:"memBytes"` // RSS of the master and its rooms
+	SlowDrops  int64   `json:"slowDrops"`
+	UptimeSec  float64 `json:"uptimeSec"`
+	Version    string  `json:"version"`
+}
+
+func (m *Master) hostStats() HostStats {
+	m.mu.Lock()
+	rooms := m.roomList()
+	state := chatfleet.HostAccepting
+	if m.draining {
+		state = chatfleet.HostDraining
+	}
+	m.mu.Unlock()
+	s := HostStats{HostID: m.cfg.HostID, State: string(state), Rooms: len(rooms), Version: chatfleet.Version,
+		UptimeSec: m.cfg.Now().Sub(m.started).Seconds()}
+	for _, r := range rooms {
+		r.mu.Lock()
+		s.Conns += r.stats.Conns
+		s.Viewers += r.stats.Viewers
+		s.MsgsPerSec += r.stats.MsgsPerSec
+		s.MemBytes += r.stats.RSSBytes
+		s.SlowDrops += r.stats.SlowDrops
+		s.CPU += r.cpuRate
+		r.mu.Unlock()
+	}
+	s.CPU += m.selfCPU()
+	s.MemBytes += procstat.RSS()
+	return s
+}
+
+// selfCPU returns the cores the master used since the previous call.
+func (m *Master) selfCPU() float64 {
+	cpu := procstat.CPU()
+	now := time.Now()
+	m.cpuMu.Lock()
+	defer m.cpuMu.Unlock()
+	var rate float64
+	if !m.cpuAt.IsZero() {
+		if dt := now.Sub(m.cpuAt); dt > 100*time.Millisecond {
+			rate = (cpu - m.cpuPrev).Seconds() / dt.Seconds()
+		} else {
+			return m.cpuRate
+		}
+	}
+	m.cpuPrev, m.cpuAt, m.cpuRate = cpu, now, rate
+	return rate
+}
+
+// syncLoop keeps the store's rooms collection true for this host: every
+// SyncEvery it writes what the host runs, so a store that was down catches
+// up as soon as it returns.
+func (m *Master) syncLoop(ctx context.Context) {
+	if m.cfg.Store == nil {
+		return
+	}
+	t := time.NewTicker(m.cfg.SyncEvery)
+	defer t.Stop()
+	for {
+		m.syncOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Master) syncOnce(ctx context.Context) {
+	if m.cfg.Store == nil {
+		return
+	}
+	m.mu.Lock()
+	rs := m.roomList()
+	m.mu.Unlock()
+	now := m.cfg.Now()
+	rooms := make([]*chatfleet.Room, 0, len(rs))
+	for _, r := range rs {
+		rooms = append(rooms, r.domain(now))
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
+	defer cancel()
+	if err := m.cfg.Store.SyncHost(ctx, m.cfg.HostID, rooms); err != nil {
+		m.metrics.storeErrors.Inc()
+		m.log.Warn("sync rooms to store", "err", err)
+	}
+}
+
+// metrics are the master's Prometheus metrics, on the admin port's /metrics.
+type metrics struct {
+	reg          *prometheus.Registry
+	roomsCreated prometheus.Counter
+	roomCrashes  prometheus.Counter
+	roomFailures prometheus.Counter
+	storeErrors  prometheus.Counter
+}
+
+func newMetrics(m *Master) *metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "chatserver", Name: name, Help: help})
+		reg.MustRegister(c)
+		return c
+	}
+	gauge := func(name, help string, f func(HostStats) float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "chatserver", Name: name, Help: help},
+			func() float64 { return f(m.hostStats()) }))
+	}
+	gauge("rooms", "Rooms running on this host.", func(s HostStats) float64 { return float64(s.Rooms) })
+	gauge("connections", "Client connections across all rooms.", func(s HostStats) float64 { return float64(s.Conns) })
+	gauge("viewers", "Distinct viewers across all rooms.", func(s HostStats) float64 { return float64(s.Viewers) })
+	gauge("messages_per_second", "Chat messages accepted per second across all rooms.", func(s HostStats) float64 { return s.MsgsPerSec })
+	gauge("slow_consumer_drops", "Clients dropped for not keeping up, summed over running rooms.", func(s HostStats) float64 { return float64(s.SlowDrops) })
+	gauge("draining", "1 while the host does not accept new rooms.", func(s HostStats) float64 {
+		if s.State == string(chatfleet.HostDraining) {
+			return 1
+		}
+		return 0
+	})
+	return &metrics{
+		reg:          reg,
+		roomsCreated: counter("rooms_created_total", "Rooms created on this host."),
+		roomCrashes:  counter("room_crashes_total", "Room processes that exited unexpectedly."),
+		roomFailures: counter("room_failures_total", "Rooms marked failed after too many crashes."),
+		storeErrors:  counter("store_errors_total", "Store calls that failed."),
+	}
+}

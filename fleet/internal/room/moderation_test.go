@@ -1,0 +1,294 @@
+package room
+
+import (
+	"fmt"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/protocol"
+)
+
+func TestRoleRights(t *testing.T) {
+	e := newEnv(t, nil)
+	prod := e.dial("prod", chatfleet.RoleProducer)
+	mod := e.dial("mod", chatfleet.RoleModerator)
+	mod2 := e.dial("mod2", chatfleet.RoleModerator)
+	vic := e.dial("vic", chatfleet.RoleViewer)
+	e.dial("vera", chatfleet.RoleViewer)
+	seq := vic.chat("hello")
+
+	stream := protocol.ClientMsg{Type: protocol.TypeStream, Live: true, HLSURL: "https://cdn.example.com/x.m3u8"}
+	actions := map[string]protocol.ClientMsg{
+		"stream":   stream,
+		"close":    {Type: protocol.TypeClose},
+		"delete":   {Type: protocol.TypeDelete, Seq: seq},
+		"mute":     {Type: protocol.TypeMute, UserID: "vera"},
+		"unmute":   {Type: protocol.TypeUnmute, UserID: "vera"},
+		"kick":     {Type: protocol.TypeKick, UserID: "vera"},
+		"ban":      {Type: protocol.TypeBan, UserID: "vera"},
+		"slowmode": {Type: protocol.TypeSlowMode, Seconds: 5},
+	}
+	t.Run("viewer", func(t *testing.T) {
+		for name, m := range actions {
+			if code := vic.errorCode(m); code != protocol.CodeForbidden {
+				t.Errorf("viewer %s: %q, want forbidden", name, code)
+			}
+		}
+	})
+	t.Run("moderator", func(t *testing.T) {
+		for _, name := range []string{"stream", "close"} {
+			if code := mod.errorCode(actions[name]); code != protocol.CodeForbidden {
+				t.Errorf("moderator %s: %q, want forbidden", name, code)
+			}
+		}
+		// Not on a producer, nor another moderator, nor oneself.
+		for _, m := range []protocol.ClientMsg{
+			{Type: protocol.TypeMute, UserID: "prod"},
+			{Type: protocol.TypeKick, UserID: "mod2"},
+			{Type: protocol.TypeBan, UserID: "prod"},
+		} {
+			if code := mod.errorCode(m); code != protocol.CodeForbidden {
+				t.Errorf("moderator %s %s: %q, want forbidden", m.Type, m.UserID, code)
+			}
+		}
+		if code := mod.errorCode(protocol.ClientMsg{Type: protocol.TypeMute, UserID: "mod"}); code != protocol.CodeInvalid {
+			t.Errorf("mute oneself: %q, want invalid", code)
+		}
+		mod.send(actions["slowmode"])
+		if m := vic.await(protocol.TypeSlowMode, nil); m.Seconds != 5 || m.By.UserID != "mod" {
+			t.Errorf("slowmode %+v", m)
+		}
+	})
+	t.Run("producer", func(t *testing.T) {
+		prod.send(protocol.ClientMsg{Type: protocol.TypeMute, UserID: "mod2", Seconds: 30})
+		if m := vic.await(protocol.TypeMuted, nil); m.UserID != "mod2" || m.Seconds != 30 || m.Until == 0 || m.By.UserID != "prod" {
+			t.Errorf("muted %+v", m)
+		}
+		prod.send(stream)
+		vic.await(protocol.TypeStream, nil)
+	})
+	mod2.ws.Close()
+}
+
+func TestStream(t *testing.T) {
+	e := newEnv(t, nil)
+	prod := e.dial("prod", chatfleet.RoleProducer)
+	if w := prod.welcome; w.Stream == nil || w.Stream.Live {
+		t.Fatalf("initial stream %+v", w.Stream)
+	}
+	for _, bad := range []string{"ftp://cdn.example.com/x.m3u8", "/relative.m3u8", "https://", "javascript:alert(1)", "https://user:pw@cdn.example.com/x"} {
+		if code := prod.errorCode(protocol.ClientMsg{Type: protocol.TypeStream, Live: true, HLSURL: bad}); code != protocol.CodeInvalid {
+			t.Errorf("hlsUrl %q: %q, want invalid", bad, code)
+		}
+	}
+	const hls = "https://cdn.example.com/live/lobby.m3u8"
+	prod.send(protocol.ClientMsg{Type: protocol.TypeStream, Live: true, HLSURL: hls})
+	if m := prod.await(protocol.TypeStream, nil); !m.Live || m.HLSURL != hls || m.Seq == 0 {
+		t.Fatalf("stream %+v", m)
+	}
+	if ev := e.event(EventStream, nil); !ev.Live || ev.HLSURL != hls {
+		t.Fatalf("event %+v", ev)
+	}
+	late := e.dial("late", chatfleet.RoleViewer)
+	if s := late.welcome.Stream; !s.Live || s.HLSURL != hls {
+		t.Fatalf("late joiner's stream %+v", s)
+	}
+	if st := e.room.Stats(); !st.ProducerLive || st.HLSURL != hls {
+		t.Fatalf("stats %+v", st)
+	}
+	prod.send(protocol.ClientMsg{Type: protocol.TypeStream})
+	if m := late.await(protocol.TypeStream, nil); m.Live || m.HLSURL != "" {
+		t.Fatalf("offline %+v", m)
+	}
+	if late := e.dial("later", chatfleet.RoleViewer); late.welcome.Stream.Live {
+		t.Fatal("stream still live after going offline")
+	}
+}
+
+func TestDelete(t *testing.T) {
+	e := newEnv(t, nil)
+	mod := e.dial("mod", chatfleet.RoleModerator)
+	vic := e.dial("vic", chatfleet.RoleViewer)
+	keep := vic.chat("keep me")
+	gone := vic.chat("delete me")
+	mod.send(protocol.ClientMsg{Type: protocol.TypeDelete, Seq: gone})
+	if m := vic.await(protocol.TypeDeleted, nil); m.Target != gone || m.By.UserID != "mod" || m.Seq <= gone {
+		t.Fatalf("deleted %+v", m)
+	}
+	if code := mod.errorCode(protocol.ClientMsg{Type: protocol.TypeDelete, Seq: gone}); code != protocol.CodeNotFound {
+		t.Errorf("delete twice: %q", code)
+	}
+	if code := mod.errorCode(protocol.ClientMsg{Type: protocol.TypeDelete, Seq: 9999}); code != protocol.CodeNotFound {
+		t.Errorf("delete the future: %q", code)
+	}
+	if code := mod.errorCode(protocol.ClientMsg{Type: protocol.TypeDelete, Seq: 1}); code != protocol.CodeInvalid {
+		t.Errorf("delete a join: %q", code)
+	}
+	late := e.dial("late", chatfleet.RoleViewer)
+	got := chats(historyOf(t, late.welcome))
+	if len(got) != 1 || got[0] != "keep me" {
+		t.Fatalf("history after a delete: %q (keep %d)", got, keep)
+	}
+}
+
+func TestMute(t *testing.T) {
+	e := newEnv(t, nil)
+	mod := e.dial("mod", chatfleet.RoleModerator)
+	vic := e.dial("vic", chatfleet.RoleViewer)
+	mod.send(protocol.ClientMsg{Type: protocol.TypeMute, UserID: "vic"})
+	if m := vic.await(protocol.TypeMuted, nil); m.UserID != "vic" || m.Name != "Vic" || m.Until != 0 {
+		t.Fatalf("muted %+v", m)
+	}
+	if code := vic.errorCode(protocol.ClientMsg{Type: protocol.TypeChat, Text: "hi"}); code != protocol.CodeMuted {
+		t.Fatalf("muted chat: %q", code)
+	}
+	// A second tab is muted too: the mute is the user's.
+	vic2 := e.dial("vic", chatfleet.RoleViewer)
+	if code := vic2.errorCode(protocol.ClientMsg{Type: protocol.TypeChat, Text: "hi"}); code != protocol.CodeMuted {
+		t.Fatalf("muted chat from a second tab: %q", code)
+	}
+	mod.send(protocol.ClientMsg{Type: protocol.TypeUnmute, UserID: "vic"})
+	vic.await(protocol.TypeUnmuted, nil)
+	vic.chat("free again")
+	if code := mod.errorCode(protocol.ClientMsg{Type: protocol.TypeUnmute, UserID: "vic"}); code != protocol.CodeNotFound {
+		t.Fatalf("unmute twice: %q", code)
+	}
+}
+
+func TestMuteExpires(t *testing.T) {
+	var mu = make(chan time.Time, 1)
+	mu <- time.Now()
+	now := func() time.Time { t := <-mu; mu <- t; return t }
+	advance := func(d time.Duration) { t := <-mu; mu <- t.Add(d) }
+	e := newEnv(t, func(c *Config) { c.Now = now })
+	mod := e.dial("mod", chatfleet.RoleModerator)
+	vic := e.dial("vic", chatfleet.RoleViewer)
+	mod.send(protocol.ClientMsg{Type: protocol.TypeMute, UserID: "vic", Seconds: 60})
+	vic.await(protocol.TypeMuted, nil)
+	if code := vic.errorCode(protocol.ClientMsg{Type: protocol.TypeChat, Text: "hi"}); code != protocol.CodeMuted {
+		t.Fatalf("muted chat: %q", code)
+	}
+	advance(61 * time.Second)
+	vic.chat("the mute is over")
+}
+
+func TestSlowMode(t *testing.T) {
+	var mu = make(chan time.Time, 1)
+	mu <- time.Now()
+	now := func() time.Time { t := <-mu; mu <- t; return t }
+	advance := func(d time.Duration) { t := <-mu; mu <- t.Add(d) }
+	e := newEnv(t, func(c *Config) { c.Now = now; c.Settings.SlowModeSeconds = 10 })
+	vic := e.dial("vic", chatfleet.RoleViewer)
+	mod := e.dial("mod", chatfleet.RoleModerator)
+	if vic.welcome.SlowMode != 10 {
+		t.Fatalf("welcome slowMode %d", vic.welcome.SlowMode)
+	}
+	vic.chat("one")
+	if code := vic.errorCode(protocol.ClientMsg{Type: protocol.TypeChat, Text: "two"}); code != protocol.CodeSlowMode {
+		t.Fatalf("second message in slow mode: %q", code)
+	}
+	mod.chat("moderators are exempt")
+	mod.chat("really")
+	advance(10 * time.Second)
+	vic.chat("two, later")
+	mod.send(protocol.ClientMsg{Type: protocol.TypeSlowMode, Seconds: 0})
+	vic.await(protocol.TypeSlowMode, func(m protocol.ServerMsg) bool { return m.Seconds == 0 })
+	vic.chat("three")
+}
+
+func TestKick(t *testing.T) {
+	e := newEnv(t, nil)
+	mod := e.dial("mod", chatfleet.RoleModerator)
+	vic := e.dial("vic", chatfleet.RoleViewer)
+	other := e.dial("other", chatfleet.RoleViewer)
+	if code := mod.errorCode(protocol.ClientMsg{Type: protocol.TypeKick, UserID: "nobody"}); code != protocol.CodeNotFound {
+		t.Fatalf("kick an absent user: %q", code)
+	}
+	mod.send(protocol.ClientMsg{Type: protocol.TypeKick, UserID: "vic", Reason: "spam"})
+	if m := other.await(protocol.TypeKicked, nil); m.UserID != "vic" || m.Reason != "spam" || m.By.UserID != "mod" {
+		t.Fatalf("kicked %+v", m)
+	}
+	if m := vic.await(protocol.TypeSystem, func(m protocol.ServerMsg) bool { return m.Kind == protocol.KindKicked }); m.Text != "spam" {
+		t.Fatalf("system %+v", m)
+	}
+	if reason := vic.expectClose(protocol.CloseKicked); reason != "spam" {
+		t.Fatalf("close reason %q", reason)
+	}
+	other.await(protocol.TypeLeave, func(m protocol.ServerMsg) bool { return m.UserID == "vic" })
+	// A kick is not a ban.
+	e.dial("vic", chatfleet.RoleViewer).chat("back")
+}
+
+func TestBan(t *testing.T) {
+	e := newEnv(t, nil)
+	prod := e.dial("prod", chatfleet.RoleProducer)
+	vic := e.dial("vic", chatfleet.RoleViewer)
+	vic2 := e.dial("vic", chatfleet.RoleViewer)
+	other := e.dial("other", chatfleet.RoleViewer)
+
+	before := time.Now()
+	prod.send(protocol.ClientMsg{Type: protocol.TypeBan, UserID: "vic", Reason: "abuse", Minutes: 30})
+	if m := other.await(protocol.TypeBanned, nil); m.UserID != "vic" || m.Reason != "abuse" || m.Minutes != 30 || m.Fleet || m.By.UserID != "prod" {
+		t.Fatalf("banned %+v", m)
+	}
+	for _, c := range []*tclient{vic, vic2} {
+		c.await(protocol.TypeSystem, func(m protocol.ServerMsg) bool { return m.Kind == protocol.KindBanned })
+		c.expectClose(protocol.CloseBanned)
+	}
+	ev := e.event(EventBan, nil)
+	b := ev.Ban
+	if b == nil || b.UserID != "vic" || b.Room != testRoom || b.By != "prod" || b.Reason != "abuse" || b.ID == "" ||
+		b.Until.Sub(before) < 29*time.Minute || b.Until.Sub(before) > 31*time.Minute {
+		t.Fatalf("ban event %+v", b)
+	}
+	_, resp, err := e.dialURL(e.wsURL(url.Values{"token": {e.token("vic", chatfleet.RoleViewer)}}), nil)
+	if err == nil || resp.StatusCode != 403 {
+		t.Fatalf("banned user's handshake: %v %v", err, resp)
+	}
+
+	t.Run("fleet", func(t *testing.T) {
+		prod.send(protocol.ClientMsg{Type: protocol.TypeBan, UserID: "other", Fleet: true})
+		other.expectClose(protocol.CloseBanned)
+		ev := e.event(EventBan, func(ev Event) bool { return ev.Ban.UserID == "other" })
+		if ev.Ban.Room != "" || !ev.Ban.Until.IsZero() {
+			t.Fatalf("fleet ban %+v", ev.Ban)
+		}
+	})
+	t.Run("survives a cache without it", func(t *testing.T) {
+		// The master has not stored the ban yet: an older cache must not lift it.
+		e.room.ApplyCache(&chatfleet.Cache{Version: 1})
+		e.room.Global("sync") // the cache is applied once this arrives
+		prod.await(protocol.TypeSystem, func(m protocol.ServerMsg) bool { return m.Text == "sync" })
+		if _, resp, err := e.dialURL(e.wsURL(url.Values{"token": {e.token("vic", chatfleet.RoleViewer)}}), nil); err == nil || resp.StatusCode != 403 {
+			t.Fatalf("after an older cache: %v %v", err, resp)
+		}
+	})
+}
+
+func TestApplyCacheBan(t *testing.T) {
+	e := newEnv(t, nil)
+	vic := e.dial("vic", chatfleet.RoleViewer)
+	other := e.dial("other", chatfleet.RoleViewer)
+	e.room.ApplyCache(&chatfleet.Cache{Version: 2, Bans: []chatfleet.Ban{
+		{ID: "b1", UserID: "vic", Reason: "fleet-wide"},
+		{ID: "b2", UserID: "other", Room: "another-room"},
+		{ID: "b3", UserID: "other", Until: time.Now().Add(-time.Minute)}, // over
+	}})
+	if m := vic.await(protocol.TypeSystem, func(m protocol.ServerMsg) bool { return m.Kind == protocol.KindBanned }); m.Text != "you are banned: fleet-wide" {
+		t.Fatalf("system %+v", m)
+	}
+	vic.expectClose(protocol.CloseBanned)
+	other.await(protocol.TypeBanned, func(m protocol.ServerMsg) bool { return m.UserID == "vic" })
+	if _, resp, err := e.dialURL(e.wsURL(url.Values{"token": {e.token("vic", chatfleet.RoleViewer)}}), nil); err == nil || resp.StatusCode != 403 {
+		t.Fatalf("banned handshake: %v %v", err, resp)
+	}
+	other.chat("still here")
+	eventually(t, waitFor, func() error {
+		if st := e.room.Stats(); st.Viewers != 1 {
+			return fmt.Errorf("stats %+v", st)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,378 @@
+// Package room is the server of one chat room, run inside the room's own
+// process: WebSocket (and SSE) clients, chat, presence, history and recovery,
+// stream state, moderation, flood control and the room's lifecycle. The wire
+// messages are those of package protocol; docs/protocol.md describes them.
+//
+// One goroutine, Run's hub loop, owns the room's state and its client set:
+// it alone registers, removes and closes clients. Connection goroutines (a
+// reader per WebSocket, the handler of an SSE stream) decode client messages
+// and pass them to the hub; the hub answers by queueing pre-encoded frames on
+// each client's byte-bounded send queue, which a short-lived writer drains
+// into one coalesced write. A client that cannot keep up is dropped; nobody
+// waits for it.
+package room
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/token"
+)
+
+// Config is what a room is built from. Zero fields take their defaults.
+type Config struct {
+	Name           string                 // the room's name; required
+	Settings       chatfleet.RoomSettings // zero fields follow the cache's defaults, then chatfleet.DefaultRoomSettings
+	Tokens         *token.Issuer          // verifies join tokens; required
+	AllowedOrigins []string               // browser origins allowed, exactly "scheme://host[:port]"; empty: same origin only; "*": any
+	Log            *slog.Logger           // defaults to slog.Default()
+	Now            func() time.Time       // defaults to time.Now
+
+	// OnEvent is called from the hub goroutine for what the master must
+	// know (see Event); it must not block. Nil: events are dropped.
+	OnEvent func(Event)
+	// LogEvents makes the room report its sequenced events in batches
+	// (Event{Type: EventLog}) so that the master can store them and a restarted
+	// room can Resume.
+	LogEvents bool
+
+	// Resume and StartSeq restore a room after a restart: the last events it
+	// sequenced (oldest first, as reported in EventLog) refill its history, and
+	// its sequence continues from the larger of StartSeq and the last event's Seq.
+	Resume   []chatfleet.Event
+	StartSeq int64
+
+	ReadLimit        int64         // bytes in one client message; default 4096 (more if MaxMessageLen needs it); above it: close 1009
+	SendQueueBytes   int           // bytes queued for one connection before it is dropped (4008); default 256 KiB
+	MsgRate          float64       // messages per second per viewer (all its connections); default 5
+	MsgBurst         int           // default 10
+	AbuseStrikes     int           // refused messages within 10 s before the connection is closed 1008; default 2*MsgBurst
+	RoomMsgRate      float64       // chat messages per second for the whole room; default 2000
+	RoomMsgBurst     int           // default RoomMsgRate/4, at least 1
+	MaxConnsPerUser  int           // default 16; more are closed 1008
+	PresenceMax      int           // join/leave are broadcast while the room has at most this many users; default 500
+	WriteWait        time.Duration // deadline of one write; default 10 s
+	PongWait         time.Duration // read deadline, extended by every pong and message; pings every 9/10 of it; default 60 s
+	HandshakeTimeout time.Duration // WebSocket handshake; default 10 s
+	WriteDelay       time.Duration // least time between two writes to one connection (coalescing); default 10 ms, negative: none
+	CloseWait        time.Duration // how long Run waits for clients to take their close frame; default 3 s
+}
+
+// Event types reported through Config.OnEvent.
+const (
+	EventBan      = "ban"      // Ban: a moderator banned a user; the master stores it and pushes it to the fleet
+	EventClosed   = "closed"   // Reason, Cause: the room ended
+	EventStream   = "stream"   // Live, HLSURL: the producer announced its stream
+	EventPresence = "presence" // Producer, Viewers, Conns: a producer came or went, or the audience changed (at most once a second)
+	EventLog      = "log"      // Log: sequenced events since the last batch (only with Config.LogEvents)
+)
+
+// Causes of EventClosed.
+const (
+	CauseProducer = "producer" // the producer sent close
+	CauseIdle     = "idle"     // no producer for IdleTimeoutSec
+	CauseClose    = "close"    // Close was called
+	CauseDrain    = "drain"    // Drain finished
+	CauseContext  = "context"  // Run's context ended
+)
+
+// Event is something the master must know about a room.
+type Event struct {
+	Type     string
+	Ban      *chatfleet.Ban    // EventBan
+	Reason   string            // EventClosed
+	Cause    string            // EventClosed
+	Live     bool              // EventStream
+	HLSURL   string            // EventStream
+	Producer bool              // EventPresence: a producer is connected
+	Viewers  int               // EventPresence: distinct users
+	Conns    int               // EventPresence
+	Log      []chatfleet.Event // EventLog
+}
+
+// Room is one chat room. Create it with New, serve Handler on its listener,
+// and call Run; every other method is safe from any goroutine.
+type Room struct {
+	cfg     Config
+	name    string
+	log     *slog.Logger
+	now     func() time.Time
+	origins map[string]bool
+	anyOrig bool
+
+	upgrader websocket.Upgrader
+
+	in   chan request // readers, SSE handlers, POSTs to the hub; FIFO per connection
+	cmds chan func()  // the API (ApplyCache, Global, Close, Drain) to the hub
+
+	running atomic.Bool
+	ending  chan struct{} // closed when the hub decides the room ends; goroutines stop waiting on it
+	done    chan struct{} // closed when Run returns
+	closing atomic.Bool   // the room ends or drains: refuse new clients
+	policy  atomic.Pointer[policy]
+	live    atomic.Int64 // connection goroutines alive (reader or SSE handler)
+	connsMu sync.Mutex
+	conns   map[*client]struct{} // every connection, registered or not, until its goroutine ends
+	maxLen  atomic.Int64         // the hub's MaxMessageLen, for the read limit
+	nextID  atomic.Uint64
+	logLim  *rate.Limiter // rate of per-connection warnings
+
+	stats stats
+
+	h *hub // the hub's state; touched by the hub goroutine only
+}
+
+// policy is the hub's immutable snapshot of who may enter, read by handshakes.
+type policy struct {
+	bans      []chatfleet.Ban // the cache's bans and the room's own
+	anonymous bool
+}
+
+type stats struct {
+	conns, viewers, seq, messages, deliveries, slowDrops atomic.Int64
+	live                                                 atomic.Bool
+
+	mu       sync.Mutex
+	hlsURL   string
+	lastAt   time.Time
+	lastMsgs int64
+}
+
+// New checks cfg and returns a room ready to Run. It returns EINVALID for a
+// bad name, missing token issuer or malformed allowed origin.
+func New(cfg Config) (*Room, error) {
+	if err := chatfleet.ValidateRoomName(cfg.Name); err != nil {
+		return nil, err
+	}
+	if cfg.Tokens == nil {
+		return nil, chatfleet.Errorf(chatfleet.EINVALID, "room %s: no token issuer", cfg.Name)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.SendQueueBytes <= 0 {
+		cfg.SendQueueBytes = 256 << 10
+	}
+	if cfg.MsgRate <= 0 {
+		cfg.MsgRate = 5
+	}
+	if cfg.MsgBurst <= 0 {
+		cfg.MsgBurst = 10
+	}
+	if cfg.AbuseStrikes <= 0 {
+		cfg.AbuseStrikes = 2 * cfg.MsgBurst
+	}
+	if cfg.RoomMsgRate <= 0 {
+		cfg.RoomMsgRate = 2000
+	}
+	if cfg.RoomMsgBurst <= 0 {
+		cfg.RoomMsgBurst = max(1, int(cfg.RoomMsgRate/4))
+	}
+	if cfg.MaxConnsPerUser <= 0 {
+		cfg.MaxConnsPerUser = 16
+	}
+	if cfg.PresenceMax <= 0 {
+		cfg.PresenceMax = 500
+	}
+	if cfg.WriteWait <= 0 {
+		cfg.WriteWait = 10 * time.Second
+	}
+	if cfg.PongWait <= 0 {
+		cfg.PongWait = 60 * time.Second
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.WriteDelay == 0 {
+		cfg.WriteDelay = 10 * time.Millisecond
+	} else if cfg.WriteDelay < 0 {
+		cfg.WriteDelay = 0
+	}
+	if cfg.CloseWait <= 0 {
+		cfg.CloseWait = 3 * time.Second
+	}
+	r := &Room{
+		cfg:     cfg,
+		name:    cfg.Name,
+		log:     cfg.Log.With("room", cfg.Name),
+		now:     cfg.Now,
+		origins: map[string]bool{},
+		in:      make(chan request, 1024),
+		cmds:    make(chan func(), 64),
+		ending:  make(chan struct{}),
+		done:    make(chan struct{}),
+		logLim:  rate.NewLimiter(1, 10),
+		conns:   map[*client]struct{}{},
+	}
+	for _, o := range cfg.AllowedOrigins {
+		if o == "*" {
+			r.anyOrig = true
+			continue
+		}
+		n, err := normalizeOrigin(o)
+		if err != nil {
+			return nil, chatfleet.Errorf(chatfleet.EINVALID, "room %s: allowed origin %q: %v", cfg.Name, o, err)
+		}
+		r.origins[n] = true
+	}
+	r.upgrader = websocket.Upgrader{
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		ReadBufferSize:   readBufferSize,
+		WriteBufferSize:  writeBufferSize,
+		WriteBufferPool:  writePool,
+		CheckOrigin:      func(*http.Request) bool { return true }, // checked before the upgrade
+		Error:            upgradeError,
+	}
+	r.h = newHub(r)
+	r.policy.Store(&policy{anonymous: cfg.Settings.AllowAnonymous})
+	r.stats.lastAt = r.now()
+	return r, nil
+}
+
+// normalizeOrigin returns o as "scheme://host[:port]" in lower case, or an
+// error if o is not an origin.
+func normalizeOrigin(o string) (string, error) {
+	u, err := url.Parse(o)
+	if err != nil {
+		return "", err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return "", errors.New("want scheme://host[:port]")
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host), nil
+}
+
+// Run is the room's hub loop: it owns the client set and every piece of room
+// state, and returns when the room ends (the producer closed it, the idle
+// timeout, Close, Drain or ctx). Before returning it gives clients up to
+// CloseWait to receive their close frames. It returns nil, or ctx's error if
+// ctx ended the room. Run may be called once.
+func (r *Room) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return errors.New("room: Run called twice")
+	}
+	err := r.h.run(ctx)
+	r.waitConns()
+	close(r.done)
+	return err
+}
+
+// waitConns closes the connections the hub did not (those that arrived as
+// the room ended), waits up to CloseWait for connection goroutines to finish,
+// then cuts the connections still open.
+func (r *Room) waitConns() {
+	r.connsMu.Lock()
+	for c := range r.conns {
+		c.shut(r.h.endCode, r.h.endReason, false)
+	}
+	r.connsMu.Unlock()
+	deadline := time.Now().Add(r.cfg.CloseWait)
+	for r.live.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.connsMu.Lock()
+	for c := range r.conns {
+		c.kill()
+	}
+	r.connsMu.Unlock()
+}
+
+// Done is closed when Run has returned.
+func (r *Room) Done() <-chan struct{} { return r.done }
+
+// do runs f on the hub goroutine, unless the room has ended. It does not wait
+// for f; before Run starts, f waits in a queue.
+func (r *Room) do(f func()) {
+	select {
+	case r.cmds <- f:
+	case <-r.ending:
+	}
+}
+
+// ApplyCache takes the fleet's shared data: bans (connected users it bans are
+// closed with 4004 at once, and their handshakes refused with 403), blocked
+// words, and setting defaults for the settings the room's Config left zero.
+func (r *Room) ApplyCache(c *chatfleet.Cache) {
+	if c == nil {
+		return
+	}
+	cp := *c
+	cp.Bans = append([]chatfleet.Ban(nil), c.Bans...)
+	cp.BlockedWords = append([]string(nil), c.BlockedWords...)
+	r.do(func() { r.h.applyCache(&cp) })
+}
+
+// Global sends every client a sequenced system message of kind "global".
+func (r *Room) Global(text string) {
+	r.do(func() { r.h.system(protocol.KindGlobal, text) })
+}
+
+// Close ends the room: every client gets a system message of kind "closing"
+// with reason, then the close code 1001 with reason; Run returns.
+func (r *Room) Close(reason string) {
+	r.do(func() { r.h.end(protocol.CloseGoingAway, reason, CauseClose) })
+}
+
+// Drain ends the room gently for a host restart: every client gets a system
+// message of kind "drain" with reason at once; then the clients are closed
+// with 1012 and reason, spread evenly over window; then the room ends. New
+// clients are refused with 503 meanwhile.
+func (r *Room) Drain(reason string, window time.Duration) {
+	r.do(func() { r.h.drain(reason, window) })
+}
+
+// Stats returns the room's counters. MsgsPerSec is measured since the
+// previous call to Stats (or the start). CPUSeconds and RSSBytes are the
+// process's, left to the caller.
+func (r *Room) Stats() chatfleet.RoomStats {
+	s := &r.stats
+	st := chatfleet.RoomStats{
+		Conns:        int(s.conns.Load()),
+		Viewers:      int(s.viewers.Load()),
+		ProducerLive: s.live.Load(),
+		Seq:          s.seq.Load(),
+		Messages:     s.messages.Load(),
+		Deliveries:   s.deliveries.Load(),
+		SlowDrops:    s.slowDrops.Load(),
+	}
+	now := r.now()
+	s.mu.Lock()
+	st.HLSURL = s.hlsURL
+	if d := now.Sub(s.lastAt).Seconds(); d > 0 {
+		st.MsgsPerSec = float64(st.Messages-s.lastMsgs) / d
+	}
+	s.lastAt, s.lastMsgs = now, st.Messages
+	s.mu.Unlock()
+	return st
+}
+
+func (r *Room) emit(e Event) {
+	if r.cfg.OnEvent != nil {
+		r.cfg.OnEvent(e)
+	}
+}
+
+// warn logs a per-connection warning, at most about once a second per room.
+func (r *Room) warn(msg string, args ...any) {
+	if r.logLim.Allow() {
+		r.log.Warn(msg, args...)
+	}
+}
+
+func (r *Room) String() string { return fmt.Sprintf("room %s", r.name) }

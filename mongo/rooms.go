@@ -1,0 +1,443 @@
+package mongo
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/chatfleet/chatfleet"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// The rooms collection holds one document per room name: the fields of
+// chatfleet.Room and a generated _id. The unique index on name makes the
+// store, not its callers, decide which of two creates of one name wins.
+//
+// Stale rooms are found by a reaper (ReapStale, run periodically by the
+// control plane), not by a TTL index: a TTL index deletes documents, whereas a
+// room whose host stopped reporting must stay in the listing, first as stale
+// (still holding its name, so the host may come back to it) and then as
+// closed; a TTL monitor also runs on its own schedule, once a minute at best,
+// and FerretDB does not implement it.
+
+// Room statuses as filters.
+var (
+	openStatuses   = []chatfleet.RoomStatus{chatfleet.RoomStarting, chatfleet.RoomLive, chatfleet.RoomOffline, chatfleet.RoomStale}
+	endedStatuses  = []chatfleet.RoomStatus{chatfleet.RoomClosed, chatfleet.RoomFailed}
+	activeStatuses = []chatfleet.RoomStatus{chatfleet.RoomStarting, chatfleet.RoomLive, chatfleet.RoomOffline}
+)
+
+// Listing page sizes.
+const (
+	defaultPage = 50
+	maxPage     = 200
+)
+
+// createAttempts bounds how often CreateRoom retries when the room it
+// conflicts with disappears under it.
+const createAttempts = 3
+
+// roomDoc is a stored room with its _id.
+type roomDoc struct {
+	ID             bson.ObjectID `bson:"_id"`
+	chatfleet.Room `bson:",inline"`
+}
+
+// validStatus reports whether s is one of the room statuses.
+func validStatus(s chatfleet.RoomStatus) bool {
+	return slices.Contains(openStatuses, s) || slices.Contains(endedStatuses, s)
+}
+
+// CreateRoom stores r, filling Status (starting), CreatedAt and UpdatedAt
+// (now) when they are empty; r's times are rounded to the millisecond as
+// stored. A room of that name whose status is open is ECONFLICT with its Host
+// and Port; a closed or failed one is deleted and r takes its place. Of two
+// concurrent creates of one name exactly one wins, the other is ECONFLICT. It
+// returns EINVALID for a bad name or a status that is not open, EUNAVAILABLE
+// if the server cannot be reached.
+func (s *Store) CreateRoom(ctx context.Context, r *chatfleet.Room) error {
+	if err := chatfleet.ValidateRoomName(r.Name); err != nil {
+		return err
+	}
+	if r.Status == "" {
+		r.Status = chatfleet.RoomStarting
+	}
+	if !slices.Contains(activeStatuses, r.Status) {
+		return invalid("a new room must be starting, live or offline, not %q", r.Status)
+	}
+	now := s.stamp()
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = now
+	}
+	if r.UpdatedAt.IsZero() {
+		r.UpdatedAt = now
+	}
+	r.CreatedAt, r.UpdatedAt = ms(r.CreatedAt), ms(r.UpdatedAt)
+
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	for range createAttempts {
+		_, err := s.rooms.InsertOne(ctx, r)
+		if err == nil {
+			return nil
+		}
+		if !mongodrv.IsDuplicateKeyError(err) {
+			return fail("create room", err)
+		}
+		var old roomDoc
+		err = s.rooms.FindOne(ctx, bson.D{{Key: "name", Value: r.Name}}).Decode(&old)
+		if errors.Is(err, mongodrv.ErrNoDocuments) {
+			continue // deleted meanwhile: try again
+		} else if err != nil {
+			return fail("create room", err)
+		}
+		if old.Status.Open() {
+			return &chatfleet.Error{
+				Code:    chatfleet.ECONFLICT,
+				Message: fmt.Sprintf("room %q exists", r.Name),
+				Host:    old.HostAddr,
+				Port:    old.Port,
+			}
+		}
+		// Delete the ended room only if it is still ended, then insert again:
+		// the unique index decides between concurrent creates. (Replacing it
+		// in place would let two creates both "win" on FerretDB, whose
+		// updates are not atomic against each other.)
+		_, err = s.rooms.DeleteOne(ctx, bson.D{
+			{Key: "_id", Value: old.ID},
+			{Key: "status", Value: bson.D{{Key: "$in", Value: endedStatuses}}},
+		})
+		if err != nil {
+			return fail("create room", err)
+		}
+	}
+	return chatfleet.Errorf(chatfleet.ECONFLICT, "room %q is being created by someone else", r.Name)
+}
+
+// Room returns the room named name; ENOTFOUND if none, EUNAVAILABLE if the
+// server cannot be reached.
+func (s *Store) Room(ctx context.Context, name string) (*chatfleet.Room, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var r chatfleet.Room
+	err := s.rooms.FindOne(ctx, bson.D{{Key: "name", Value: name}}).Decode(&r)
+	if errors.Is(err, mongodrv.ErrNoDocuments) {
+		return nil, notFound("room %q not found", name)
+	} else if err != nil {
+		return nil, fail("get room", err)
+	}
+	return &r, nil
+}
+
+// UpdateRoom sets the fields of upd that are not nil on the room named name,
+// and its UpdatedAt to now. It returns ENOTFOUND if there is no such room,
+// EINVALID for an unknown status or a negative viewer count.
+func (s *Store) UpdateRoom(ctx context.Context, name string, upd chatfleet.RoomUpdate) error {
+	set := bson.D{{Key: "updatedAt", Value: s.stamp()}}
+	if upd.Status != nil {
+		if !validStatus(*upd.Status) {
+			return invalid("unknown room status %q", *upd.Status)
+		}
+		set = append(set, bson.E{Key: "status", Value: *upd.Status})
+	}
+	if upd.ProducerLive != nil {
+		set = append(set, bson.E{Key: "producerLive", Value: *upd.ProducerLive})
+	}
+	if upd.HLSURL != nil {
+		set = append(set, bson.E{Key: "hlsUrl", Value: *upd.HLSURL})
+	}
+	if upd.Viewers != nil {
+		if *upd.Viewers < 0 {
+			return invalid("viewers must not be negative")
+		}
+		set = append(set, bson.E{Key: "viewers", Value: *upd.Viewers})
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	res, err := s.rooms.UpdateOne(ctx, bson.D{{Key: "name", Value: name}}, bson.D{{Key: "$set", Value: set}})
+	if err != nil {
+		return fail("update room", err)
+	}
+	if res.MatchedCount == 0 {
+		return notFound("room %q not found", name)
+	}
+	return nil
+}
+
+// listCursor is what a listing cursor encodes: the sort order and the sort
+// key and name of the last room of the page.
+type listCursor struct {
+	Sort chatfleet.RoomSort `json:"s"`
+	Key  int64              `json:"k"` // viewers, or createdAt in Unix milliseconds
+	Name string             `json:"n"`
+}
+
+func (c listCursor) encode() string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (listCursor, error) {
+	var c listCursor
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil || c.Name == "" {
+		return c, invalid("invalid cursor")
+	}
+	return c, nil
+}
+
+// ListRooms returns one page of rooms in the order f.Sort says, names
+// breaking ties, and the cursor of the next page ("" after the last). The
+// cursor is opaque: base64 of the last room's sort key and name. A page never
+// repeats nor skips a room that did not change meanwhile. It returns
+// EINVALID for an unknown sort or a bad cursor, or one made for another sort.
+func (s *Store) ListRooms(ctx context.Context, f chatfleet.RoomFilter) ([]*chatfleet.Room, string, error) {
+	if f.Sort == "" {
+		f.Sort = chatfleet.SortNewest
+	}
+	var key string
+	switch f.Sort {
+	case chatfleet.SortViewers:
+		key = "viewers"
+	case chatfleet.SortNewest:
+		key = "createdAt"
+	default:
+		return nil, "", invalid("unknown sort %q: want %q or %q", f.Sort, chatfleet.SortViewers, chatfleet.SortNewest)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultPage
+	}
+	limit = min(limit, maxPage)
+
+	filter := bson.D{}
+	if f.OpenOnly {
+		filter = append(filter, bson.E{Key: "status", Value: bson.D{{Key: "$in", Value: openStatuses}}})
+	}
+	if f.HostID != "" {
+		filter = append(filter, bson.E{Key: "hostId", Value: f.HostID})
+	}
+	if f.Cursor != "" {
+		c, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		if c.Sort != f.Sort {
+			return nil, "", invalid("the cursor is for sort %q, not %q", c.Sort, f.Sort)
+		}
+		var k any = c.Key
+		if f.Sort == chatfleet.SortNewest {
+			k = time.UnixMilli(c.Key).UTC()
+		}
+		// After (key, name) in the order key descending, name ascending.
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: key, Value: bson.D{{Key: "$lt", Value: k}}}},
+			bson.D{{Key: key, Value: k}, {Key: "name", Value: bson.D{{Key: "$gt", Value: c.Name}}}},
+		}})
+	}
+	opts := options.Find().
+		SetSort(bson.D{{Key: key, Value: -1}, {Key: "name", Value: 1}}).
+		SetLimit(int64(limit + 1))
+
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	cur, err := s.rooms.Find(ctx, filter, opts)
+	if err != nil {
+		return nil, "", fail("list rooms", err)
+	}
+	rooms := make([]*chatfleet.Room, 0, limit+1)
+	if err := cur.All(ctx, &rooms); err != nil {
+		return nil, "", fail("list rooms", err)
+	}
+	if len(rooms) <= limit {
+		return rooms, "", nil
+	}
+	rooms = rooms[:limit]
+	last := rooms[limit-1]
+	next := listCursor{Sort: f.Sort, Key: int64(last.Viewers), Name: last.Name}
+	if f.Sort == chatfleet.SortNewest {
+		next.Key = last.CreatedAt.UnixMilli()
+	}
+	return rooms, next.encode(), nil
+}
+
+// SyncHost makes the stored rooms of hostID match rooms, the host's truth, in
+// one read and at most two writes:
+//
+//   - a reported room that is not stored is created, with CreatedAt now
+//     unless the report has one;
+//   - a reported room stored open on this host gets the reported fields
+//     (address, port, status, producer, HLS URL, viewers, paid), keeping its
+//     CreatedAt;
+//   - a reported room stored closed or failed, on any host, is replaced by
+//     the report;
+//   - a reported room stored open on another host is left alone: that host
+//     holds the name;
+//   - a room stored open on this host and not reported is closed, with no
+//     viewers and no producer.
+//
+// Every room it writes gets UpdatedAt now, so every open room of the host is
+// fresh for ReapStale afterwards; ended rooms it does not touch keep theirs.
+// A report with no status counts as live if its producer is, offline if not.
+// It returns EINVALID for an empty hostID or a bad room name or status.
+func (s *Store) SyncHost(ctx context.Context, hostID string, rooms []*chatfleet.Room) error {
+	if hostID == "" {
+		return invalid("host id is empty")
+	}
+	now := s.stamp()
+	reported := make(map[string]chatfleet.Room, len(rooms))
+	names := make([]string, 0, len(rooms))
+	for _, r := range rooms {
+		if err := chatfleet.ValidateRoomName(r.Name); err != nil {
+			return err
+		}
+		doc := *r
+		doc.HostID, doc.UpdatedAt, doc.CreatedAt = hostID, now, ms(doc.CreatedAt)
+		if doc.Status == "" {
+			doc.Status = chatfleet.RoomOffline
+			if doc.ProducerLive {
+				doc.Status = chatfleet.RoomLive
+			}
+		}
+		if !validStatus(doc.Status) {
+			return invalid("room %q: unknown status %q", doc.Name, doc.Status)
+		}
+		if _, dup := reported[doc.Name]; !dup {
+			names = append(names, doc.Name)
+		}
+		reported[doc.Name] = doc
+	}
+
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	stored := map[string]roomDoc{}
+	if len(names) > 0 {
+		cur, err := s.rooms.Find(ctx, bson.D{{Key: "name", Value: bson.D{{Key: "$in", Value: names}}}})
+		if err != nil {
+			return fail("sync host", err)
+		}
+		var docs []roomDoc
+		if err := cur.All(ctx, &docs); err != nil {
+			return fail("sync host", err)
+		}
+		for _, d := range docs {
+			stored[d.Name] = d
+		}
+	}
+
+	var writes []mongodrv.WriteModel
+	for _, name := range names {
+		doc := reported[name]
+		old, ok := stored[name]
+		switch {
+		case !ok:
+			if doc.CreatedAt.IsZero() {
+				doc.CreatedAt = now
+			}
+			writes = append(writes, mongodrv.NewInsertOneModel().SetDocument(doc))
+		case old.HostID == hostID && old.Status.Open():
+			writes = append(writes, mongodrv.NewUpdateOneModel().
+				SetFilter(bson.D{{Key: "_id", Value: old.ID}, {Key: "hostId", Value: hostID}}).
+				SetUpdate(bson.D{{Key: "$set", Value: bson.D{
+					{Key: "hostAddr", Value: doc.HostAddr},
+					{Key: "port", Value: doc.Port},
+					{Key: "status", Value: doc.Status},
+					{Key: "producerLive", Value: doc.ProducerLive},
+					{Key: "hlsUrl", Value: doc.HLSURL},
+					{Key: "viewers", Value: doc.Viewers},
+					{Key: "paid", Value: doc.Paid},
+					{Key: "updatedAt", Value: now},
+				}}}))
+		case !old.Status.Open():
+			if doc.CreatedAt.IsZero() {
+				doc.CreatedAt = now
+			}
+			writes = append(writes, mongodrv.NewReplaceOneModel().
+				SetFilter(bson.D{{Key: "_id", Value: old.ID}, {Key: "status", Value: bson.D{{Key: "$in", Value: endedStatuses}}}}).
+				SetReplacement(doc))
+		}
+	}
+	if len(writes) > 0 {
+		_, err := s.rooms.BulkWrite(ctx, writes, options.BulkWrite().SetOrdered(false))
+		// A room created by someone else between the read and the insert
+		// keeps its name; the next sync sees it.
+		if err != nil && !onlyDuplicates(err) {
+			return fail("sync host", err)
+		}
+	}
+
+	_, err := s.rooms.UpdateMany(ctx,
+		bson.D{
+			{Key: "hostId", Value: hostID},
+			{Key: "status", Value: bson.D{{Key: "$in", Value: openStatuses}}},
+			{Key: "name", Value: bson.D{{Key: "$nin", Value: names}}},
+		},
+		bson.D{{Key: "$set", Value: bson.D{
+			{Key: "status", Value: chatfleet.RoomClosed},
+			{Key: "viewers", Value: 0},
+			{Key: "producerLive", Value: false},
+			{Key: "updatedAt", Value: now},
+		}}})
+	return fail("sync host", err)
+}
+
+// ReapStale marks stale the open rooms whose UpdatedAt is before staleBefore,
+// and closes the stale rooms whose UpdatedAt is before closeBefore, with no
+// viewers and no producer. Marking a room stale leaves its UpdatedAt alone,
+// so both limits count from the host's last report; closing sets it to now.
+// It closes before it marks, so a room is counted once per call: a room
+// found silent for longer than both limits is marked now and closed by the
+// next call.
+func (s *Store) ReapStale(ctx context.Context, staleBefore, closeBefore time.Time) (stale, closed int, err error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	res, err := s.rooms.UpdateMany(ctx,
+		bson.D{
+			{Key: "status", Value: chatfleet.RoomStale},
+			{Key: "updatedAt", Value: bson.D{{Key: "$lt", Value: closeBefore}}},
+		},
+		bson.D{{Key: "$set", Value: bson.D{
+			{Key: "status", Value: chatfleet.RoomClosed},
+			{Key: "viewers", Value: 0},
+			{Key: "producerLive", Value: false},
+			{Key: "updatedAt", Value: s.stamp()},
+		}}})
+	if err != nil {
+		return 0, 0, fail("reap stale rooms", err)
+	}
+	closed = int(res.ModifiedCount)
+	res, err = s.rooms.UpdateMany(ctx,
+		bson.D{
+			{Key: "status", Value: bson.D{{Key: "$in", Value: activeStatuses}}},
+			{Key: "updatedAt", Value: bson.D{{Key: "$lt", Value: staleBefore}}},
+		},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: chatfleet.RoomStale}}}})
+	if err != nil {
+		return 0, closed, fail("reap stale rooms", err)
+	}
+	return int(res.ModifiedCount), closed, nil
+}
+
+// onlyDuplicates reports whether err is a bulk write error whose every write
+// error is a duplicate key.
+func onlyDuplicates(err error) bool {
+	var bwe mongodrv.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return false
+	}
+	for _, we := range bwe.WriteErrors {
+		if !mongodrv.IsDuplicateKeyError(we) {
+			return false
+		}
+	}
+	return true
+}
