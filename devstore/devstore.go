@@ -21,18 +21,23 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
 
+// DefaultDir is the data directory used when Config.Dir is empty, relative to
+// the working directory: where the local stack keeps its store by default.
+const DefaultDir = ".data/store"
+
 // Config says where a Server keeps its data and where it listens.
-// The zero value of every field but Dir means its default.
+// The zero value of every field means its default.
 type Config struct {
-	// Dir holds the SQLite files, one per database; it is created if
-	// missing and kept by Stop, so a server started again on the same Dir
-	// sees the data. Required. (FerretDB's in-memory SQLite mode is not
-	// offered: it serves one connection per database, and its updates,
-	// which read and write on two, hang.)
+	// Dir holds the SQLite files, one per database; DefaultDir if empty.
+	// It is created if missing and kept by Stop, so a server started again
+	// on the same Dir sees the data. (FerretDB's in-memory SQLite mode is
+	// not offered: it gives each database one connection, and its updates,
+	// which read on one and write on another, hang.)
 	Dir string
 	// Addr is the loopback address clients connect to; "127.0.0.1:0" (a
 	// free port) if empty. Starting again on the Addr of a stopped server
@@ -172,7 +177,8 @@ func (s *Server) accept() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			continue // a transient error such as too many open files
+			time.Sleep(10 * time.Millisecond) // a transient error such as too many open files
+			continue
 		}
 		s.relays.Add(1)
 		go s.relay(c)
@@ -246,7 +252,7 @@ func checkLoopback(addr string) error {
 // sqliteURL returns FerretDB's SQLite URI for cfg, creating Dir if needed.
 func sqliteURL(cfg Config) (string, error) {
 	if cfg.Dir == "" {
-		return "", errors.New("start devstore: no data directory (Config.Dir)")
+		cfg.Dir = DefaultDir
 	}
 	dir, err := filepath.Abs(cfg.Dir)
 	if err != nil {

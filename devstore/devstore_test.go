@@ -92,7 +92,6 @@ func TestStartRefuses(t *testing.T) {
 		cfg  devstore.Config
 		want string
 	}{
-		{"NoDir", devstore.Config{}, "Config.Dir"},
 		{"NotLoopback", devstore.Config{Dir: t.TempDir(), Addr: "0.0.0.0:0"}, "not a loopback address"},
 		{"BadAddr", devstore.Config{Dir: t.TempDir(), Addr: "nowhere"}, "nowhere"},
 		{"BusyAddr", devstore.Config{Dir: t.TempDir(), Addr: busy.Addr()}, "address already in use"},

@@ -73,10 +73,12 @@ type Store struct {
 var _ chatfleet.Store = (*Store)(nil)
 
 // Open connects to the server of cfg.URI, checks it answers, and creates the
-// indexes the Store needs (a no-op when they exist). It gives up after
-// cfg.Timeout. Its error is one line naming MONGODB_URI, never the URI itself
-// (it may hold a password): EINVALID for a URI that does not parse,
-// EUNAVAILABLE for a server that cannot be reached or refuses the credentials.
+// indexes the Store needs (a no-op when they exist). Each of these steps
+// gives up after cfg.Timeout, within ctx's deadline; an unreachable server
+// fails it in min(cfg.Timeout, 2s). Its error is one line naming MONGODB_URI,
+// never the URI itself (it may hold a password): EINVALID for a URI that
+// does not parse, EUNAVAILABLE for a host name that does not resolve, a
+// server that cannot be reached or one that refuses the credentials.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.URI == "" {
 		return nil, chatfleet.Errorf(chatfleet.EINVALID, "MONGODB_URI is empty")
@@ -119,9 +121,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.audit = s.db.Collection(auditColl)
 	s.events = s.db.Collection(eventsColl)
 
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	pingCtx, cancel := s.ctx(ctx)
 	defer cancel()
-	if err := client.Ping(ctx, nil); err != nil {
+	if err := client.Ping(pingCtx, nil); err != nil {
 		s.disconnect()
 		return nil, openError(err, cfg.URI, opts.Hosts, min(cfg.Timeout, maxSelectWait))
 	}
@@ -195,7 +197,9 @@ func (s *Store) createIndexes(ctx context.Context) error {
 	for _, ix := range s.indexes() {
 		coll := ix.coll.Name()
 		if existing[coll] == nil {
-			specs, err := ix.coll.Indexes().ListSpecifications(ctx)
+			lctx, cancel := s.ctx(ctx)
+			specs, err := ix.coll.Indexes().ListSpecifications(lctx)
+			cancel()
 			if err != nil {
 				return fail("list indexes of "+coll, err)
 			}
@@ -211,7 +215,10 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		if ix.unique {
 			o.SetUnique(true)
 		}
-		if _, err := ix.coll.Indexes().CreateOne(ctx, mongodrv.IndexModel{Keys: ix.keys, Options: o}); err != nil {
+		cctx, cancel := s.ctx(ctx)
+		_, err := ix.coll.Indexes().CreateOne(cctx, mongodrv.IndexModel{Keys: ix.keys, Options: o})
+		cancel()
+		if err != nil {
 			return fail("create index "+coll+"."+ix.name, err)
 		}
 	}

@@ -303,19 +303,26 @@ func (r *room) start() (func() (exitInfo, bool), error) {
 		err := cmd.Wait()
 		exitc <- exitOf(cmd.ProcessState, err)
 	}()
+	// The master holds the control listener, so this connects at once; it is
+	// closed when the process ends, which ends the session even if the
+	// process never accepted it.
 	sessDone := make(chan struct{})
-	go func() {
-		defer close(sessDone)
-		c, err := net.Dial("unix", r.path(".sock"))
-		if err != nil {
-			r.log.Error("connect to room control socket", "err", err)
-			return
-		}
-		r.session(ipc.NewConn(c))
-	}()
+	c, err := net.Dial("unix", r.path(".sock"))
+	if err != nil {
+		r.log.Error("connect to room control socket", "err", err)
+		close(sessDone)
+	} else {
+		go func() {
+			defer close(sessDone)
+			r.session(ipc.NewConn(c))
+		}()
+	}
 	return func() (exitInfo, bool) {
 		select {
 		case e := <-exitc:
+			if c != nil {
+				c.Close()
+			}
 			r.closeConn()
 			<-sessDone
 			return e, true

@@ -1,0 +1,148 @@
+package mongo_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/chatfleet/chatfleet"
+)
+
+func TestBans(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	s := newStore(t, c)
+	now := c.Now()
+
+	forever := &chatfleet.Ban{UserID: "u1", By: "admin", Reason: "spam"}
+	must(t, s.AddBan(ctx, forever))
+	if forever.ID == "" || !forever.CreatedAt.Equal(now) {
+		t.Fatalf("AddBan filled id %q createdAt %v, want an id and %v", forever.ID, forever.CreatedAt, now)
+	}
+	c.Add(time.Second)
+	inRoom := &chatfleet.Ban{ID: "b2", UserID: "u2", Room: "lobby", By: "mod", Until: now.Add(time.Hour)}
+	must(t, s.AddBan(ctx, inRoom))
+	c.Add(time.Second)
+	must(t, s.AddBan(ctx, &chatfleet.Ban{ID: "b3", UserID: "u3", By: "mod", Until: now.Add(time.Minute)}))
+
+	ids := func(at time.Time) []string {
+		t.Helper()
+		bans, err := s.Bans(ctx, at)
+		must(t, err)
+		var ids []string
+		for _, b := range bans {
+			ids = append(ids, b.ID)
+		}
+		return ids
+	}
+	if got := ids(now); !slices.Equal(got, []string{forever.ID, "b2", "b3"}) {
+		t.Fatalf("bans now: %v", got)
+	}
+	if got := ids(now.Add(2 * time.Minute)); !slices.Equal(got, []string{forever.ID, "b2"}) {
+		t.Fatalf("bans in 2 minutes: %v, want the forever and the hour-long ban", got)
+	}
+	bans, err := s.Bans(ctx, now)
+	must(t, err)
+	if bans[0] != *forever || bans[1] != *inRoom {
+		t.Fatalf("stored bans %+v, want %+v and %+v", bans[:2], forever, inRoom)
+	}
+
+	must(t, s.RemoveBan(ctx, "b2"))
+	if got := ids(now); !slices.Equal(got, []string{forever.ID, "b3"}) {
+		t.Fatalf("bans after removing b2: %v", got)
+	}
+	wantCode(t, s.RemoveBan(ctx, "b2"), chatfleet.ENOTFOUND)
+	wantCode(t, s.AddBan(ctx, &chatfleet.Ban{ID: "b3", UserID: "u9"}), chatfleet.ECONFLICT)
+	wantCode(t, s.AddBan(ctx, &chatfleet.Ban{}), chatfleet.EINVALID)
+}
+
+func TestSettings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, newClock())
+
+	words, err := s.BlockedWords(ctx)
+	must(t, err)
+	if words == nil || len(words) != 0 {
+		t.Fatalf("blocked words before any: %#v, want an empty list", words)
+	}
+	defaults, err := s.RoomDefaults(ctx)
+	must(t, err)
+	if defaults != chatfleet.DefaultRoomSettings {
+		t.Fatalf("room defaults before any: %+v, want %+v", defaults, chatfleet.DefaultRoomSettings)
+	}
+
+	for _, set := range [][]string{{"foo", "bar"}, {"baz"}, nil} {
+		must(t, s.SetBlockedWords(ctx, set))
+		words, err := s.BlockedWords(ctx)
+		must(t, err)
+		if !slices.Equal(words, set) || words == nil {
+			t.Fatalf("blocked words %#v, want %#v", words, set)
+		}
+	}
+
+	rs := chatfleet.RoomSettings{HistorySize: 10, MaxMessageLen: 200, SlowModeSeconds: 3, AllowAnonymous: true}
+	must(t, s.SetRoomDefaults(ctx, rs))
+	got, err := s.RoomDefaults(ctx)
+	must(t, err)
+	if got != rs {
+		t.Fatalf("room defaults %+v, want %+v", got, rs)
+	}
+	wantCode(t, s.SetRoomDefaults(ctx, chatfleet.RoomSettings{HistorySize: -1}), chatfleet.EINVALID)
+
+	// The host daemon's cache comes from the same calls.
+	must(t, s.SetBlockedWords(ctx, []string{"foo"}))
+	must(t, s.AddBan(ctx, &chatfleet.Ban{ID: "b1", UserID: "u1"}))
+	cache, err := chatfleet.LoadCache(ctx, s, time.Now())
+	must(t, err)
+	if len(cache.Bans) != 1 || !slices.Equal(cache.BlockedWords, []string{"foo"}) || cache.Defaults != rs {
+		t.Fatalf("cache %+v", cache)
+	}
+}
+
+func TestAudit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	s := newStore(t, c)
+
+	var all []*chatfleet.AuditEntry
+	for i, target := range []string{"lobby", "u1", "lobby", "h1", "lobby"} {
+		e := &chatfleet.AuditEntry{Actor: "admin", Action: "room.close", Target: target}
+		if i == 4 {
+			e.At = c.Now().Add(time.Hour) // given times are kept
+		}
+		must(t, s.Audit(ctx, e))
+		if e.ID == "" || e.At.IsZero() {
+			t.Fatalf("Audit did not fill id and time: %+v", e)
+		}
+		all = append(all, e)
+		c.Add(time.Second)
+	}
+	wantCode(t, s.Audit(ctx, &chatfleet.AuditEntry{Actor: "admin"}), chatfleet.EINVALID)
+
+	list := func(f chatfleet.AuditFilter) []chatfleet.AuditEntry {
+		t.Helper()
+		es, err := s.AuditLog(ctx, f)
+		must(t, err)
+		return es
+	}
+	want := func(es []chatfleet.AuditEntry, idx ...int) {
+		t.Helper()
+		if len(es) != len(idx) {
+			t.Fatalf("got %d entries %+v, want entries %v", len(es), es, idx)
+		}
+		for i, j := range idx {
+			if es[i] != *all[j] {
+				t.Fatalf("entry %d: %+v, want %+v", i, es[i], *all[j])
+			}
+		}
+	}
+	want(list(chatfleet.AuditFilter{}), 4, 3, 2, 1, 0)
+	want(list(chatfleet.AuditFilter{Target: "lobby"}), 4, 2, 0)
+	want(list(chatfleet.AuditFilter{Limit: 2}), 4, 3)
+	want(list(chatfleet.AuditFilter{Before: all[3].At, Limit: 2}), 2, 1)
+	want(list(chatfleet.AuditFilter{Target: "lobby", Before: all[2].At}), 0)
+}

@@ -1,0 +1,428 @@
+package mongo_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chatfleet/chatfleet"
+)
+
+func room(name, host string, port int) *chatfleet.Room {
+	return &chatfleet.Room{Name: name, HostID: host, HostAddr: host + ".example.com", Port: port, Status: chatfleet.RoomLive}
+}
+
+func TestCreateRoom(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("StoresAndReads", func(t *testing.T) {
+		t.Parallel()
+		c := newClock()
+		s := newStore(t, c)
+		r := &chatfleet.Room{Name: "lobby", HostID: "h1", HostAddr: "h1.example.com", Port: 34001,
+			ProducerLive: true, HLSURL: "https://cdn/lobby.m3u8", Viewers: 3, Paid: true}
+		must(t, s.CreateRoom(ctx, r))
+		if r.Status != chatfleet.RoomStarting || !r.CreatedAt.Equal(c.Now()) || !r.UpdatedAt.Equal(c.Now()) {
+			t.Fatalf("CreateRoom filled status %q, createdAt %v, updatedAt %v; want starting and %v", r.Status, r.CreatedAt, r.UpdatedAt, c.Now())
+		}
+		got, err := s.Room(ctx, "lobby")
+		must(t, err)
+		if *got != *r {
+			t.Fatalf("Room = %+v, want %+v", got, r)
+		}
+	})
+
+	t.Run("RoundsTimesToMilliseconds", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t, newClock())
+		at := time.Date(2031, 5, 6, 7, 8, 9, 123456789, time.FixedZone("X", 3600))
+		r := &chatfleet.Room{Name: "precise", CreatedAt: at}
+		must(t, s.CreateRoom(ctx, r))
+		got, err := s.Room(ctx, "precise")
+		must(t, err)
+		if !got.CreatedAt.Equal(r.CreatedAt) || got.CreatedAt.Nanosecond() != 123000000 {
+			t.Fatalf("createdAt stored %v, returned %v; want %v rounded to the millisecond", got.CreatedAt, r.CreatedAt, at)
+		}
+	})
+
+	t.Run("Invalid", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t, newClock())
+		wantCode(t, s.CreateRoom(ctx, &chatfleet.Room{Name: "bad name"}), chatfleet.EINVALID)
+		wantCode(t, s.CreateRoom(ctx, &chatfleet.Room{Name: "ok", Status: chatfleet.RoomClosed}), chatfleet.EINVALID)
+		wantCode(t, s.CreateRoom(ctx, &chatfleet.Room{Name: "ok", Status: "weird"}), chatfleet.EINVALID)
+	})
+
+	t.Run("OpenRoomConflicts", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t, newClock())
+		must(t, s.CreateRoom(ctx, room("lobby", "h1", 34001)))
+		for _, status := range []chatfleet.RoomStatus{chatfleet.RoomLive, chatfleet.RoomOffline, chatfleet.RoomStale, chatfleet.RoomStarting} {
+			must(t, s.UpdateRoom(ctx, "lobby", chatfleet.RoomUpdate{Status: &status}))
+			err := s.CreateRoom(ctx, room("lobby", "h2", 34999))
+			wantCode(t, err, chatfleet.ECONFLICT)
+			if e := domainError(t, err); e.Host != "h1.example.com" || e.Port != 34001 {
+				t.Fatalf("conflict with a %s room says host %q port %d, want h1.example.com 34001", status, e.Host, e.Port)
+			}
+		}
+	})
+
+	t.Run("ReplacesEndedRoom", func(t *testing.T) {
+		t.Parallel()
+		c := newClock()
+		s := newStore(t, c)
+		for i, status := range []chatfleet.RoomStatus{chatfleet.RoomClosed, chatfleet.RoomFailed} {
+			must(t, s.CreateRoom(ctx, room("lobby", "h1", 34001)))
+			must(t, s.UpdateRoom(ctx, "lobby", chatfleet.RoomUpdate{Status: &status}))
+			c.Add(time.Minute)
+			again := room("lobby", "h2", 35000+i)
+			must(t, s.CreateRoom(ctx, again))
+			got, err := s.Room(ctx, "lobby")
+			must(t, err)
+			if *got != *again {
+				t.Fatalf("after replacing a %s room: %+v, want %+v", status, got, again)
+			}
+			must(t, s.UpdateRoom(ctx, "lobby", chatfleet.RoomUpdate{Status: ptr(chatfleet.RoomClosed)}))
+		}
+	})
+
+	t.Run("ConcurrentCreatesOneWins", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t, newClock())
+		// Once on a free name, once on the name of a closed room.
+		for round, setup := range []func(){
+			func() {},
+			func() {
+				must(t, s.UpdateRoom(ctx, "race", chatfleet.RoomUpdate{Status: ptr(chatfleet.RoomClosed)}))
+			},
+		} {
+			setup()
+			const n = 8
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Go(func() {
+					errs[i] = s.CreateRoom(ctx, room("race", fmt.Sprintf("h%d", i), 40000+i))
+				})
+			}
+			wg.Wait()
+			winner := -1
+			for i, err := range errs {
+				if err == nil {
+					if winner >= 0 {
+						t.Fatalf("round %d: creates %d and %d both won", round, winner, i)
+					}
+					winner = i
+				}
+			}
+			if winner < 0 {
+				t.Fatalf("round %d: no create won: %v", round, errs)
+			}
+			for i, err := range errs {
+				if i == winner {
+					continue
+				}
+				wantCode(t, err, chatfleet.ECONFLICT)
+				if e := domainError(t, err); e.Port != 40000+winner || e.Host != fmt.Sprintf("h%d.example.com", winner) {
+					t.Fatalf("round %d: loser %d sees host %q port %d, want the winner's h%d.example.com %d", round, i, e.Host, e.Port, winner, 40000+winner)
+				}
+			}
+			got, err := s.Room(ctx, "race")
+			must(t, err)
+			if got.Port != 40000+winner {
+				t.Fatalf("round %d: stored port %d, want the winner's %d", round, got.Port, 40000+winner)
+			}
+		}
+	})
+}
+
+func TestRoomAndUpdateRoom(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	s := newStore(t, c)
+	created := c.Now()
+	must(t, s.CreateRoom(ctx, room("lobby", "h1", 34001)))
+
+	t.Run("NotFound", func(t *testing.T) {
+		_, err := s.Room(ctx, "nowhere")
+		wantCode(t, err, chatfleet.ENOTFOUND)
+		wantCode(t, s.UpdateRoom(ctx, "nowhere", chatfleet.RoomUpdate{Viewers: ptr(1)}), chatfleet.ENOTFOUND)
+	})
+
+	t.Run("SetsGivenFields", func(t *testing.T) {
+		later := c.Add(time.Minute)
+		must(t, s.UpdateRoom(ctx, "lobby", chatfleet.RoomUpdate{
+			Status: ptr(chatfleet.RoomOffline), ProducerLive: ptr(true), HLSURL: ptr("https://cdn/x.m3u8"), Viewers: ptr(42),
+		}))
+		got, err := s.Room(ctx, "lobby")
+		must(t, err)
+		want := chatfleet.Room{Name: "lobby", HostID: "h1", HostAddr: "h1.example.com", Port: 34001,
+			Status: chatfleet.RoomOffline, ProducerLive: true, HLSURL: "https://cdn/x.m3u8", Viewers: 42,
+			CreatedAt: created, UpdatedAt: later}
+		if *got != want {
+			t.Fatalf("after update: %+v, want %+v", got, want)
+		}
+
+		// Nil fields stay.
+		later = c.Add(time.Minute)
+		must(t, s.UpdateRoom(ctx, "lobby", chatfleet.RoomUpdate{Viewers: ptr(7)}))
+		got, err = s.Room(ctx, "lobby")
+		must(t, err)
+		want.Viewers, want.UpdatedAt = 7, later
+		if *got != want {
+			t.Fatalf("after viewers update: %+v, want %+v", got, want)
+		}
+	})
+
+	t.Run("Invalid", func(t *testing.T) {
+		wantCode(t, s.UpdateRoom(ctx, "lobby", chatfleet.RoomUpdate{Status: ptr(chatfleet.RoomStatus("weird"))}), chatfleet.EINVALID)
+		wantCode(t, s.UpdateRoom(ctx, "lobby", chatfleet.RoomUpdate{Viewers: ptr(-1)}), chatfleet.EINVALID)
+	})
+}
+
+func TestListRooms(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	s := newStore(t, c)
+	// name, host, viewers, status; created one minute apart in this order.
+	rooms := []struct {
+		name    string
+		host    string
+		viewers int
+		status  chatfleet.RoomStatus
+	}{
+		{"a", "h1", 10, chatfleet.RoomLive},
+		{"b", "h2", 30, chatfleet.RoomLive},
+		{"c", "h1", 10, chatfleet.RoomOffline},
+		{"d", "h2", 0, chatfleet.RoomClosed},
+		{"e", "h1", 30, chatfleet.RoomStale},
+		{"f", "h2", 5, chatfleet.RoomFailed},
+		{"g", "h1", 10, chatfleet.RoomStarting},
+	}
+	for _, r := range rooms {
+		c.Add(time.Minute)
+		must(t, s.CreateRoom(ctx, &chatfleet.Room{Name: r.name, HostID: r.host}))
+		must(t, s.UpdateRoom(ctx, r.name, chatfleet.RoomUpdate{Viewers: &r.viewers, Status: &r.status}))
+	}
+	// Two rooms created in the same millisecond: the name breaks the tie.
+	must(t, s.CreateRoom(ctx, &chatfleet.Room{Name: "h", HostID: "h2"}))
+
+	for _, tc := range []struct {
+		name   string
+		filter chatfleet.RoomFilter
+		want   []string
+	}{
+		{"Newest", chatfleet.RoomFilter{}, []string{"g", "h", "f", "e", "d", "c", "b", "a"}},
+		{"Viewers", chatfleet.RoomFilter{Sort: chatfleet.SortViewers}, []string{"b", "e", "a", "c", "g", "f", "d", "h"}},
+		{"OpenOnly", chatfleet.RoomFilter{OpenOnly: true, Sort: chatfleet.SortViewers}, []string{"b", "e", "a", "c", "g", "h"}},
+		{"Host", chatfleet.RoomFilter{HostID: "h1"}, []string{"g", "e", "c", "a"}},
+		{"OpenOnHost", chatfleet.RoomFilter{HostID: "h2", OpenOnly: true, Sort: chatfleet.SortNewest}, []string{"h", "b"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, limit := range []int{0, 1, 2, 3, 100} {
+				f := tc.filter
+				f.Limit = limit
+				var got []string
+				for page := 0; ; page++ {
+					rs, next, err := s.ListRooms(ctx, f)
+					must(t, err)
+					if limit > 0 && len(rs) > limit {
+						t.Fatalf("limit %d: page of %d rooms", limit, len(rs))
+					}
+					for _, r := range rs {
+						got = append(got, r.Name)
+					}
+					if next == "" {
+						break
+					}
+					if page > len(tc.want) {
+						t.Fatalf("limit %d: paging does not end: %v", limit, got)
+					}
+					f.Cursor = next
+				}
+				if !slices.Equal(got, tc.want) {
+					t.Fatalf("limit %d: listed %v, want %v", limit, got, tc.want)
+				}
+			}
+		})
+	}
+
+	t.Run("LastPageHasNoCursor", func(t *testing.T) {
+		rs, next, err := s.ListRooms(ctx, chatfleet.RoomFilter{HostID: "h1", Limit: 4})
+		must(t, err)
+		if len(rs) != 4 || next != "" {
+			t.Fatalf("exactly full last page: %d rooms, cursor %q; want 4 and none", len(rs), next)
+		}
+	})
+
+	t.Run("BadCursorAndSort", func(t *testing.T) {
+		_, next, err := s.ListRooms(ctx, chatfleet.RoomFilter{Sort: chatfleet.SortViewers, Limit: 1})
+		must(t, err)
+		_, _, err = s.ListRooms(ctx, chatfleet.RoomFilter{Sort: chatfleet.SortNewest, Cursor: next})
+		wantCode(t, err, chatfleet.EINVALID)
+		_, _, err = s.ListRooms(ctx, chatfleet.RoomFilter{Cursor: "not a cursor!"})
+		wantCode(t, err, chatfleet.EINVALID)
+		_, _, err = s.ListRooms(ctx, chatfleet.RoomFilter{Sort: "random"})
+		wantCode(t, err, chatfleet.EINVALID)
+	})
+}
+
+func TestListRoomsPageSizes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, newClock())
+	rooms := make([]*chatfleet.Room, 205)
+	for i := range rooms {
+		rooms[i] = room(fmt.Sprintf("r%03d", i), "h1", 30000+i)
+	}
+	// SyncHost writes them in one batch.
+	must(t, s.SyncHost(ctx, "h1", rooms))
+	for _, tc := range []struct{ limit, want int }{{0, 50}, {-1, 50}, {200, 200}, {201, 200}, {1000, 200}} {
+		rs, next, err := s.ListRooms(ctx, chatfleet.RoomFilter{Limit: tc.limit})
+		must(t, err)
+		if len(rs) != tc.want || next == "" {
+			t.Fatalf("limit %d: %d rooms, cursor %q; want %d and a cursor", tc.limit, len(rs), next, tc.want)
+		}
+	}
+}
+
+func TestSyncHost(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	s := newStore(t, c)
+	t0 := c.Now()
+	must(t, s.CreateRoom(ctx, room("kept", "h1", 1)))
+	must(t, s.CreateRoom(ctx, room("gone", "h1", 2)))
+	must(t, s.CreateRoom(ctx, room("ended", "h2", 3)))
+	must(t, s.UpdateRoom(ctx, "ended", chatfleet.RoomUpdate{Status: ptr(chatfleet.RoomClosed)}))
+	must(t, s.CreateRoom(ctx, room("theirs", "h2", 4)))
+	must(t, s.CreateRoom(ctx, room("other", "h2", 5)))
+	must(t, s.CreateRoom(ctx, room("old", "h1", 6)))
+	must(t, s.UpdateRoom(ctx, "old", chatfleet.RoomUpdate{Status: ptr(chatfleet.RoomFailed)}))
+
+	t1 := c.Add(time.Minute)
+	report := []*chatfleet.Room{
+		{Name: "kept", HostAddr: "h1.new", Port: 11, Status: chatfleet.RoomOffline, Viewers: 9, HLSURL: "u"},
+		{Name: "ended", HostAddr: "h1.new", Port: 13, ProducerLive: true},
+		{Name: "theirs", HostAddr: "h1.new", Port: 14, Status: chatfleet.RoomLive},
+		{Name: "fresh", HostAddr: "h1.new", Port: 15, Status: chatfleet.RoomStarting},
+	}
+	must(t, s.SyncHost(ctx, "h1", report))
+
+	want := map[string]chatfleet.Room{
+		"kept":   {Name: "kept", HostID: "h1", HostAddr: "h1.new", Port: 11, Status: chatfleet.RoomOffline, Viewers: 9, HLSURL: "u", CreatedAt: t0, UpdatedAt: t1},
+		"gone":   {Name: "gone", HostID: "h1", HostAddr: "h1.example.com", Port: 2, Status: chatfleet.RoomClosed, CreatedAt: t0, UpdatedAt: t1},
+		"ended":  {Name: "ended", HostID: "h1", HostAddr: "h1.new", Port: 13, Status: chatfleet.RoomLive, ProducerLive: true, CreatedAt: t1, UpdatedAt: t1},
+		"theirs": {Name: "theirs", HostID: "h2", HostAddr: "h2.example.com", Port: 4, Status: chatfleet.RoomLive, CreatedAt: t0, UpdatedAt: t0},
+		"other":  {Name: "other", HostID: "h2", HostAddr: "h2.example.com", Port: 5, Status: chatfleet.RoomLive, CreatedAt: t0, UpdatedAt: t0},
+		"old":    {Name: "old", HostID: "h1", HostAddr: "h1.example.com", Port: 6, Status: chatfleet.RoomFailed, CreatedAt: t0, UpdatedAt: t0},
+		"fresh":  {Name: "fresh", HostID: "h1", HostAddr: "h1.new", Port: 15, Status: chatfleet.RoomStarting, CreatedAt: t1, UpdatedAt: t1},
+	}
+	check := func(t *testing.T) {
+		t.Helper()
+		for name, w := range want {
+			got, err := s.Room(ctx, name)
+			must(t, err)
+			if *got != w {
+				t.Errorf("room %s:\n got %+v\nwant %+v", name, got, &w)
+			}
+		}
+	}
+	check(t)
+
+	// The same report again changes nothing but UpdatedAt.
+	t2 := c.Add(time.Minute)
+	must(t, s.SyncHost(ctx, "h1", report))
+	for _, name := range []string{"kept", "ended", "fresh"} {
+		w := want[name]
+		w.UpdatedAt = t2
+		want[name] = w
+	}
+	check(t)
+
+	// An empty report closes every open room of the host.
+	t3 := c.Add(time.Minute)
+	must(t, s.SyncHost(ctx, "h1", nil))
+	for _, name := range []string{"kept", "ended", "fresh"} {
+		w := want[name]
+		w.Status, w.UpdatedAt, w.Viewers, w.ProducerLive = chatfleet.RoomClosed, t3, 0, false
+		want[name] = w
+	}
+	check(t)
+
+	wantCode(t, s.SyncHost(ctx, "", nil), chatfleet.EINVALID)
+	wantCode(t, s.SyncHost(ctx, "h1", []*chatfleet.Room{{Name: "no good"}}), chatfleet.EINVALID)
+}
+
+func TestReapStale(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	s := newStore(t, c)
+	t0 := c.Now()
+	must(t, s.CreateRoom(ctx, room("quiet", "h1", 1)))
+	must(t, s.CreateRoom(ctx, room("chatty", "h2", 2)))
+	must(t, s.CreateRoom(ctx, room("done", "h1", 3)))
+	must(t, s.UpdateRoom(ctx, "done", chatfleet.RoomUpdate{Status: ptr(chatfleet.RoomClosed)}))
+
+	status := func(name string) chatfleet.RoomStatus {
+		t.Helper()
+		r, err := s.Room(ctx, name)
+		must(t, err)
+		return r.Status
+	}
+	reap := func(staleBefore, closeBefore time.Time, wantStale, wantClosed int) {
+		t.Helper()
+		stale, closed, err := s.ReapStale(ctx, staleBefore, closeBefore)
+		must(t, err)
+		if stale != wantStale || closed != wantClosed {
+			t.Fatalf("ReapStale marked %d and closed %d, want %d and %d", stale, closed, wantStale, wantClosed)
+		}
+	}
+
+	// Nothing older than t0.
+	reap(t0, t0.Add(-time.Minute), 0, 0)
+
+	// chatty reports at t0+1m; at t0+2m, rooms silent for 90s are stale.
+	c.Add(time.Minute)
+	must(t, s.SyncHost(ctx, "h2", []*chatfleet.Room{room("chatty", "h2", 2)}))
+	now := c.Add(time.Minute)
+	reap(now.Add(-90*time.Second), now.Add(-10*time.Minute), 1, 0)
+	if status("quiet") != chatfleet.RoomStale || status("chatty") != chatfleet.RoomLive || status("done") != chatfleet.RoomClosed {
+		t.Fatalf("after marking: quiet %s, chatty %s, done %s; want stale, live, closed", status("quiet"), status("chatty"), status("done"))
+	}
+	// A stale room still holds its name and is listed as open.
+	wantCode(t, s.CreateRoom(ctx, room("quiet", "h3", 9)), chatfleet.ECONFLICT)
+	rs, _, err := s.ListRooms(ctx, chatfleet.RoomFilter{OpenOnly: true, HostID: "h1"})
+	must(t, err)
+	if len(rs) != 1 || rs[0].Name != "quiet" {
+		t.Fatalf("open rooms of h1: %v, want quiet", rs)
+	}
+
+	// Marking left UpdatedAt alone: 10 minutes after t0 the stale room closes.
+	now = c.Add(10 * time.Minute)
+	reap(now.Add(-30*time.Second), t0.Add(time.Second), 1, 1)
+	if status("quiet") != chatfleet.RoomClosed || status("chatty") != chatfleet.RoomStale {
+		t.Fatalf("after closing: quiet %s, chatty %s; want closed, stale", status("quiet"), status("chatty"))
+	}
+	r, err := s.Room(ctx, "quiet")
+	must(t, err)
+	if !r.UpdatedAt.Equal(now) {
+		t.Fatalf("closing set updatedAt %v, want %v", r.UpdatedAt, now)
+	}
+
+	// The host coming back revives its stale room.
+	must(t, s.SyncHost(ctx, "h2", []*chatfleet.Room{room("chatty", "h2", 2)}))
+	if status("chatty") != chatfleet.RoomLive {
+		t.Fatalf("after the host's report chatty is %s, want live", status("chatty"))
+	}
+	// And a closed name may be taken again.
+	must(t, s.CreateRoom(ctx, room("quiet", "h3", 9)))
+}
