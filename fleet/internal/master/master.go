@@ -62,12 +62,14 @@ type Config struct {
 	Self        string // binary to run rooms with; default os.Executable()
 	RoomArgs    []string
 
-	Store        chatfleet.Store // nil: no store, the cache comes from CacheFile or defaults
-	CacheFile    string          // JSON chatfleet.Cache, used when Store is nil
-	CacheEvery   time.Duration   // default 10s
-	SyncEvery    time.Duration   // rooms collection sync; default 5s
-	StatsEvery   time.Duration   // room stats reports; default 2s
-	StoreTimeout time.Duration   // per store call; default 3s
+	Store           chatfleet.Store // nil: no store, the cache comes from CacheFile or defaults
+	CacheFile       string          // JSON chatfleet.Cache, used when Store is nil
+	CacheEvery      time.Duration   // default 10s
+	SyncEvery       time.Duration   // rooms collection sync; default 5s
+	StaleAfter      time.Duration   // rooms not updated this long are marked stale; default 30s
+	CloseStaleAfter time.Duration   // stale rooms not updated this long are closed; default 5m
+	StatsEvery      time.Duration   // room stats reports; default 2s
+	StoreTimeout    time.Duration   // per store call; default 3s
 
 	ReadyTimeout   time.Duration // room start to ready; default 5s
 	CrashLimit     int           // crashes within CrashWindow before a room is failed; default 5
@@ -127,6 +129,8 @@ func (c *Config) setDefaults() error {
 	}
 	def(&c.CacheEvery, 10*time.Second)
 	def(&c.SyncEvery, 5*time.Second)
+	def(&c.StaleAfter, 30*time.Second)
+	def(&c.CloseStaleAfter, 5*time.Minute)
 	def(&c.StatsEvery, 2*time.Second)
 	def(&c.StoreTimeout, 3*time.Second)
 	def(&c.ReadyTimeout, 5*time.Second)

@@ -105,6 +105,17 @@ func (m *Master) syncOnce(ctx context.Context) {
 	if err := m.cfg.Store.SyncHost(ctx, m.cfg.HostID, rooms); err != nil {
 		m.metrics.storeErrors.Inc()
 		m.log.Warn("sync rooms to store", "err", err)
+		return
+	}
+	// Every live host also reaps the rooms of hosts that stopped reporting:
+	// stale after StaleAfter, closed after CloseStaleAfter. Idempotent, so
+	// many hosts doing it at once is harmless.
+	stale, closed, err := m.cfg.Store.ReapStale(ctx, now.Add(-m.cfg.StaleAfter), now.Add(-m.cfg.CloseStaleAfter))
+	if err != nil {
+		m.metrics.storeErrors.Inc()
+		m.log.Warn("reap stale rooms", "err", err)
+	} else if stale+closed > 0 {
+		m.log.Info("reaped rooms of silent hosts", "stale", stale, "closed", closed)
 	}
 }
 
