@@ -1,0 +1,6 @@
+// Package infra holds no code: its tests check the deployment files beside
+// it (nginx, systemd, CloudFormation, Docker, docker-compose) against the
+// binaries they deploy. The environment variables, ports and metrics the
+// tests expect are read from the binaries' source, so the checks follow the
+// code. See docs/operations.md.
+package infra
