@@ -646,10 +646,13 @@ func TestSystemdUnits(t *testing.T) {
 	}
 	lbHandlesHUP := strings.Contains(readRepo(t, "fleet/cmd/loadbalancer/main.go"), "SIGHUP")
 
+	// The chatserver's rooms must outlive a master crash (re-adoption), so
+	// systemd signals the master alone; the load balancer has no children.
+	killMode := map[string]string{"chatserver.service": "process", "loadbalancer.service": "mixed"}
 	for name, text := range texts {
 		t.Run(name, func(t *testing.T) {
 			u := parseUnit(t, text)
-			want := map[string]string{"Type": "exec", "Restart": "always", "User": "chatfleet", "KillMode": "mixed", "NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes"}
+			want := map[string]string{"Type": "exec", "Restart": "always", "User": "chatfleet", "KillMode": killMode[name], "NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes"}
 			for k, v := range want {
 				if got := u.last("Service", k); got != v {
 					t.Errorf("%s=%q, want %q", k, got, v)
