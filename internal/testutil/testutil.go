@@ -88,7 +88,8 @@ func Binary(t testing.TB, pkg string) string {
 		return p
 	}
 	if builtDir == "" {
-		d, err := os.MkdirTemp("", "chatfleet-bin-")
+		sweepBinaries()
+		d, err := os.MkdirTemp("", fmt.Sprintf("chatfleet-bin-%d-", os.Getpid()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,6 +107,21 @@ func Binary(t testing.TB, pkg string) string {
 	}
 	built[pkg] = out
 	return out
+}
+
+// sweepBinaries removes the binary folders of test processes that have
+// exited: nothing runs when a test binary exits, so each one cleans up after
+// those before it.
+func sweepBinaries() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "chatfleet-bin-*"))
+	for _, d := range dirs {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(d), "chatfleet-bin-%d-", &pid); err == nil && pid > 0 && syscall.Kill(pid, 0) == syscall.ESRCH {
+			os.RemoveAll(d)
+		} else if fi, err := os.Stat(d); err == nil && pid == 0 && time.Since(fi.ModTime()) > time.Hour {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // ModuleRoot returns the directory holding go.mod.

@@ -27,7 +27,8 @@ import (
 const MaxFrame = 4 << 20
 
 // Message types. Room to master: Ready (after every Hello), Stats, Event.
-// Master to room: Hello (first on every connection), Cache, Global, Close, Drain.
+// Master to room: Hello (first on every connection), Resume (after Ready, for
+// a room process the master just started), Cache, Global, Close, Drain.
 const (
 	TypeHello  = "hello"
 	TypeReady  = "ready"
@@ -37,6 +38,7 @@ const (
 	TypeGlobal = "global"
 	TypeClose  = "close"
 	TypeDrain  = "drain"
+	TypeResume = "resume"
 )
 
 // Msg is one IPC message; Type says which other fields are set.
@@ -54,9 +56,15 @@ type Msg struct {
 	// Stats (room to master).
 	Stats *chatfleet.RoomStats `json:"stats,omitempty"`
 
-	// Event (room to master): "ban" (Ban set), "closed" (Reason set).
+	// Event (room to master): "ban" (Ban set), "closed" (Reason set), "log"
+	// (Events set: sequenced room events, written ahead of their delivery).
 	Event string         `json:"event,omitempty"`
 	Ban   *chatfleet.Ban `json:"ban,omitempty"`
+
+	// Log events (room to master) and Resume (master to room): the room's
+	// last events, oldest first; Resume's Seq is where the sequence continues.
+	Events []chatfleet.Event `json:"events,omitempty"`
+	Seq    int64             `json:"seq,omitempty"`
 
 	// Cache (master to room).
 	Cache *chatfleet.Cache `json:"cache,omitempty"`
@@ -82,14 +90,17 @@ func NewConn(c net.Conn) *Conn {
 
 // Send writes m as one frame, giving up after 5 seconds so that a stuck
 // peer cannot block the sender forever.
-func (c *Conn) Send(m Msg) error {
+func (c *Conn) Send(m Msg) error { return c.SendWithin(m, 5*time.Second) }
+
+// SendWithin writes m as one frame, giving up after d.
+func (c *Conn) SendWithin(m Msg, d time.Duration) error {
 	b, err := Encode(m)
 	if err != nil {
 		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.c.SetWriteDeadline(time.Now().Add(d))
 	_, err = c.c.Write(b)
 	return err
 }

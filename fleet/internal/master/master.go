@@ -78,6 +78,7 @@ type Config struct {
 	DrainWindow    time.Duration // clients closed over this on drain; default 5s
 	StopDeadline   time.Duration // shutdown waits this long for rooms; default 15s
 	OrphanGrace    time.Duration // rooms wait this long for a master to come back; default 60s
+	EventRetention time.Duration // room events are kept in the store this long; default 7 days
 
 	// Notify, if set, is called after the host's state changes (drain,
 	// resume), so that the load balancers are told at once.
@@ -139,6 +140,7 @@ func (c *Config) setDefaults() error {
 	def(&c.DrainWindow, 5*time.Second)
 	def(&c.StopDeadline, 15*time.Second)
 	def(&c.OrphanGrace, 60*time.Second)
+	def(&c.EventRetention, 7*24*time.Hour)
 	if c.CrashLimit == 0 {
 		c.CrashLimit = 5
 	}
@@ -157,6 +159,7 @@ type Master struct {
 	log     *slog.Logger
 	metrics *metrics
 	cache   *cacheKeeper
+	events  *eventWriter
 
 	mu         sync.Mutex
 	rooms      map[string]*room // by name; a room stays here from create until its process is gone
@@ -194,6 +197,7 @@ func New(cfg Config) (*Master, error) {
 	}
 	m.metrics = newMetrics(m)
 	m.cache = newCacheKeeper(m)
+	m.events = newEventWriter(m)
 	return m, nil
 }
 
@@ -218,6 +222,7 @@ func (m *Master) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
 	go m.cache.run(bg)
+	go m.events.run(bg)
 	go m.syncLoop(bg)
 
 	m.log.Info("chatserver started", "api", apiLn.Addr().String(), "admin", adminLn.Addr().String(),
@@ -248,6 +253,11 @@ func (m *Master) Run(ctx context.Context) error {
 	admin.Shutdown(sctx)
 	stopBG()
 	m.syncOnce(context.Background())
+	if m.cfg.Store != nil {
+		fctx, cancel := context.WithTimeout(context.Background(), 2*m.cfg.StoreTimeout)
+		m.events.flush(fctx)
+		cancel()
+	}
 	if err != nil {
 		return err
 	}

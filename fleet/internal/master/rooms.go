@@ -102,8 +102,10 @@ type room struct {
 	closing   bool // an end was asked for or announced: the next exit is expected
 	detached  bool
 	readyOnce sync.Once
-	cpuAt     time.Time // when stats.CPUSeconds was reported
-	cpuRate   float64   // cores used between the last two reports
+	hist      []chatfleet.Event // the room's last events, oldest first
+	lastSeq   int64             // the highest seq the room reported
+	cpuAt     time.Time         // when stats.CPUSeconds was reported
+	cpuRate   float64           // cores used between the last two reports
 }
 
 func (m *Master) newRoom(name string, port int, opts RoomOptions, created time.Time) *room {
@@ -314,7 +316,7 @@ func (r *room) start() (func() (exitInfo, bool), error) {
 	} else {
 		go func() {
 			defer close(sessDone)
-			r.session(ipc.NewConn(c))
+			r.session(ipc.NewConn(c), true)
 		}()
 	}
 	return func() (exitInfo, bool) {
@@ -382,7 +384,7 @@ func (r *room) adopt(pid int, conn *ipc.Conn) func() (exitInfo, bool) {
 	sessDone := make(chan struct{})
 	go func() {
 		defer close(sessDone)
-		r.session(conn)
+		r.session(conn, false)
 	}()
 	return func() (exitInfo, bool) {
 		select {
@@ -460,9 +462,10 @@ func waitStatusInfo(ws syscall.WaitStatus) exitInfo {
 	return exitInfo{code: -1, status: fmt.Sprintf("wait status %#x", uint32(ws))}
 }
 
-// session runs the control channel of one process run: hello, ready, the
-// cache, then stats and events until the connection ends.
-func (r *room) session(c *ipc.Conn) {
+// session runs the control channel of one process run: hello, ready, for a
+// process the master just started the history to resume from, the cache,
+// then stats and events until the connection ends.
+func (r *room) session(c *ipc.Conn, started bool) {
 	defer c.Close()
 	if err := c.Send(ipc.Msg{Type: ipc.TypeHello, MasterPID: os.Getpid()}); err != nil {
 		r.log.Error("room hello", "err", err)
@@ -472,6 +475,13 @@ func (r *room) session(c *ipc.Conn) {
 	if err != nil || msg.Type != ipc.TypeReady || msg.Room != r.name || msg.Port != r.port {
 		r.log.Error("room did not report ready", "err", err, "got", msg.Type, "room", msg.Room)
 		return
+	}
+	if started {
+		evs, seq := r.resumeData()
+		if err := c.Send(ipc.Msg{Type: ipc.TypeResume, Events: evs, Seq: seq}); err != nil {
+			r.log.Error("room resume", "err", err)
+			return
+		}
 	}
 	if err := c.Send(ipc.Msg{Type: ipc.TypeCache, Cache: r.m.cache.current()}); err != nil {
 		r.log.Error("room cache", "err", err)
@@ -530,6 +540,8 @@ func (r *room) handle(msg ipc.Msg) {
 			if msg.Ban != nil {
 				r.m.cache.addBan(*msg.Ban)
 			}
+		case "log":
+			r.logEvents(msg.Events)
 		case "closed":
 			r.setClosing()
 			r.log.Info("room closing", "reason", msg.Reason)

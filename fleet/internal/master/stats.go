@@ -121,11 +121,12 @@ func (m *Master) syncOnce(ctx context.Context) {
 
 // metrics are the master's Prometheus metrics, on the admin port's /metrics.
 type metrics struct {
-	reg          *prometheus.Registry
-	roomsCreated prometheus.Counter
-	roomCrashes  prometheus.Counter
-	roomFailures prometheus.Counter
-	storeErrors  prometheus.Counter
+	reg           *prometheus.Registry
+	roomsCreated  prometheus.Counter
+	roomCrashes   prometheus.Counter
+	roomFailures  prometheus.Counter
+	storeErrors   prometheus.Counter
+	eventsDropped prometheus.Counter
 }
 
 func newMetrics(m *Master) *metrics {
@@ -152,10 +153,11 @@ func newMetrics(m *Master) *metrics {
 		return 0
 	})
 	return &metrics{
-		reg:          reg,
-		roomsCreated: counter("rooms_created_total", "Rooms created on this host."),
-		roomCrashes:  counter("room_crashes_total", "Room processes that exited unexpectedly."),
-		roomFailures: counter("room_failures_total", "Rooms marked failed after too many crashes."),
-		storeErrors:  counter("store_errors_total", "Store calls that failed."),
+		reg:           reg,
+		roomsCreated:  counter("rooms_created_total", "Rooms created on this host."),
+		roomCrashes:   counter("room_crashes_total", "Room processes that exited unexpectedly."),
+		roomFailures:  counter("room_failures_total", "Rooms marked failed after too many crashes."),
+		storeErrors:   counter("store_errors_total", "Store calls that failed."),
+		eventsDropped: counter("events_dropped_total", "Room events dropped from the store write queue after a long store outage."),
 	}
 }

@@ -35,8 +35,8 @@ func TestChat(t *testing.T) {
 			text string
 			code string
 		}{
-			{"0123456789", ""},                 // 10 characters
-			{"ééééééééé😀", ""},                  // 10 characters, more bytes
+			{"0123456789", ""},                     // 10 characters
+			{"ééééééééé😀", ""},                     // 10 characters, more bytes
 			{"01234567890", protocol.CodeTooLarge}, // 11
 			{"   ", protocol.CodeInvalid},
 			{"", protocol.CodeInvalid},
@@ -67,10 +67,10 @@ func TestBlockedWords(t *testing.T) {
 	e.room.ApplyCache(&chatfleet.Cache{BlockedWords: []string{"darn", " HECK "}})
 	ann := e.dial("ann", chatfleet.RoleViewer)
 	for in, want := range map[string]string{
-		"darn it":                "**** it",
-		"Heck, DARN!":            "****, ****!",
-		"darned heckle":          "darned heckle", // whole words only
-		"what the heck.":         "what the ****.",
+		"darn it":               "**** it",
+		"Heck, DARN!":           "****, ****!",
+		"darned heckle":         "darned heckle", // whole words only
+		"what the heck.":        "what the ****.",
 		"nothing to see here 🙂": "nothing to see here 🙂",
 	} {
 		seq := ann.chat(in)

@@ -18,7 +18,7 @@ import (
 )
 
 const (
-	readBufferSize  = 1024     // per connection, held while it lives
+	readBufferSize  = 512      // per connection, held while it lives: client messages are small
 	writeBufferSize = 8 << 10  // pooled: held only while writing
 	maxFrameBytes   = 32 << 10 // a coalesced frame is cut after this many bytes
 	closeGrace      = 2 * time.Second

@@ -81,7 +81,6 @@ func newEnv(t *testing.T, mod func(*Config), opts ...envOpts) *env {
 		OnEvent:   e.record,
 		CloseWait: 500 * time.Millisecond,
 		MsgRate:   1000, MsgBurst: 1000, // tests that flood set their own
-		WriteDelay: -1,
 	}
 	if testing.Verbose() {
 		cfg.Log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -267,6 +267,7 @@ func (h *hub) add(c *client) {
 		if old != nil {
 			h.drop(old, protocol.CloseReplaced, "replaced by a new producer connection", false)
 		}
+		defer h.reportPresence() // a producer's coming is reported at once
 	}
 	h.welcome(c, c.lastSeq, c.hasLastSeq)
 	if joined {
@@ -293,6 +294,7 @@ func (h *hub) remove(c *client) {
 	if c == h.producer {
 		h.producer = nil
 		h.armIdle()
+		defer h.reportPresence() // a producer's going is reported at once
 	}
 	u := c.user
 	u.conns--
@@ -345,8 +347,8 @@ func (h *hub) presenceChange(typ string, u *user) {
 	h.broadcast(&protocol.ServerMsg{Type: typ, UserID: u.info.UserID, Name: u.info.Name, Role: u.info.Role, ViewerCount: len(h.users)})
 }
 
-// tick runs every second: counts for large rooms, presence and log events
-// for the master.
+// tick runs every second: counts for large rooms, presence (audience
+// changes are reported at most once a second) and log events for the master.
 func (h *hub) tick() {
 	if h.countDirty && !h.ended {
 		h.countDirty = false
@@ -397,7 +399,9 @@ func (h *hub) broadcast(m *protocol.ServerMsg) int64 {
 	h.hist.add(f, m.Type == protocol.TypeChat)
 	h.r.stats.seq.Store(h.seq)
 	if h.r.cfg.LogEvents {
-		h.logBuf = append(h.logBuf, chatfleet.Event{Room: h.r.name, Seq: h.seq, Type: m.Type, At: now, Data: f.data})
+		// Written ahead: the master has the event before any client can see
+		// it, so a room killed right after resumes without a gap.
+		h.r.emit(Event{Type: EventLog, Log: []chatfleet.Event{{Room: h.r.name, Seq: h.seq, Type: m.Type, At: now, Data: f.data}}})
 	}
 	h.fanout(f)
 	return h.seq
@@ -493,11 +497,14 @@ func (h *hub) welcome(c *client, lastSeq int64, has bool) {
 
 // reply sends the answer to one request: on its connection, or to its POST.
 func (h *hub) reply(req *request, m *protocol.ServerMsg) {
-	req.replied = true
 	if req.reply != nil {
-		req.reply <- m
+		if !req.replied { // the channel holds one reply; never block the hub
+			req.reply <- m
+		}
+		req.replied = true
 		return
 	}
+	req.replied = true
 	if req.c != nil && req.c.idx >= 0 {
 		h.push(req.c, h.encode(m, 0))
 	}

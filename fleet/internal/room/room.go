@@ -15,7 +15,6 @@ package room
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -374,5 +373,3 @@ func (r *Room) warn(msg string, args ...any) {
 		r.log.Warn(msg, args...)
 	}
 }
-
-func (r *Room) String() string { return fmt.Sprintf("room %s", r.name) }

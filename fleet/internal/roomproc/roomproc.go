@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -64,10 +66,10 @@ func Main(args []string, log *slog.Logger) int {
 	// A room outlives its master: a broken stdout pipe must not kill it, and
 	// the terminal's signals are the master's to handle.
 	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP, syscall.SIGINT)
+	profileOnSignal(os.Getenv("ROOM_PPROF_DIR"), *name, log)
 	p := &proc{
 		name: *name, port: *port, log: log, ctl: ctl,
 		statsEvery: *statsEvery, orphanGrace: *orphanGrace,
-		events:  make(chan ipc.Msg, 1024),
 		cacheCh: make(chan *chatfleet.Cache, 1),
 	}
 	return p.run(tcp, tokens, *anon, *history, *paid)
@@ -81,13 +83,17 @@ type proc struct {
 	ctl         net.Listener
 	statsEvery  time.Duration
 	orphanGrace time.Duration
-	events      chan ipc.Msg          // room events for the master, in order
 	cacheCh     chan *chatfleet.Cache // the first cache, before the room exists
+
+	qmu   sync.Mutex // serialises deliveries to the master, keeping their order
+	queue []ipc.Msg  // events not yet delivered (no master, or a slow one)
 
 	mu           sync.Mutex
 	conn         *ipc.Conn // the current master, nil while orphaned
 	room         *room.Room
 	cacheVersion int64
+	resumeEvents []chatfleet.Event // history to resume from, sent before the first cache
+	resumeSeq    int64
 	orphanTimer  *time.Timer
 	orphaned     bool
 }
@@ -117,9 +123,13 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, anon bool, history in
 			origins = append(origins, o)
 		}
 	}
+	p.mu.Lock()
+	resume, startSeq := p.resumeEvents, p.resumeSeq
+	p.resumeEvents = nil
+	p.mu.Unlock()
 	rm, err := room.New(room.Config{
 		Name: p.name, Settings: settings, Tokens: tokens, AllowedOrigins: origins, Log: p.log,
-		OnEvent: p.onEvent,
+		OnEvent: p.onEvent, LogEvents: true, Resume: resume, StartSeq: startSeq,
 	})
 	if err != nil {
 		p.log.Error("room cannot start", "err", err)
@@ -157,8 +167,11 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, anon bool, history in
 	if err := rm.Run(ctx); err != nil {
 		p.log.Error("room stopped", "err", err)
 	}
-	// Tell the master this end is on purpose, then go.
-	p.send(ipc.Msg{Type: ipc.TypeEvent, Event: "closed", Reason: "room ended"})
+	// Tell the master this end is on purpose (after what is still queued), then go.
+	p.onEvent(room.Event{Type: room.EventClosed, Reason: "room ended"})
+	p.qmu.Lock()
+	p.flushLocked(time.Second)
+	p.qmu.Unlock()
 	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
 	srv.Shutdown(sctx)
 	scancel()
@@ -253,6 +266,12 @@ func (p *proc) handle(msg ipc.Msg) {
 	}
 	p.mu.Unlock()
 	if rm == nil {
+		if msg.Type == ipc.TypeResume {
+			p.mu.Lock()
+			p.resumeEvents, p.resumeSeq = msg.Events, msg.Seq
+			p.mu.Unlock()
+			return
+		}
 		if msg.Type == ipc.TypeCache && msg.Cache != nil {
 			select {
 			case p.cacheCh <- msg.Cache:
@@ -272,43 +291,70 @@ func (p *proc) handle(msg ipc.Msg) {
 		rm.Close(msg.Reason)
 	case ipc.TypeDrain:
 		rm.Drain(msg.Reason, msg.Deadline)
+	case ipc.TypeResume:
+		// Only a room that has not started resumes.
 	default:
 		p.log.Warn("unknown master command", "type", msg.Type)
 	}
 }
 
-// onEvent is called by the room; it never blocks the room. The master needs
-// bans (to store and spread them) and the room's end; stream and presence
-// changes reach it in the periodic stats.
+// maxQueue bounds the events held for an absent master.
+const maxQueue = 10000
+
+// onEvent is called by the room's goroutine. The master needs the event log
+// (sent before the events reach clients, so that a room killed right after
+// can be resumed without a gap), bans (to store and spread them) and the
+// room's end; stream and presence changes reach it in the periodic stats.
+// It waits at most 100 ms for a slow master, then queues.
 func (p *proc) onEvent(ev room.Event) {
-	if ev.Type != room.EventBan && ev.Type != room.EventClosed {
+	msg := ipc.Msg{Type: ipc.TypeEvent, Event: ev.Type}
+	switch ev.Type {
+	case room.EventLog:
+		msg.Events = ev.Log
+	case room.EventBan:
+		msg.Ban = ev.Ban
+	case room.EventClosed:
+		msg.Reason = ev.Reason
+	default:
 		return
 	}
-	msg := ipc.Msg{Type: ipc.TypeEvent, Event: ev.Type, Ban: ev.Ban, Reason: ev.Reason}
-	select {
-	case p.events <- msg:
-	default:
-		p.log.Error("event queue to master full; event dropped", "event", ev.Type)
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	p.queue = append(p.queue, msg)
+	if over := len(p.queue) - maxQueue; over > 0 {
+		p.queue = p.queue[over:]
+		p.log.Error("no master to take room events; oldest dropped", "dropped", over)
+	}
+	p.flushLocked(100 * time.Millisecond)
+}
+
+// flushLocked sends queued events in order while a master takes them;
+// p.qmu must be held.
+func (p *proc) flushLocked(wait time.Duration) {
+	p.mu.Lock()
+	c := p.conn
+	p.mu.Unlock()
+	for c != nil && len(p.queue) > 0 {
+		if c.SendWithin(p.queue[0], wait) != nil {
+			return
+		}
+		p.queue = p.queue[1:]
 	}
 }
 
-// sendLoop forwards room events to the master in order, holding them while
-// no master is connected.
+// sendLoop delivers what was queued while no master was connected.
 func (p *proc) sendLoop(ctx context.Context) {
-	var pending []ipc.Msg
-	retry := time.NewTicker(200 * time.Millisecond)
-	defer retry.Stop()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case m := <-p.events:
-			pending = append(pending, m)
-		case <-retry.C:
+		case <-t.C:
 		}
-		for len(pending) > 0 && p.send(pending[0]) == nil {
-			pending = pending[1:]
-		}
+		p.qmu.Lock()
+		p.flushLocked(time.Second)
+		p.qmu.Unlock()
 	}
 }
 
@@ -335,4 +381,44 @@ func (p *proc) statsLoop(ctx context.Context, rm *room.Room) {
 		s.CPUSeconds, s.RSSBytes = procstat.CPU().Seconds(), procstat.RSS()
 		p.send(ipc.Msg{Type: ipc.TypeStats, Stats: &s})
 	}
+}
+
+// profileOnSignal, when dir is set (ROOM_PPROF_DIR, for benchmarks), makes
+// SIGUSR1 start a CPU profile of this room process and the next SIGUSR1 stop
+// it, writing dir/room-<name>-<pid>-<n>.heap.prof and then
+// dir/room-<name>-<pid>-<n>.cpu.prof (each renamed into place when complete).
+func profileOnSignal(dir, name string, log *slog.Logger) {
+	if dir == "" {
+		return
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	go func() {
+		var f *os.File
+		var base string
+		for n := 1; ; {
+			<-sig
+			if f == nil {
+				base = filepath.Join(dir, fmt.Sprintf("room-%s-%d-%d", name, os.Getpid(), n))
+				var err error
+				if f, err = os.Create(base + ".cpu.prof.tmp"); err == nil {
+					err = pprof.StartCPUProfile(f)
+				}
+				if err != nil {
+					log.Error("cpu profile", "err", err)
+					f = nil
+				}
+				continue
+			}
+			pprof.StopCPUProfile()
+			f.Close()
+			f, n = nil, n+1
+			if h, err := os.Create(base + ".heap.prof.tmp"); err == nil {
+				pprof.Lookup("heap").WriteTo(h, 0)
+				h.Close()
+				os.Rename(base+".heap.prof.tmp", base+".heap.prof")
+			}
+			os.Rename(base+".cpu.prof.tmp", base+".cpu.prof")
+		}
+	}()
 }

@@ -1,0 +1,108 @@
+// The control API: rooms and join tokens. Every call sends X-API-Key and
+// unwraps the {"data": …} / {"error": {code, message}} envelopes.
+
+import { apiBase, apiKey } from './settings.js';
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// call sends one request and returns the whole envelope.
+export async function call(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  const key = apiKey();
+  if (key) headers['X-API-Key'] = key;
+  const init = { method, headers, cache: 'no-store' };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let res;
+  try {
+    res = await fetch(apiBase() + path, init);
+  } catch (e) {
+    throw new ApiError(0, 'network', 'cannot reach the control API (' + e.message + ')');
+  }
+  let env = null;
+  if (res.status !== 204) {
+    try {
+      env = await res.json();
+    } catch {
+      env = null;
+    }
+  }
+  if (!res.ok) {
+    const e = (env && env.error) || {};
+    let msg = e.message || res.statusText || 'request failed';
+    if (res.status === 401 && !key) msg = 'an API key is needed: open Settings and enter it';
+    throw new ApiError(res.status, e.code || 'http_' + res.status, msg);
+  }
+  return env || {};
+}
+
+const enc = encodeURIComponent;
+
+// listRooms returns {rooms, nextCursor}.
+export async function listRooms({ sort = 'viewers', limit = 50, cursor = '' } = {}) {
+  const q = new URLSearchParams({ sort, limit: String(limit) });
+  if (cursor) q.set('cursor', cursor);
+  const env = await call('GET', '/api/v1/rooms?' + q);
+  const d = env.data;
+  const rooms = Array.isArray(d) ? d : (d && (d.rooms || d.items)) || [];
+  const nextCursor = (d && !Array.isArray(d) && (d.nextCursor || d.cursor)) || env.nextCursor || '';
+  return { rooms, nextCursor };
+}
+
+export async function getRoom(name) {
+  return (await call('GET', '/api/v1/rooms/' + enc(name))).data || {};
+}
+
+// createRoom creates a room; the answer holds the producer's join token and
+// the room's addresses: {name, hostId, host, port, wsUrl, sseUrl, token, expiresAt}.
+export async function createRoom(name) {
+  return (await call('POST', '/api/v1/rooms/' + enc(name), {})).data || {};
+}
+
+// createToken returns a join token for role 'viewer' or 'moderator'.
+export async function createToken(name, { role = 'viewer', userId, name: display, ttlSeconds = 3600 }) {
+  const body = { role, userId, name: display, ttlSeconds };
+  const d = (await call('POST', '/api/v1/rooms/' + enc(name) + '/tokens', body)).data || {};
+  return typeof d === 'string' ? { token: d } : d;
+}
+
+export async function deleteRoom(name) {
+  await call('DELETE', '/api/v1/rooms/' + enc(name));
+}
+
+// roomStatus reads a listing entry: 'live', 'offline', or another status.
+export function roomStatus(r) {
+  if (r.producerLive === true || r.status === 'live') return 'live';
+  return r.status || 'offline';
+}
+
+// roomViewers reads a listing entry's viewer count.
+export function roomViewers(r) {
+  const v = r.viewers ?? r.viewerCount ?? 0;
+  return Number.isFinite(v) ? v : 0;
+}
+
+// roomURLs returns the room's WebSocket and SSE URLs from an API answer
+// (room, create or token), deriving what is missing from host and port.
+export function roomURLs(d) {
+  let wsUrl = d.wsUrl || '';
+  let sseUrl = d.sseUrl || '';
+  const host = d.host || d.hostAddr;
+  if (!wsUrl && host && d.port) wsUrl = `ws://${host}:${d.port}/ws`;
+  if (!sseUrl && wsUrl) {
+    const u = new URL(wsUrl);
+    u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
+    u.pathname = u.pathname.replace(/\/ws$/, '') + '/events';
+    u.search = '';
+    sseUrl = u.toString();
+  }
+  return { wsUrl, sseUrl };
+}

@@ -1,0 +1,112 @@
+// The watch page: /watch.html?room=NAME[&transport=sse|ws][&token=T&ws=URL]
+// A viewer gets a join token for this browser's guest identity from the
+// tokens API, or uses the personal link a producer made (token and ws).
+
+import { ApiError, createToken, getRoom, roomURLs } from './api.js';
+import { guest, setGuestName } from './settings.js';
+import { RoomPage, parseTime } from './roompage.js';
+import { moderationMessage } from './chat.js';
+import { $, openSettings, setupSettings } from './ui.js';
+
+const q = new URLSearchParams(location.search);
+const roomName = (q.get('room') || '').trim();
+const transport = q.get('transport') || 'auto';
+const linkToken = q.get('token') || '';
+const linkWS = q.get('ws') || '';
+
+function final(err, why) {
+  err.final = why;
+  return err;
+}
+
+// apiFailure turns an API error into a final one when retrying cannot help.
+function apiFailure(e) {
+  if (e instanceof ApiError) {
+    if (e.status === 404) return final(e, 'gone');
+    if (e.status === 403 && /ban/i.test(e.message)) return final(e, 'banned');
+  }
+  return e;
+}
+
+let creds = null;
+
+// credentials returns the join token and the room's addresses, asking the
+// API again when refresh is set or the token is about to expire.
+async function credentials(refresh) {
+  const expiring = creds && creds.expiresAt && creds.expiresAt - Date.now() < 60000;
+  if (creds && !refresh && !expiring) return creds;
+  try {
+    if (linkToken && linkWS) {
+      creds = { token: linkToken, ...roomURLs({ wsUrl: linkWS }), expiresAt: 0 };
+      return creds;
+    }
+    const g = guest();
+    const tok = linkToken ? { token: linkToken } : await createToken(roomName, { role: 'viewer', userId: g.userId, name: g.name, ttlSeconds: 3600 });
+    let urls = roomURLs(tok);
+    if (!urls.wsUrl || refresh) {
+      const room = await getRoom(roomName);
+      if (['closed', 'failed'].includes(room.status)) throw final(new Error('status ' + room.status), 'gone');
+      urls = roomURLs(room);
+    }
+    if (!tok.token || !urls.wsUrl) throw new Error('the API gave no token or room address');
+    creds = { token: tok.token, ...urls, expiresAt: parseTime(tok.expiresAt) };
+    return creds;
+  } catch (e) {
+    if (e instanceof ApiError && (e.status === 401 || (e.status === 403 && !/ban/i.test(e.message)))) {
+      page.notice.show('The control API refused the request: ' + e.message, { kind: 'error', action: { label: 'Enter API key', run: openSettings } });
+    }
+    throw apiFailure(e);
+  }
+}
+
+let page = null;
+
+function pickRoom() {
+  $('#pick-room').hidden = false;
+  $('#pick-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const name = $('#pick-name').value.trim();
+    if (name) location.search = '?room=' + encodeURIComponent(name);
+  });
+  $('#pick-name').focus();
+}
+
+function watch() {
+  document.title = `${roomName} · chatfleet`;
+  $('#room').hidden = false;
+  $('#room-title').textContent = roomName;
+  const g = guest();
+  $('#my-name').value = g.name;
+  if (linkToken) $('#name-form').hidden = true; // the link's token carries the name
+
+  // A moderator (a personal moderator link) gets the chat's moderation
+  // buttons: mute for 5 minutes, ban for good.
+  const onModerate = (action, target) => {
+    const msg = moderationMessage(action, target, { muteSeconds: 300 });
+    if (msg) page.send(msg);
+  };
+  const rejoin = { label: 'Rejoin', run: () => location.reload() };
+  page = new RoomPage({ credentials, transport, onModerate, endActions: { kicked: rejoin, replaced: rejoin } });
+  window.chatfleet = { page }; // for the console and the browser test
+  page.addEventListener('welcome', (ev) => {
+    const you = ev.detail.msg.you || {};
+    $('#me-hint').textContent = `You are in the chat as ${you.name || you.userId}` + (you.role && you.role !== 'viewer' ? ` (${you.role})` : '') + '.';
+  });
+  page.addEventListener('ended', (ev) => {
+    document.body.dataset.ended = ev.detail.why;
+  });
+  page.addEventListener('state', (ev) => {
+    document.body.dataset.conn = ev.detail.state;
+    document.body.dataset.transport = ev.detail.transport;
+  });
+  $('#name-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    setGuestName($('#my-name').value);
+    location.reload(); // a new token carries the new name
+  });
+  page.start();
+}
+
+setupSettings(() => page && page.conn.retryNow());
+if (roomName) watch();
+else pickRoom();
