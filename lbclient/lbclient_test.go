@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/chatfleet/chatfleet/internal/testutil"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -272,21 +273,6 @@ func (l *recordingLB) counts() (puts, deletes int) {
 	return len(l.puts), len(l.deletes)
 }
 
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestRegistrar(t *testing.T) {
 	a, b := &recordingLB{}, &recordingLB{}
 	la, lb := newScriptedLB(t, a.handler), newScriptedLB(t, b.handler)
@@ -316,7 +302,7 @@ func TestRegistrar(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		if pa, _ := a.counts(); pa < 1 {
 			return errors.New("no heartbeat at a")
 		}
@@ -340,7 +326,7 @@ func TestRegistrar(t *testing.T) {
 	t.Run("nudge reports a state change at once", func(t *testing.T) {
 		state.Store(chatfleet.HostDraining)
 		r.Nudge()
-		eventually(t, 5*time.Second, func() error {
+		testutil.Eventually(t, 5*time.Second, func() error {
 			for _, l := range []*recordingLB{a, b} {
 				l.mu.Lock()
 				last := l.puts[len(l.puts)-1].State
@@ -357,7 +343,7 @@ func TestRegistrar(t *testing.T) {
 		a.fail.Store(true)
 		pb, _ := b.counts()
 		r.Nudge()
-		eventually(t, 5*time.Second, func() error {
+		testutil.Eventually(t, 5*time.Second, func() error {
 			if n, _ := b.counts(); n <= pb {
 				return errors.New("no heartbeat at b")
 			}
@@ -366,7 +352,7 @@ func TestRegistrar(t *testing.T) {
 		a.fail.Store(false)
 		pa, _ := a.counts()
 		r.Nudge() // also cuts a's backoff short
-		eventually(t, 5*time.Second, func() error {
+		testutil.Eventually(t, 5*time.Second, func() error {
 			if n, _ := a.counts(); n <= pa {
 				return errors.New("no heartbeat at a after it came back")
 			}

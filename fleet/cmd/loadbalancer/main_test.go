@@ -17,6 +17,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/chatfleet/chatfleet/internal/testutil"
 	"io"
 	"math/big"
 	"net"
@@ -62,23 +63,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// eventually calls f until it returns nil, failing the test with f's last
-// error after timeout.
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // syncBuffer collects a process's output.
@@ -285,7 +269,7 @@ func (p *lbProc) hostStates() string {
 // waitStates waits until every instance lists exactly want ("a=accepting b=down").
 func waitStates(t *testing.T, want string, lbs ...*lbProc) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		for _, p := range lbs {
 			if got := p.hostStates(); got != want {
 				return fmt.Errorf("%s lists %q, want %q", p.URL, got, want)
@@ -446,7 +430,7 @@ func TestRegisterAndPick(t *testing.T) {
 	t.Run("a loaded host is not picked while emptier ones are", func(t *testing.T) {
 		c.rooms.Store(800) // 80% full; a and b are about 10% with their pending rooms
 		c.reg.Nudge()
-		eventually(t, 5*time.Second, func() error {
+		testutil.Eventually(t, 5*time.Second, func() error {
 			for _, p := range []*lbProc{lb1, lb2} {
 				if hosts, err := p.hosts(); err != nil || hosts["c"].Load.Rooms != 800 {
 					return fmt.Errorf("%s: c not yet at 800 rooms (%v)", p.URL, err)
@@ -473,7 +457,7 @@ func TestRegisterAndPick(t *testing.T) {
 		}
 
 		b.setState(chatfleet.HostAccepting)
-		eventually(t, 5*time.Second, func() error {
+		testutil.Eventually(t, 5*time.Second, func() error {
 			h, err := pk.Pick(t.Context(), lbclient.PickRequest{Exclude: []string{"a", "c"}})
 			if err != nil || h.ID != "b" {
 				return fmt.Errorf("pick = %q, %v; want b", h.ID, err)

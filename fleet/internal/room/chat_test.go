@@ -2,6 +2,7 @@ package room
 
 import (
 	"fmt"
+	"github.com/chatfleet/chatfleet/internal/testutil"
 	"slices"
 	"strings"
 	"testing"
@@ -114,7 +115,7 @@ func TestPresence(t *testing.T) {
 		t.Fatalf("second tab: viewerCount %d", bob2.welcome.ViewerCount)
 	}
 	bob2.ws.Close()
-	eventually(t, waitFor, func() error {
+	testutil.Eventually(t, waitFor, func() error {
 		if st := e.room.Stats(); st.Conns != 2 || st.Viewers != 2 {
 			return fmt.Errorf("stats %+v", st)
 		}
@@ -181,7 +182,7 @@ func TestHistoryAndRecovery(t *testing.T) {
 			t.Fatalf("welcome %+v", v.welcome)
 		}
 		v.ws.Close()
-		eventually(t, waitFor, func() error {
+		testutil.Eventually(t, waitFor, func() error {
 			if n := e.room.Stats().Viewers; n != 1 {
 				return fmt.Errorf("%d viewers", n)
 			}
@@ -253,7 +254,7 @@ func TestResumeFromLog(t *testing.T) {
 	prod.await(protocol.TypeStream, nil)
 	last := prod.chat("before the restart")
 	var log []chatfleet.Event
-	eventually(t, waitFor, func() error {
+	testutil.Eventually(t, waitFor, func() error {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		log = nil

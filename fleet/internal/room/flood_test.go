@@ -2,6 +2,7 @@ package room
 
 import (
 	"fmt"
+	"github.com/chatfleet/chatfleet/internal/testutil"
 	"net"
 	"net/url"
 	"slices"
@@ -120,7 +121,7 @@ func TestSlowViewer(t *testing.T) {
 	for i := range viewers {
 		cs = append(cs, e.dial(fmt.Sprintf("viewer%02d", i), chatfleet.RoleViewer))
 	}
-	eventually(t, waitFor, func() error {
+	testutil.Eventually(t, waitFor, func() error {
 		if st := e.room.Stats(); st.Conns != viewers+2 {
 			return fmt.Errorf("%d conns", st.Conns)
 		}
@@ -176,14 +177,14 @@ func TestSlowViewer(t *testing.T) {
 			prod.send(protocol.ClientMsg{Type: protocol.TypeChat, Text: text})
 			sent = append(sent, text)
 		}
-		eventually(t, waitFor, func() error { return received(len(sent)) })
+		testutil.Eventually(t, waitFor, func() error { return received(len(sent)) })
 	}
 	for range 10 { // more after the drop
 		text := fmt.Sprintf("%05d %s", len(sent), pad)
 		prod.send(protocol.ClientMsg{Type: protocol.TypeChat, Text: text})
 		sent = append(sent, text)
 	}
-	eventually(t, waitFor, func() error { return received(len(sent)) })
+	testutil.Eventually(t, waitFor, func() error { return received(len(sent)) })
 	close(stop)
 	wg.Wait()
 

@@ -2,6 +2,7 @@ package room
 
 import (
 	"encoding/json"
+	"github.com/chatfleet/chatfleet/internal/testutil"
 	"io"
 	"net/http"
 	"net/url"
@@ -43,7 +44,7 @@ func TestHandshakeRefusals(t *testing.T) {
 		{ID: "b2", UserID: "pest", Room: testRoom, Until: time.Now().Add(time.Hour)},
 		{ID: "b3", UserID: "ann", Room: "other-room"},
 	}})
-	eventually(t, waitFor, func() error {
+	testutil.Eventually(t, waitFor, func() error {
 		if len(e.room.policy.Load().bans) != 3 {
 			return io.EOF
 		}

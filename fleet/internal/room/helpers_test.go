@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/chatfleet/chatfleet/internal/testutil"
 	"io"
 	"log/slog"
 	"net"
@@ -28,23 +29,6 @@ const (
 	testSecret = "test-secret-0123456789"
 	waitFor    = 10 * time.Second // how long a test waits for what must happen
 )
-
-// eventually calls f until it returns nil, failing the test with f's last
-// error after timeout.
-func eventually(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // env is one room served over real loopback sockets.
 type env struct {
@@ -146,7 +130,7 @@ func (e *env) record(ev Event) {
 func (e *env) event(typ string, ok func(Event) bool) Event {
 	e.t.Helper()
 	var got Event
-	eventually(e.t, waitFor, func() error {
+	testutil.Eventually(e.t, waitFor, func() error {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		for _, ev := range e.events {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/chatfleet/chatfleet/internal/testutil"
 	"io"
 	"log/slog"
 	"net/url"
@@ -26,7 +27,7 @@ func TestSecondProducerTakesOver(t *testing.T) {
 	second.send(protocol.ClientMsg{Type: protocol.TypeStream, Live: true, HLSURL: "https://cdn.example.com/x.m3u8"})
 	vic.await(protocol.TypeStream, nil)
 	// Same user: neither a leave nor a join.
-	eventually(t, waitFor, func() error {
+	testutil.Eventually(t, waitFor, func() error {
 		if st := e.room.Stats(); st.Conns != 2 || st.Viewers != 2 {
 			return fmt.Errorf("stats %+v", st)
 		}

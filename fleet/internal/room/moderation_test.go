@@ -2,6 +2,7 @@ package room
 
 import (
 	"fmt"
+	"github.com/chatfleet/chatfleet/internal/testutil"
 	"net/url"
 	"testing"
 	"time"
@@ -285,7 +286,7 @@ func TestApplyCacheBan(t *testing.T) {
 		t.Fatalf("banned handshake: %v %v", err, resp)
 	}
 	other.chat("still here")
-	eventually(t, waitFor, func() error {
+	testutil.Eventually(t, waitFor, func() error {
 		if st := e.room.Stats(); st.Viewers != 1 {
 			return fmt.Errorf("stats %+v", st)
 		}
