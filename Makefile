@@ -5,13 +5,17 @@ VERSION ?= 1.0.0
 LDFLAGS := -s -w -X github.com/chatfleet/chatfleet.Version=$(VERSION)
 BIN   := bin
 
-.PHONY: run test vet fmt-check build bench bench-quick soak clean lambdas
+.PHONY: run test vet fmt-check build bench bench-quick soak clean lambdas web
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./fleet/cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./fleet/cmd/chatserver ./fleet/cmd/loadbalancer
 
-run: build
-	./scripts/run.sh
+# run: the whole platform locally (localstack/): hls.js for the web client when npm is there, a
+# demo HLS stream when ffmpeg is there, the fleet binaries, then the stack itself.
+run: web build
+	-./scripts/demo-hls.sh
+	$(GO) build -o $(BIN)/localstack ./localstack
+	./$(BIN)/localstack
 
 vet:
 	$(GO) vet ./...
@@ -22,6 +26,21 @@ fmt-check:
 
 test: fmt-check vet
 	$(GO) test -race -timeout 15m ./...
+
+# web: hls.js from npm (web/package-lock.json) into web/static/vendor/, embedded by the next build.
+web:
+	./web/build.sh
+
+# bench: the load benchmark (docs/performance.md): builds and starts its own chatserver on free
+# loopback ports, prints one table and writes bench/results.json; under 10 minutes.
+# bench-quick: the short regression run, under a minute. Room profiles: `make bench BENCH_FLAGS=-pprof=bench`.
+bench:
+	$(GO) build -o $(BIN)/chatbench ./fleet/cmd/chatbench
+	./$(BIN)/chatbench -out bench/results.json $(BENCH_FLAGS)
+
+bench-quick:
+	$(GO) build -o $(BIN)/chatbench ./fleet/cmd/chatbench
+	./$(BIN)/chatbench -quick -out bench/results-quick.json $(BENCH_FLAGS)
 
 lambdas:
 	@for f in functions/*/main.go; do d=$$(dirname $$f); \

@@ -1,0 +1,274 @@
+package api_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/functions/api"
+	"github.com/chatfleet/chatfleet/internal/testutil"
+	"github.com/chatfleet/chatfleet/lbclient"
+	"github.com/chatfleet/chatfleet/token"
+)
+
+// Test credentials. The fleet's are the seed's example keys.
+const (
+	apiKey        = "test-room-api-key"
+	adminAPIKey   = "test-admin-api-key"
+	fleetKey      = "TESTING_KEY"
+	fleetAdminKey = "ADMIN_TESTING_KEY"
+	lbKey         = "LB_TESTING_KEY"
+	tokenSecret   = "test-token-secret-0123456789"
+	hostID        = "h1"
+)
+
+// startLB runs the real load-balancer binary on a free port and returns its URL.
+func startLB(t *testing.T) string {
+	t.Helper()
+	port := testutil.FreePort(t)
+	testutil.Start(t, testutil.Binary(t, "./fleet/cmd/loadbalancer"), []string{
+		"PORT=" + strconv.Itoa(port), "LOADBALANCER_KEY=" + lbKey, "HOST_DOWN_AFTER=30s", "LOG_LEVEL=warn",
+	})
+	u := fmt.Sprintf("http://127.0.0.1:%d", port)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		status, _, err := testutil.TryDo("GET", u+"/healthz", "", "")
+		if err != nil || status != 200 {
+			return fmt.Errorf("load balancer healthz: %d %v", status, err)
+		}
+		return nil
+	})
+	return u
+}
+
+// host is a real chatserver process registered with a load balancer.
+type host struct {
+	proc     *testutil.Proc
+	api      string // http://127.0.0.1:port
+	admin    string
+	roomMin  int
+	roomMax  int
+	stateDir string
+}
+
+// startHost runs the real chatserver binary as host h1, heartbeating to lb,
+// and waits until the load balancer lists it as accepting.
+func startHost(t *testing.T, lb string) *host {
+	t.Helper()
+	h := &host{roomMin: testutil.FreePortRange(t, 20), stateDir: t.TempDir()}
+	h.roomMax = h.roomMin + 19
+	apiPort, adminPort := testutil.FreePort(t), testutil.FreePort(t)
+	h.api = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
+	h.admin = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	h.proc = testutil.Start(t, testutil.Binary(t, "./fleet/cmd/chatserver"), []string{
+		"HOST_ID=" + hostID, "PUBLIC_HOST=127.0.0.1", "IMDS=0",
+		"KEY=" + fleetKey, "ADMIN_KEY=" + fleetAdminKey,
+		"PORT=" + strconv.Itoa(apiPort), "ADMIN_PORT=" + strconv.Itoa(adminPort),
+		"ROOM_PORT_MIN=" + strconv.Itoa(h.roomMin), "ROOM_PORT_MAX=" + strconv.Itoa(h.roomMax),
+		"STATE_DIR=" + h.stateDir, "TOKEN_SECRET=" + tokenSecret,
+		"LOADBALANCERS=" + lb, "LOADBALANCER_KEY=" + lbKey, "HEARTBEAT_EVERY=500ms",
+		"LOG_LEVEL=warn", "ORPHAN_GRACE=10s", "DRAIN_WINDOW=200ms", "MONGODB_URI=",
+	})
+	t.Cleanup(h.killRooms)
+	picker := newPicker(t, lb)
+	waitHost(t, picker, chatfleet.HostAccepting)
+	return h
+}
+
+// killRooms ends every room process the state directory records: rooms
+// outlive their master by design, so a test must not leave them behind.
+func (h *host) killRooms() {
+	files, _ := filepath.Glob(filepath.Join(h.stateDir, "rooms", "*.json"))
+	for _, f := range files {
+		var st struct{ PID int }
+		b, _ := os.ReadFile(f)
+		if json.Unmarshal(b, &st) == nil && st.PID > 0 {
+			syscall.Kill(st.PID, syscall.SIGKILL)
+		}
+	}
+}
+
+// rooms returns the names of the rooms the host runs, from its admin port.
+func (h *host) rooms(t *testing.T) []string {
+	t.Helper()
+	status, body := testutil.Do(t, "GET", h.admin+"/api/v1/rooms", fleetAdminKey, "")
+	if status != 200 {
+		t.Fatalf("host rooms: %d %s", status, body)
+	}
+	var out struct {
+		Data struct{ Rooms []struct{ Name string } }
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range out.Data.Rooms {
+		names = append(names, r.Name)
+	}
+	return names
+}
+
+// waitGone waits until the host no longer runs room.
+func (h *host) waitGone(t *testing.T, room string) {
+	t.Helper()
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if slices.Contains(h.rooms(t), room) {
+			return fmt.Errorf("the host still runs %s", room)
+		}
+		return nil
+	})
+}
+
+func newPicker(t *testing.T, lb string) *lbclient.Picker {
+	t.Helper()
+	p, err := lbclient.NewPicker([]string{lb}, lbKey, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// waitHost waits until the load balancers list host h1 in state.
+func waitHost(t *testing.T, p api.HostPicker, state chatfleet.HostState) chatfleet.Host {
+	t.Helper()
+	var found chatfleet.Host
+	testutil.Eventually(t, 15*time.Second, func() error {
+		hosts, err := p.Hosts(t.Context())
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if h.ID == hostID {
+				if h.State != state {
+					return fmt.Errorf("host %s is %s, want %s", h.ID, h.State, state)
+				}
+				found = h
+				return nil
+			}
+		}
+		return fmt.Errorf("host %s not listed (%d hosts)", hostID, len(hosts))
+	})
+	return found
+}
+
+// apis are both APIs of one Config, served on loopback.
+type apis struct {
+	rooms  string // base URL of the room API
+	admin  string // base URL of the admin API
+	tokens *token.Issuer
+	cfg    api.Config
+}
+
+// newAPIs serves NewRoomAPI and NewAdminAPI of a Config with the test keys,
+// store and picker, and a test logger.
+func newAPIs(t *testing.T, store chatfleet.Store, picker api.HostPicker) *apis {
+	t.Helper()
+	tokens, err := token.NewIssuer(tokenSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := api.Config{
+		Store: store, Picker: picker, Tokens: tokens,
+		APIKey: apiKey, AdminAPIKey: adminAPIKey, FleetKey: fleetKey, FleetAdminKey: fleetAdminKey,
+		Log: slog.New(slog.NewJSONHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	room, err := api.NewRoomAPI(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := api.NewAdminAPI(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, as := httptest.NewServer(room), httptest.NewServer(admin)
+	t.Cleanup(rs.Close)
+	t.Cleanup(as.Close)
+	return &apis{rooms: rs.URL, admin: as.URL, tokens: tokens, cfg: cfg}
+}
+
+// testWriter sends log lines to t.Log, so they show with a failing test only.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// answer is a decoded API answer.
+type answer struct {
+	Status int
+	Body   string
+	Data   json.RawMessage
+	Error  *chatfleet.Error
+	Header http.Header
+}
+
+// call sends one request and decodes the envelope; a transport error or an
+// answer that is not an envelope fails t.
+func call(t *testing.T, method, url, key, body string) answer {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("X-API-Key", key)
+	}
+	resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read answer: %v", method, url, err)
+	}
+	a := answer{Status: resp.StatusCode, Body: string(b), Header: resp.Header}
+	var env struct {
+		Data  json.RawMessage  `json:"data"`
+		Error *chatfleet.Error `json:"error"`
+	}
+	if err := json.Unmarshal(b, &env); err != nil || (env.Data == nil && env.Error == nil) {
+		t.Fatalf("%s %s: %d %q is not an envelope", method, url, a.Status, a.Body)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("%s %s: Content-Type %q", method, url, ct)
+	}
+	a.Data, a.Error = env.Data, env.Error
+	return a
+}
+
+// want checks a's status and, for an error, its code.
+func (a answer) want(t *testing.T, status int, code string) answer {
+	t.Helper()
+	if a.Status != status {
+		t.Fatalf("status %d, want %d: %s", a.Status, status, a.Body)
+	}
+	if code != "" && (a.Error == nil || a.Error.Code != code) {
+		t.Fatalf("answer %s, want error code %q", a.Body, code)
+	}
+	return a
+}
+
+// decode decodes a's data into v.
+func (a answer) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(a.Data, v); err != nil {
+		t.Fatalf("decode %s: %v", a.Data, err)
+	}
+}

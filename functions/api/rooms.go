@@ -1,0 +1,505 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/httpx"
+	"github.com/chatfleet/chatfleet/lbclient"
+)
+
+// Limits of the room API.
+const (
+	maxCreateBody   = 16 << 10
+	maxTokenBody    = 4 << 10
+	defaultTokenTTL = time.Hour
+	maxTokenTTL     = 24 * time.Hour
+	producerTTL     = maxTokenTTL // the producer gets one token, at creation, and may reconnect with it all day
+	producerUserID  = "producer"
+	defaultPageSize = 50
+	maxPageSize     = 200
+	maxURLLen       = 2048
+	maxWebhooks     = 10
+	listFillCalls   = 4 // store pages read to fill one listing page
+)
+
+var regionRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
+// roomAPI serves the room API. Its handlers may run concurrently.
+type roomAPI struct {
+	base
+}
+
+// createRequest is the optional body of POST /api/v1/rooms/{name}.
+type createRequest struct {
+	HLSURL         string   `json:"hlsUrl"`
+	AllowAnonymous bool     `json:"allowAnonymous"`
+	Paid           bool     `json:"paid"`
+	Region         string   `json:"region"`
+	WebhookURLs    []string `json:"webhookUrls"` // accepted and validated, not used yet
+}
+
+func (c *createRequest) validate() error {
+	if c.HLSURL != "" {
+		if err := checkURL("hlsUrl", c.HLSURL); err != nil {
+			return err
+		}
+	}
+	if c.Region != "" && !regionRE.MatchString(c.Region) {
+		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: want an AWS region name such as eu-west-1", "region")
+	}
+	if len(c.WebhookURLs) > maxWebhooks {
+		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: at most %d URLs", "webhookUrls", maxWebhooks)
+	}
+	for _, u := range c.WebhookURLs {
+		if err := checkURL("webhookUrls", u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkURL returns EINVALID unless s is an absolute http(s) URL of sane length.
+func checkURL(field, s string) error {
+	u, err := url.Parse(s)
+	if err != nil || len(s) > maxURLLen || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: want an http(s) URL of at most %d bytes", field, maxURLLen)
+	}
+	return nil
+}
+
+// roomView is a room as the room API shows it.
+type roomView struct {
+	Name         string               `json:"name"`
+	Status       chatfleet.RoomStatus `json:"status"`
+	Producer     string               `json:"producer"` // "live" or "offline"
+	ProducerLive bool                 `json:"producerLive"`
+	Viewers      int                  `json:"viewers"`
+	HostID       string               `json:"hostId"`
+	Host         string               `json:"host"`
+	Port         int                  `json:"port"`
+	WSURL        string               `json:"wsUrl,omitempty"`
+	SSEURL       string               `json:"sseUrl,omitempty"`
+	HLSURL       string               `json:"hlsUrl,omitempty"`
+	Paid         bool                 `json:"paid,omitempty"`
+	CreatedAt    time.Time            `json:"createdAt"`
+	UpdatedAt    time.Time            `json:"updatedAt"`
+}
+
+// view returns r as the API shows it; hosts (by id, may be nil) give the
+// proxy URL scheme of r's host.
+func view(r *chatfleet.Room, hosts map[string]chatfleet.Host) roomView {
+	producer := "offline"
+	if r.ProducerLive {
+		producer = "live"
+	}
+	ws, sse := roomURLs(hosts[r.HostID].RoomURL, r.HostAddr, r.Port)
+	return roomView{
+		Name: r.Name, Status: r.Status, Producer: producer, ProducerLive: r.ProducerLive, Viewers: r.Viewers,
+		HostID: r.HostID, Host: r.HostAddr, Port: r.Port, WSURL: ws, SSEURL: sse,
+		HLSURL: r.HLSURL, Paid: r.Paid, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+}
+
+// created is the answer to a create: where the room is and the producer's token.
+type created struct {
+	Name      string    `json:"name"`
+	HostID    string    `json:"hostId"`
+	Host      string    `json:"host"`
+	Port      int       `json:"port"`
+	WSURL     string    `json:"wsUrl"`
+	SSEURL    string    `json:"sseUrl"`
+	Role      string    `json:"role"`
+	UserID    string    `json:"userId"`
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// create serves POST /api/v1/rooms/{name}: pick a host, have it run the
+// room, record it, answer 201 with the producer's join token.
+func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	name := r.PathValue("name")
+	if err := chatfleet.ValidateRoomName(name); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var req createRequest
+	if err := httpx.DecodeJSON(w, r, maxCreateBody, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := req.validate(); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.checkFree(ctx, name); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	host, port, err := a.place(ctx, name, req)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	room := &chatfleet.Room{
+		Name: name, HostID: host.ID, HostAddr: host.RoomHost, Port: port,
+		Status: chatfleet.RoomOffline, HLSURL: req.HLSURL, Paid: req.Paid,
+	}
+	if err := a.record(ctx, room); err != nil {
+		// A concurrent create won the name, or the store is down: either way
+		// the room just started must not run unrecorded.
+		a.undo(ctx, host, name)
+		a.fail(w, r, err)
+		return
+	}
+	tok, exp, err := a.issue(name, producerUserID, producerUserID, chatfleet.RoleProducer, producerTTL)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	ws, sse := roomURLs(host.RoomURL, host.RoomHost, port)
+	a.log.Info("room created", "room", name, "host", host.ID, "port", port)
+	httpx.WriteData(w, http.StatusCreated, created{
+		Name: name, HostID: host.ID, Host: host.RoomHost, Port: port, WSURL: ws, SSEURL: sse,
+		Role: string(chatfleet.RoleProducer), UserID: producerUserID, Token: tok, ExpiresAt: exp,
+	})
+}
+
+// record stores room, just started on its host. A conflict means a
+// concurrent create of the name won, unless the conflicting room is this very
+// one, recorded first by its host's periodic sync (same address and port).
+func (a *roomAPI) record(ctx context.Context, room *chatfleet.Room) error {
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	err := a.store.CreateRoom(sctx, room)
+	var ce *chatfleet.Error
+	if errors.As(err, &ce) && ce.Code == chatfleet.ECONFLICT && ce.Port == room.Port && ce.Host == room.HostAddr {
+		if room.HLSURL == "" {
+			return nil
+		}
+		return timedOut(ctx, "the store", a.store.UpdateRoom(sctx, room.Name, chatfleet.RoomUpdate{HLSURL: &room.HLSURL}))
+	}
+	return timedOut(ctx, "the store", err)
+}
+
+// checkFree returns ECONFLICT, with where it runs, if an open room holds name.
+func (a *roomAPI) checkFree(ctx context.Context, name string) error {
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	old, err := a.store.Room(sctx, name)
+	switch {
+	case chatfleet.ErrorCode(err) == chatfleet.ENOTFOUND:
+		return nil
+	case err != nil:
+		return timedOut(ctx, "the store", err)
+	case old.Status.Open():
+		return &chatfleet.Error{Code: chatfleet.ECONFLICT, Message: fmt.Sprintf("room %q exists", name), Host: old.HostAddr, Port: old.Port}
+	}
+	return nil
+}
+
+// place picks hosts until one runs the room, trying at most
+// maxCreateAttempts hosts; a host that refuses (draining, full) or cannot be
+// reached is excluded from the next pick.
+func (a *roomAPI) place(ctx context.Context, name string, req createRequest) (chatfleet.Host, int, error) {
+	pick := lbclient.PickRequest{Region: req.Region}
+	opts := roomOptions{AllowAnonymous: req.AllowAnonymous, Paid: req.Paid}
+	var lastErr error
+	for attempt := range maxCreateAttempts {
+		host, err := a.cfg.Picker.Pick(ctx, pick)
+		if err != nil {
+			if attempt > 0 && chatfleet.ErrorCode(err) == chatfleet.EUNAVAILABLE {
+				// Hosts were tried and refused; say so rather than "no host".
+				return chatfleet.Host{}, 0, fmt.Errorf("%w: %w", chatfleet.Errorf(chatfleet.EUNAVAILABLE,
+					"no host could create the room (%d tried)", attempt), errors.Join(lastErr, err))
+			}
+			return chatfleet.Host{}, 0, timedOut(ctx, "the load balancers", err)
+		}
+		port, err := a.fleet.createRoom(ctx, host, name, opts)
+		if err == nil {
+			return host, port, nil
+		}
+		if !refused(err) || ctx.Err() != nil {
+			return chatfleet.Host{}, 0, timedOut(ctx, "the host", hostFailure(err))
+		}
+		a.log.Warn("host refused a room; trying another", "room", name, "host", host.ID, "err", err)
+		lastErr = err
+		pick.Exclude = append(pick.Exclude, host.ID)
+	}
+	return chatfleet.Host{}, 0, fmt.Errorf("%w: %w", chatfleet.Errorf(chatfleet.EUNAVAILABLE,
+		"no host could create the room (%d tried)", maxCreateAttempts), lastErr)
+}
+
+// undo closes a room that was started on host but could not be recorded.
+// It runs even if the request's deadline has passed, within its own.
+func (a *roomAPI) undo(ctx context.Context, host chatfleet.Host, name string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hostCloseTimeout)
+	defer cancel()
+	if err := a.fleet.closeRoom(ctx, host, name, "room could not be recorded", false); err != nil {
+		a.log.Error("close unrecorded room", "room", name, "host", host.ID, "err", err)
+	}
+}
+
+// issue signs a join token and returns it with its expiry.
+func (a *roomAPI) issue(room, user, display string, role chatfleet.Role, ttl time.Duration) (string, time.Time, error) {
+	tok, err := a.cfg.Tokens.Issue(room, user, display, role, ttl)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	// The expiry exactly as signed (whole seconds).
+	c, err := a.cfg.Tokens.Verify(tok, room)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("verify the token just issued: %w", err)
+	}
+	return tok, c.ExpiresAt.Time.UTC(), nil
+}
+
+// listPage is the answer of the listing.
+type listPage struct {
+	Rooms      []roomView `json:"rooms"`
+	NextCursor string     `json:"nextCursor"`
+}
+
+// list serves GET /api/v1/rooms?sort=viewers|newest&limit=&cursor=: the open
+// rooms that serve (live and offline), a page at a time. A page may hold
+// fewer rooms than limit; only an empty nextCursor says there are no more.
+func (a *roomAPI) list(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	sort := chatfleet.RoomSort(q.Get("sort"))
+	switch sort {
+	case "":
+		sort = chatfleet.SortViewers
+	case chatfleet.SortViewers, chatfleet.SortNewest:
+	default:
+		a.fail(w, r, chatfleet.Errorf(chatfleet.EINVALID, "sort must be %q or %q", chatfleet.SortViewers, chatfleet.SortNewest))
+		return
+	}
+	limit := defaultPageSize
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxPageSize {
+			a.fail(w, r, chatfleet.Errorf(chatfleet.EINVALID, "limit must be a whole number from 1 to %d", maxPageSize))
+			return
+		}
+		limit = n
+	}
+	cursor := q.Get("cursor")
+	if len(cursor) > 1024 {
+		a.fail(w, r, chatfleet.Errorf(chatfleet.EINVALID, "invalid cursor"))
+		return
+	}
+	page := listPage{Rooms: []roomView{}}
+	var rooms []*chatfleet.Room
+	for range listFillCalls {
+		sctx, cancel := storeCtx(ctx)
+		got, next, err := a.store.ListRooms(sctx, chatfleet.RoomFilter{OpenOnly: true, Sort: sort, Limit: limit - len(rooms), Cursor: cursor})
+		cancel()
+		if err != nil {
+			a.fail(w, r, timedOut(ctx, "the store", err))
+			return
+		}
+		for _, rm := range got {
+			// Starting and stale rooms hold their names but cannot be joined.
+			if rm.Status == chatfleet.RoomLive || rm.Status == chatfleet.RoomOffline {
+				rooms = append(rooms, rm)
+			}
+		}
+		cursor = next
+		if cursor == "" || len(rooms) >= limit {
+			break
+		}
+	}
+	hosts := a.hostsByID(ctx)
+	for _, rm := range rooms {
+		page.Rooms = append(page.Rooms, view(rm, hosts))
+	}
+	page.NextCursor = cursor
+	httpx.WriteData(w, http.StatusOK, page)
+}
+
+// hostsByID returns the hosts the load balancers know, by id, or nil if
+// they cannot say: room URLs then fall back to the room's address and port.
+func (a *base) hostsByID(ctx context.Context) map[string]chatfleet.Host {
+	ctx, cancel := context.WithTimeout(ctx, hostsLookupTimeout)
+	defer cancel()
+	hosts, err := a.cfg.Picker.Hosts(ctx)
+	if err != nil {
+		a.log.Warn("list hosts for room URLs", "err", err)
+		return nil
+	}
+	m := make(map[string]chatfleet.Host, len(hosts))
+	for _, h := range hosts {
+		m[h.ID] = h
+	}
+	return m
+}
+
+// openRoom returns the open room named by the request's path: EINVALID for a
+// bad name, ENOTFOUND if there is none or it has ended.
+func (a *base) openRoom(r *http.Request) (*chatfleet.Room, error) {
+	name := r.PathValue("name")
+	if err := chatfleet.ValidateRoomName(name); err != nil {
+		return nil, err
+	}
+	ctx, cancel := storeCtx(r.Context())
+	defer cancel()
+	room, err := a.store.Room(ctx, name)
+	if err != nil {
+		return nil, timedOut(r.Context(), "the store", err)
+	}
+	if !room.Status.Open() {
+		return nil, chatfleet.Errorf(chatfleet.ENOTFOUND, "room %q is %s", name, room.Status)
+	}
+	return room, nil
+}
+
+// get serves GET /api/v1/rooms/{name}. Ended rooms are found too, with their status.
+func (a *roomAPI) get(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := chatfleet.ValidateRoomName(name); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	ctx, cancel := storeCtx(r.Context())
+	room, err := a.store.Room(ctx, name)
+	cancel()
+	if err != nil {
+		a.fail(w, r, timedOut(r.Context(), "the store", err))
+		return
+	}
+	httpx.WriteData(w, http.StatusOK, view(room, a.hostsByID(r.Context())))
+}
+
+// tokenRequest is the body of POST /api/v1/rooms/{name}/tokens.
+type tokenRequest struct {
+	Role       chatfleet.Role `json:"role"`
+	UserID     string         `json:"userId"`
+	Name       string         `json:"name"`
+	TTLSeconds int            `json:"ttlSeconds"`
+}
+
+// tokenAnswer is a join token and where to use it.
+type tokenAnswer struct {
+	Room      string    `json:"room"`
+	Role      string    `json:"role"`
+	UserID    string    `json:"userId"`
+	Name      string    `json:"name"`
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	WSURL     string    `json:"wsUrl,omitempty"`
+	SSEURL    string    `json:"sseUrl,omitempty"`
+}
+
+// issueToken serves POST /api/v1/rooms/{name}/tokens: a viewer or moderator
+// join token for an open room. Producer tokens are issued at creation only.
+func (a *roomAPI) issueToken(w http.ResponseWriter, r *http.Request) {
+	if err := chatfleet.ValidateRoomName(r.PathValue("name")); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var req tokenRequest
+	if err := httpx.DecodeJSON(w, r, maxTokenBody, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	switch req.Role {
+	case "":
+		req.Role = chatfleet.RoleViewer
+	case chatfleet.RoleViewer, chatfleet.RoleModerator:
+	case chatfleet.RoleProducer:
+		a.fail(w, r, chatfleet.Errorf(chatfleet.EFORBIDDEN, "producer tokens are issued only when the room is created"))
+		return
+	default:
+		a.fail(w, r, chatfleet.Errorf(chatfleet.EINVALID, "field %q: want %q or %q", "role", chatfleet.RoleViewer, chatfleet.RoleModerator))
+		return
+	}
+	ttl := defaultTokenTTL
+	if req.TTLSeconds != 0 {
+		if req.TTLSeconds < 1 || req.TTLSeconds > int(maxTokenTTL/time.Second) {
+			a.fail(w, r, chatfleet.Errorf(chatfleet.EINVALID, "field %q: want 1 to %d seconds", "ttlSeconds", int(maxTokenTTL/time.Second)))
+			return
+		}
+		ttl = time.Duration(req.TTLSeconds) * time.Second
+	}
+	if req.UserID == "" {
+		req.UserID = guestID()
+	}
+	room, err := a.openRoom(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	tok, exp, err := a.issue(room.Name, req.UserID, req.Name, req.Role, ttl)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	display := req.Name
+	if display == "" {
+		display = req.UserID
+	}
+	v := view(room, a.hostsByID(r.Context()))
+	httpx.WriteData(w, http.StatusCreated, tokenAnswer{
+		Room: room.Name, Role: string(req.Role), UserID: req.UserID, Name: display,
+		Token: tok, ExpiresAt: exp, WSURL: v.WSURL, SSEURL: v.SSEURL,
+	})
+}
+
+// guestID returns a new anonymous user id, "guest-" and 8 hex digits.
+func guestID() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return "guest-" + hex.EncodeToString(b[:])
+}
+
+// close serves DELETE /api/v1/rooms/{name}: the room's host closes it (its
+// clients are told), then the store records it closed.
+func (a *roomAPI) close(w http.ResponseWriter, r *http.Request) {
+	room, err := a.openRoom(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.closeOn(r.Context(), room, "room closed by its owner", false); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.log.Info("room closed", "room", room.Name, "host", room.HostID)
+	httpx.WriteData(w, http.StatusOK, map[string]string{"name": room.Name, "status": string(chatfleet.RoomClosed)})
+}
+
+// closeOn closes room on its host (through its admin port if admin is set)
+// and marks it closed in the store. A host the load balancers no longer
+// know, or know as down, took its rooms with it: the store is updated alone.
+func (a *base) closeOn(ctx context.Context, room *chatfleet.Room, reason string, admin bool) error {
+	hosts, err := a.cfg.Picker.Hosts(ctx)
+	if err != nil {
+		return timedOut(ctx, "the load balancers", err)
+	}
+	for _, h := range hosts {
+		if h.ID != room.HostID || h.State == chatfleet.HostDown {
+			continue
+		}
+		if err := a.fleet.closeRoom(ctx, h, room.Name, reason, admin); err != nil {
+			return timedOut(ctx, "the host", hostFailure(err))
+		}
+	}
+	closed := chatfleet.RoomClosed
+	sctx, cancel := storeCtx(ctx)
+	defer cancel()
+	if err := a.store.UpdateRoom(sctx, room.Name, chatfleet.RoomUpdate{Status: &closed}); err != nil {
+		return timedOut(ctx, "the store", err)
+	}
+	return nil
+}

@@ -1,0 +1,420 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// chromiumFlags are the flags the browser test runs Chromium with.
+var chromiumFlags = []chromedp.ExecAllocatorOption{
+	chromedp.Flag("headless", true),
+	chromedp.Flag("no-sandbox", true), // CI runs as root
+	chromedp.Flag("disable-gpu", true),
+	chromedp.Flag("disable-background-networking", true),
+	chromedp.Flag("disable-component-update", true),
+	chromedp.Flag("disable-sync", true),
+	chromedp.Flag("no-first-run", true),
+	chromedp.WindowSize(1280, 900),
+}
+
+// findChromium returns the browser to drive: $CHROMIUM, else chromium on
+// the PATH. The browser test needs it and fails without it: .ci/run
+// installs it.
+func findChromium(t *testing.T) string {
+	t.Helper()
+	names := []string{"chromium", "chromium-browser", "/usr/bin/chromium"}
+	if p := os.Getenv("CHROMIUM"); p != "" {
+		names = []string{p}
+	}
+	for _, name := range names {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("chromium not found: the browser test needs headless Chromium; install it with " +
+		"`apt-get install -y --no-install-recommends chromium` (as .ci/run does) or set CHROMIUM to its path")
+	return ""
+}
+
+// artifacts returns the folder for screenshots: $ARTIFACTS_DIR/<test> when
+// set (kept), else the test's artifact folder (kept with `go test
+// -artifacts`, removed otherwise).
+func artifacts(t *testing.T) string {
+	t.Helper()
+	dir := t.ArtifactDir()
+	if root := os.Getenv("ARTIFACTS_DIR"); root != "" {
+		dir = filepath.Join(root, t.Name())
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("screenshots go to %s", dir)
+	return dir
+}
+
+// tab is one browser page the test drives.
+type tab struct {
+	t    *testing.T
+	name string
+	ctx  context.Context
+	dir  string
+
+	mu      sync.Mutex
+	console []string
+}
+
+// newTab opens a page in ctx's browser (newContext: in a browser context of
+// its own, with its own storage, as a second browser would be).
+func newTab(t *testing.T, parent context.Context, name, dir string, newContext bool) *tab {
+	t.Helper()
+	var opts []chromedp.ContextOption
+	if newContext {
+		opts = append(opts, chromedp.WithNewBrowserContext())
+	}
+	ctx, cancel := chromedp.NewContext(parent, opts...)
+	t.Cleanup(cancel)
+	tb := &tab{t: t, name: name, ctx: ctx, dir: dir}
+	start := time.Now()
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("%s: open a tab: %v", name, err)
+	}
+	tb.slow("open a tab", start)
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			tb.mu.Lock()
+			tb.console = append(tb.console, m.String())
+			tb.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			tb.mu.Lock()
+			defer tb.mu.Unlock()
+			t.Logf("%s console:\n  %s", name, strings.Join(tb.console, "\n  "))
+		}
+	})
+	return tb
+}
+
+// slack multiplies every time limit of the browser test: a step returns as
+// soon as it is done, and a machine busy with other tests (`make test`
+// runs packages in parallel, with -race) may be slow.
+const slack = 2
+
+// do runs steps with a time limit, failing the test with what and a
+// screenshot of the page as it is.
+func (tb *tab) do(what string, timeout time.Duration, steps ...chromedp.Action[chromedp.Void]) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, slack*timeout)
+	defer cancel()
+	start := time.Now()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		tb.shot("FAILED-" + tb.name)
+		tb.t.Fatalf("%s: %s: %v", tb.name, what, err)
+	}
+	tb.slow(what, start)
+}
+
+// slow logs a step that took more than a second, to tell where a slow run
+// spends its time.
+func (tb *tab) slow(what string, start time.Time) {
+	if d := time.Since(start); d > time.Second {
+		tb.t.Logf("%s: %s took %v", tb.name, what, d.Round(time.Millisecond))
+	}
+}
+
+// eval returns the value of a JavaScript expression.
+func eval[T any](tb *tab, expr string) T {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		tb.t.Fatalf("%s: evaluate %s: %v", tb.name, expr, err)
+	}
+	return v
+}
+
+// wait waits until the JavaScript expression is truthy. It evaluates it
+// every 100ms, so that a navigation meanwhile (which destroys the page's
+// JavaScript context) only costs a retry.
+func (tb *tab) wait(what, expr string, timeout time.Duration) {
+	tb.t.Helper()
+	timeout *= slack
+	start := time.Now()
+	defer tb.slow("wait until "+what, start)
+	deadline := start.Add(timeout)
+	var last error
+	for {
+		ctx, cancel := context.WithTimeout(tb.ctx, 5*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!(`+expr+`)`))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if err != nil {
+			last = err
+		}
+		if time.Now().After(deadline) {
+			tb.shot("FAILED-" + tb.name)
+			tb.t.Fatalf("%s: wait until %s: not after %v (last error: %v)", tb.name, what, timeout, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitText waits until the element of sel holds text.
+func (tb *tab) waitText(sel, text string, timeout time.Duration) {
+	tb.t.Helper()
+	tb.wait(fmt.Sprintf("%s shows %q", sel, text),
+		fmt.Sprintf(`(document.querySelector(%s)?.textContent || '').includes(%s)`, js(sel), js(text)), timeout)
+}
+
+// shot saves a PNG of the whole page.
+func (tb *tab) shot(name string) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, 15*time.Second)
+	defer cancel()
+	defer tb.slow("screenshot "+name, time.Now())
+	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		tb.t.Logf("%s: screenshot %s: %v", tb.name, name, err)
+		return
+	}
+	p := filepath.Join(tb.dir, name+".png")
+	if err := os.WriteFile(p, buf, 0o644); err != nil {
+		tb.t.Errorf("save %s: %v", p, err)
+		return
+	}
+	tb.t.Logf("%s screenshot %s", time.Now().Format("15:04:05.000"), p)
+}
+
+// offline cuts the page off the network (on) or gives it back, as a lost
+// Wi-Fi would: new connections fail and the browser reports offline (open
+// connections are left alone by the emulation; the page drops them on the
+// browser's offline event).
+func (tb *tab) offline(on bool) {
+	tb.t.Helper()
+	var conds []*network.Conditions
+	if on {
+		conds = append(conds, &network.Conditions{Offline: true, DownloadThroughput: -1, UploadThroughput: -1})
+	}
+	tb.do(fmt.Sprintf("set offline %v", on), 10*time.Second, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, t, network.Enable, network.EnableParams{}); err != nil {
+			return err
+		}
+		if _, err := cdp.Call(ctx, t, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: conds}); err != nil {
+			return err
+		}
+		_, err := cdp.Call(ctx, t, network.OverrideNetworkState, network.OverrideNetworkStateParams{Offline: on, DownloadThroughput: -1, UploadThroughput: -1})
+		return err
+	}))
+}
+
+// js quotes s as a JavaScript string.
+func js(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// TestBrowser drives the web client in headless Chromium against the local
+// stack: the lobby, a producer going live, a viewer (WebSocket) and a
+// second viewer (SSE fallback) in browser contexts of their own, chat both
+// ways, a ban, the lobby's listing, and the room's close. Each step leaves a
+// screenshot.
+func TestBrowser(t *testing.T) {
+	chromium := findChromium(t)
+	dir := artifacts(t)
+	s := startStack(t)
+	start := time.Now()
+
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
+		append(chromiumFlags, chromedp.ExecPath(chromium), chromedp.UserDataDir(t.TempDir()))...)
+	t.Cleanup(cancel)
+	browser, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(browser, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start %s: %v", chromium, err)
+	}
+	t.Logf("%s started in %v", chromium, time.Since(start).Round(time.Millisecond))
+
+	const room = "e2e-room"
+	base := s.URL("")
+	producer := newTab(t, browser, "producer", dir, false)
+
+	// 1. The lobby gets the dev API key from the stack's /config.js and lists rooms.
+	producer.do("open the lobby", 20*time.Second, chromedp.Navigate(base+"/"))
+	producer.wait("the lobby lists rooms", `document.querySelector('#rooms-count').textContent !== ''`, 15*time.Second)
+	producer.shot("01-lobby")
+
+	// 2. Go live: create the room, announce a stream.
+	producer.do("follow Go live", 10*time.Second, chromedp.Click(chromedp.ID("go-live")))
+	producer.wait("the go-live page", `location.pathname === '/live.html' && document.readyState === 'complete' && !!document.querySelector('#room-name')`, 10*time.Second)
+	producer.do("create a room", 20*time.Second,
+		chromedp.SendKeys(chromedp.ID("room-name"), room),
+		chromedp.Click(chromedp.ID("create-button")))
+	producer.wait("the producer is connected", `document.body.dataset.conn === 'open'`, 20*time.Second)
+	producer.do("announce the stream", 10*time.Second,
+		chromedp.SendKeys(chromedp.ID("hls-url"), base+"/demo/index.m3u8"),
+		chromedp.Click(chromedp.ID("go-live-button")))
+	producer.waitText("#live-badge", "live", 10*time.Second)
+	producer.waitText("#chat-log", "The stream is live", 10*time.Second)
+	producer.shot("02-producer-live")
+
+	// 3. A viewer in a browser context of its own; the key comes in the
+	// address (?apiKey=), which the page stores and strips.
+	viewer := newTab(t, browser, "viewer", dir, true)
+	viewer.do("open the watch page", 20*time.Second, chromedp.Navigate(base+"/watch.html?room="+room+"&apiKey="+testAPIKey))
+	viewer.wait("the viewer is connected over WebSocket", `document.body.dataset.conn === 'open' && document.body.dataset.transport === 'ws'`, 20*time.Second)
+	if loc := eval[string](viewer, `location.search`); strings.Contains(loc, "apiKey") {
+		t.Errorf("the watch page left the API key in its address: %s", loc)
+	}
+	guestID := eval[string](viewer, `JSON.parse(localStorage.getItem('chatfleet.guest')).userId`)
+	guestName := eval[string](viewer, `JSON.parse(localStorage.getItem('chatfleet.guest')).name`)
+	if owner := eval[string](producer, `localStorage.getItem('chatfleet.guest') || ''`); owner != "" && strings.Contains(owner, guestID) {
+		t.Fatalf("the viewer's browser context shares storage with the producer's")
+	}
+	viewer.waitText("#live-badge", "live", 10*time.Second)
+	viewer.waitText("#viewer-count", "2 people", 10*time.Second)
+	producer.waitText("#viewer-count", "2 people", 10*time.Second)
+	producer.wait("the viewer list shows the viewer", fmt.Sprintf(`!!document.querySelector('#viewers li[data-user=%s]')`, js(guestID)), 10*time.Second)
+	producer.waitText("#viewers", guestName, 5*time.Second)
+	viewer.shot("03-viewer-joined")
+
+	// 4. Chat both ways.
+	viewer.do("send a chat message", 10*time.Second,
+		chromedp.SendKeys(chromedp.ID("chat-input"), "hello from the viewer"),
+		chromedp.Click(chromedp.ID("chat-send")))
+	producer.waitText("#chat-log", "hello from the viewer", 10*time.Second)
+	producer.do("answer", 10*time.Second,
+		chromedp.SendKeys(chromedp.ID("chat-input"), "welcome, viewer"),
+		chromedp.Click(chromedp.ID("chat-send")))
+	viewer.waitText("#chat-log", "welcome, viewer", 10*time.Second)
+	viewer.waitText("#chat-log", "hello from the viewer", 5*time.Second)
+	producer.shot("04-producer-chat")
+	viewer.shot("05-viewer-chat")
+
+	// 5. The viewer's network goes away: the page says so and retries; what
+	// the producer says meanwhile arrives on reconnection (lastSeq). Then a
+	// longer outage, past the room's history of 100 events: the page says
+	// that messages were missed.
+	viewer.offline(true)
+	viewer.wait("the viewer shows the lost connection", `document.body.dataset.conn === 'reconnecting'`, 10*time.Second)
+	viewer.waitText("#notice", "Connection lost", 10*time.Second)
+	viewer.shot("06-viewer-reconnecting")
+	producer.do("chat while the viewer is away", 10*time.Second,
+		chromedp.SendKeys(chromedp.ID("chat-input"), "said while you were away"),
+		chromedp.Click(chromedp.ID("chat-send")))
+	producer.waitText("#chat-log", "said while you were away", 10*time.Second)
+	viewer.offline(false)
+	viewer.wait("the viewer is back", `document.body.dataset.conn === 'open'`, 20*time.Second)
+	viewer.waitText("#chat-log", "said while you were away", 10*time.Second)
+	viewer.waitText("#chat-log", "recovered", 5*time.Second) // "Reconnected: N missed events recovered."
+	viewer.shot("07-viewer-recovered")
+
+	viewer.offline(true)
+	viewer.wait("the viewer is cut off again", `document.body.dataset.conn === 'reconnecting'`, 10*time.Second)
+	if n := eval[int](producer, `(() => { let n = 0; for (let i = 1; i <= 110; i++) if (chatfleet.page.conn.chat('burst ' + i)) n++; return n; })()`); n != 110 {
+		t.Fatalf("the producer sent %d of 110 messages", n)
+	}
+	producer.waitText("#chat-log", "burst 110", 10*time.Second)
+	viewer.offline(false)
+	viewer.wait("the viewer is back", `document.body.dataset.conn === 'open'`, 20*time.Second)
+	viewer.waitText("#chat-log", "burst 110", 10*time.Second)
+	viewer.waitText("#notice", "messages were missed", 5*time.Second)
+	viewer.shot("08-viewer-missed")
+
+	// 6. A second viewer forced onto the SSE fallback chats through POST /send.
+	sse := newTab(t, browser, "sse-viewer", dir, true)
+	sse.do("open the watch page over SSE", 20*time.Second, chromedp.Navigate(base+"/watch.html?room="+room+"&transport=sse&apiKey="+testAPIKey))
+	sse.wait("the SSE viewer is connected", `document.body.dataset.conn === 'open' && document.body.dataset.transport === 'sse'`, 20*time.Second)
+	sse.waitText("#chat-log", "burst 110", 10*time.Second) // history
+	sse.do("send a chat message over SSE", 10*time.Second,
+		chromedp.SendKeys(chromedp.ID("chat-input"), "hello over SSE\r")) // Enter sends
+	producer.waitText("#chat-log", "hello over SSE", 10*time.Second)
+	viewer.waitText("#chat-log", "hello over SSE", 10*time.Second)
+	sse.waitText("#chat-log", "hello over SSE", 10*time.Second)
+	producer.waitText("#viewer-count", "3 people", 10*time.Second)
+	sse.shot("09-sse-viewer")
+
+	// 7. The lobby (another tab of the producer's browser) lists the room
+	// as live with its viewers, from the hosts' reports.
+	lobby := newTab(t, browser, "lobby", dir, false)
+	lobby.do("open the lobby", 20*time.Second, chromedp.Navigate(base+"/"))
+	lobby.wait("the lobby lists the live room with 3 viewers", fmt.Sprintf(`(() => {
+		const tr = document.querySelector('tr[data-room=%s]');
+		return tr && tr.querySelector('.badge.live') && tr.querySelector('td.num').textContent.startsWith('3');
+	})()`, js(room)), 30*time.Second)
+	lobby.shot("10-lobby-live")
+
+	// 8. The producer bans the first viewer from the viewer list.
+	producer.do("ban the viewer", 10*time.Second,
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#viewers li[data-user=%s] button[aria-label^="Ban"]`, js(guestID)))))
+	viewer.wait("the viewer is told it was banned", `document.body.dataset.ended === 'banned'`, 10*time.Second)
+	viewer.waitText("#notice", "banned", 5*time.Second)
+	producer.wait("the viewer list drops the viewer", fmt.Sprintf(`!document.querySelector('#viewers li[data-user=%s]')`, js(guestID)), 10*time.Second)
+	producer.waitText("#chat-log", guestName+" was banned", 5*time.Second)
+	producer.waitText("#viewer-count", "2 people", 10*time.Second)
+	sse.waitText("#chat-log", guestName+" was banned", 10*time.Second)
+	viewer.shot("11-viewer-banned")
+	producer.shot("12-producer-after-ban")
+
+	// 9. The banned viewer cannot come back.
+	viewer.do("reload the watch page", 20*time.Second, chromedp.Reload())
+	viewer.wait("the banned viewer stays out", `document.body.dataset.ended === 'banned' || document.body.dataset.conn === 'reconnecting'`, 20*time.Second)
+	if got := eval[string](viewer, `document.body.dataset.conn || ''`); got == "open" {
+		t.Errorf("the banned viewer got back in")
+	}
+	viewer.shot("13-viewer-banned-reload")
+
+	// 10. A personal moderator link: the page joins with the link's token,
+	// without an API key (a browser context with empty storage).
+	producer.do("create a moderator link", 10*time.Second,
+		chromedp.SendKeys(chromedp.ID("invite-name"), "Ann"),
+		chromedp.SetValue(chromedp.ID("invite-role"), "moderator"),
+		chromedp.Click(chromedp.CSS(`#invite-form button[type="submit"]`)))
+	producer.wait("the link", `!document.querySelector('#invite-out').hidden`, 10*time.Second)
+	link := eval[string](producer, `document.querySelector('#invite-link').href`)
+	mod := newTab(t, browser, "moderator", dir, true)
+	mod.do("open the moderator link", 20*time.Second, chromedp.Navigate(link))
+	mod.wait("the moderator is connected", `document.body.dataset.conn === 'open'`, 20*time.Second)
+	if role := eval[string](mod, `chatfleet.page.conn.you.role + ' ' + chatfleet.page.conn.you.name`); role != "moderator Ann" {
+		t.Errorf("the personal link joined as %q, want \"moderator Ann\"", role)
+	}
+	producer.waitText("#viewers", "Ann", 10*time.Second)
+	mod.do("delete a message as moderator", 10*time.Second, chromedp.Click(chromedp.JSPath(
+		`[...document.querySelectorAll('#chat-log li.chat')].find(li => li.textContent.includes('hello over SSE')).querySelector('button[aria-label^="Delete"]')`)))
+	for _, tb := range []*tab{mod, producer, sse} {
+		tb.waitText("#chat-log", "message deleted by Ann", 10*time.Second)
+	}
+	mod.shot("14-moderator-link")
+
+	// 11. The producer closes the room; the SSE viewer is told.
+	producer.do("close the room", 10*time.Second,
+		chromedp.Click(chromedp.ID("close-room")),
+		chromedp.WaitVisible(chromedp.ID("close-confirm")),
+		chromedp.Click(chromedp.ID("close-confirm")))
+	producer.wait("the producer sees the room closed", `document.body.dataset.ended === 'closed'`, 10*time.Second)
+	sse.wait("the SSE viewer sees the room closed", `document.body.dataset.ended === 'closed'`, 10*time.Second)
+	sse.waitText("#notice", "The room has ended", 5*time.Second)
+	mod.wait("the moderator sees the room closed", `document.body.dataset.ended === 'closed'`, 10*time.Second)
+	producer.shot("15-producer-closed")
+	sse.shot("16-sse-viewer-closed")
+	t.Logf("browser scenario took %v", time.Since(start).Round(time.Millisecond))
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chatfleet/chatfleet/internal/testutil"
+)
+
+// Keys the stack runs with: the seed's example keys, set explicitly so
+// that the environment of the test cannot change them.
+const (
+	testKey      = "TESTING_KEY"
+	testAdminKey = "ADMIN_TESTING_KEY"
+	testAPIKey   = "DEV_API_KEY"
+)
+
+// stack is the local stack running as `make run` runs it: the localstack
+// binary with the chatserver and loadbalancer binaries next to it.
+type stack struct {
+	HTTPPort    int
+	LBPorts     []int
+	HostPorts   []int
+	AdminPorts  []int
+	RoomPortMin int
+	StorePort   int
+	proc        *testutil.Proc
+}
+
+// URL returns the address of the web client and control API.
+func (s *stack) URL(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", s.HTTPPort, path)
+}
+
+// freePorts returns n distinct free loopback ports.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	seen := map[int]bool{}
+	var out []int
+	for len(out) < n {
+		p := testutil.FreePort(t)
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func joinPorts(ps []int) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ",")
+}
+
+// startStack builds the three binaries into one folder, starts the stack on
+// free ports with a data folder of its own, and waits for its banner. At
+// cleanup it stops the stack with SIGTERM, as Ctrl-C does, so that the
+// stack stops its children (they run in process groups of their own and
+// would outlive a SIGKILL).
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	start := time.Now()
+	bin := testutil.Binary(t, "./localstack")
+	for _, pkg := range []string{"./fleet/cmd/chatserver", "./fleet/cmd/loadbalancer"} {
+		if dir := filepath.Dir(testutil.Binary(t, pkg)); dir != filepath.Dir(bin) {
+			t.Fatalf("%s built into %s, not next to localstack in %s", pkg, dir, filepath.Dir(bin))
+		}
+	}
+	t.Logf("binaries built in %v", time.Since(start).Round(time.Millisecond))
+
+	ports := freePorts(t, 8)
+	s := &stack{
+		HTTPPort:    ports[0],
+		LBPorts:     ports[1:3],
+		HostPorts:   ports[3:5],
+		AdminPorts:  ports[5:7],
+		StorePort:   ports[7],
+		RoomPortMin: testutil.FreePortRange(t, 1000),
+	}
+	env := []string{
+		"CHATFLEET_BIN=" + filepath.Dir(bin),
+		"CHATFLEET_DATA=" + t.TempDir(),
+		"CHATFLEET_RESET=",
+		"HTTP_PORT=" + strconv.Itoa(s.HTTPPort),
+		"LB_PORTS=" + joinPorts(s.LBPorts),
+		"HOST_PORTS=" + joinPorts(s.HostPorts),
+		"HOST_ADMIN_PORTS=" + joinPorts(s.AdminPorts),
+		"ROOM_PORT_MIN=" + strconv.Itoa(s.RoomPortMin),
+		"STORE_PORT=" + strconv.Itoa(s.StorePort),
+		"MONGODB_URI=",
+		"TOKEN_SECRET=",
+		"KEY=" + testKey,
+		"ADMIN_KEY=" + testAdminKey,
+		"LOADBALANCER_KEY=LB_TESTING_KEY",
+		"API_KEY=" + testAPIKey,
+		"ADMIN_API_KEY=DEV_ADMIN_API_KEY",
+		"LOG_LEVEL=info",
+	}
+	start = time.Now()
+	s.proc = testutil.Start(t, bin, env)
+	t.Cleanup(func() { // runs before testutil.Start's kill
+		s.proc.Signal(syscall.SIGTERM)
+		select {
+		case <-s.proc.Done():
+		case <-time.After(45 * time.Second):
+			t.Errorf("the stack did not stop within 45s of SIGTERM")
+		}
+	})
+	deadline := time.Now().Add(3 * time.Minute)
+	for !strings.Contains(s.proc.Output(), "chatfleet is running") {
+		select {
+		case <-s.proc.Done():
+			t.Fatalf("the stack exited before its banner:\n%s", s.proc.Output())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no banner after 3m:\n%s", s.proc.Output())
+		}
+	}
+	t.Logf("stack up in %v: %s", time.Since(start).Round(time.Millisecond), s.URL("/"))
+	return s
+}
+
+// call sends one request and returns the status and body.
+func call(t *testing.T, method, url, key, body string) (int, string) {
+	t.Helper()
+	status, out, err := testutil.TryDo(method, url, key, body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	return status, out
+}
+
+// TestQuickStart runs the seed README's curl calls, and the control API's
+// room creation, against the local stack.
+func TestQuickStart(t *testing.T) {
+	s := startStack(t)
+	host := fmt.Sprintf("http://127.0.0.1:%d", s.HostPorts[0])
+	admin := fmt.Sprintf("http://127.0.0.1:%d", s.AdminPorts[0])
+
+	t.Run("api info", func(t *testing.T) {
+		status, body := call(t, "GET", host+"/api/v1/", "", "")
+		if want := `{"data":{"app":"chatserver","version":"1.0.0"}}`; status != 200 || strings.TrimSpace(body) != want {
+			t.Fatalf("GET /api/v1/: %d %s, want 200 %s", status, body, want)
+		}
+	})
+	t.Run("admin info", func(t *testing.T) {
+		status, body := call(t, "GET", admin+"/api/v1/", testAdminKey, "")
+		if want := `{"data":{"app":"Admin chatserver","version":"1.0.0"}}`; status != 200 || strings.TrimSpace(body) != want {
+			t.Fatalf("admin GET /api/v1/: %d %s, want 200 %s", status, body, want)
+		}
+		if status, _ := call(t, "GET", admin+"/api/v1/", "", ""); status != http.StatusUnauthorized {
+			t.Errorf("admin GET without a key: %d, want 401", status)
+		}
+	})
+	t.Run("create room on a host", func(t *testing.T) {
+		status, body := call(t, "POST", host+"/api/v1/room/testroom", testKey, "")
+		var out struct {
+			Data struct {
+				Port    int    `json:"port"`
+				Message string `json:"message"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(body), &out); err != nil || status/100 != 2 {
+			t.Fatalf("POST /api/v1/room/testroom: %d %s (%v)", status, body, err)
+		}
+		if p := out.Data.Port; p < s.RoomPortMin || p >= s.RoomPortMin+500 || out.Data.Message != "Room created" {
+			t.Fatalf("POST /api/v1/room/testroom: %s; want a port of host-1's range %d-%d and \"Room created\"", body, s.RoomPortMin, s.RoomPortMin+499)
+		}
+		status, body = call(t, "GET", fmt.Sprintf("http://127.0.0.1:%d", out.Data.Port), "", "")
+		if status != 200 || body != "testroom" {
+			t.Fatalf("GET the room's port: %d %q, want 200 \"testroom\"", status, body)
+		}
+	})
+	t.Run("control API creates a room", func(t *testing.T) {
+		status, body := call(t, "POST", s.URL("/api/v1/rooms/quickstart"), testAPIKey, "")
+		var out struct {
+			Data struct {
+				Name  string `json:"name"`
+				Port  int    `json:"port"`
+				Token string `json:"token"`
+				WSURL string `json:"wsUrl"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(body), &out); err != nil || status != http.StatusCreated {
+			t.Fatalf("POST /api/v1/rooms/quickstart: %d %s (%v), want 201", status, body, err)
+		}
+		d := out.Data
+		if d.Name != "quickstart" || d.Port == 0 || d.Token == "" || d.WSURL == "" {
+			t.Fatalf("POST /api/v1/rooms/quickstart: %s; want name, port, token and wsUrl", body)
+		}
+		status, body = call(t, "GET", fmt.Sprintf("http://127.0.0.1:%d", d.Port), "", "")
+		if status != 200 || body != "quickstart" {
+			t.Fatalf("GET the room's port: %d %q, want 200 \"quickstart\"", status, body)
+		}
+		if status, _ := call(t, "POST", s.URL("/api/v1/rooms/nokey"), "", ""); status != http.StatusUnauthorized {
+			t.Errorf("POST /api/v1/rooms/nokey without a key: %d, want 401", status)
+		}
+	})
+	t.Run("web client", func(t *testing.T) {
+		status, body := call(t, "GET", s.URL("/"), "", "")
+		if status != 200 || !strings.Contains(body, "chatfleet") {
+			t.Fatalf("GET /: %d %.200s", status, body)
+		}
+	})
+}

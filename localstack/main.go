@@ -1,0 +1,469 @@
+// Command localstack runs the whole chatfleet platform on one machine, with
+// nothing installed: the embedded store (FerretDB on SQLite), two
+// load-balancer instances, two fleet hosts (chatserver daemons), and the
+// control API and web client on http://localhost:3000, served through the
+// same Lambda adapter path as in AWS. `make run` builds the binaries and
+// starts it; Ctrl-C stops everything.
+//
+// It is a development tool: it links the embedded store, which no
+// production binary does.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/chatfleet/chatfleet/devstore"
+	"github.com/chatfleet/chatfleet/functions/api"
+	"github.com/chatfleet/chatfleet/httpx"
+	"github.com/chatfleet/chatfleet/web"
+)
+
+// config is the local stack's configuration, from the environment.
+type config struct {
+	DataDir     string // CHATFLEET_DATA, default .data
+	Reset       bool   // CHATFLEET_RESET=1 wipes DataDir first
+	BinDir      string // where chatserver and loadbalancer are; default: next to this binary
+	HTTPPort    int    // HTTP_PORT: control API and web client, default 3000
+	LBPorts     []int  // LB_PORTS, default 2000,2001
+	HostPorts   []int  // HOST_PORTS, default 8080,8081
+	AdminPorts  []int  // HOST_ADMIN_PORTS, default 8090,8091
+	RoomPortMin int    // ROOM_PORT_MIN, default 34000; each host gets 500 ports
+	StorePort   int    // STORE_PORT, default 27018 (embedded store)
+	MongoURI    string // MONGODB_URI: use this MongoDB instead of the embedded store
+	LogLevel    string // LOG_LEVEL of the children, default info
+	keys        keys
+}
+
+// keys are the stack's credentials: the seed's example keys unless the
+// environment says otherwise, and a token secret generated once and kept
+// in DataDir.
+type keys struct {
+	Key         string `json:"-"`
+	AdminKey    string `json:"-"`
+	LBKey       string `json:"-"`
+	APIKey      string `json:"-"`
+	AdminAPIKey string `json:"-"`
+	TokenSecret string `json:"tokenSecret"`
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func ports(name, def string) ([]int, error) {
+	var out []int
+	for _, s := range strings.Split(envOr(name, def), ",") {
+		p, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || p <= 0 || p > 65535 {
+			return nil, fmt.Errorf("%s=%q: want comma-separated port numbers", name, os.Getenv(name))
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func configFromEnv() (config, error) {
+	c := config{
+		DataDir:  envOr("CHATFLEET_DATA", ".data"),
+		Reset:    os.Getenv("CHATFLEET_RESET") == "1",
+		BinDir:   os.Getenv("CHATFLEET_BIN"),
+		MongoURI: os.Getenv("MONGODB_URI"),
+		LogLevel: envOr("LOG_LEVEL", "info"),
+		keys: keys{
+			Key:         envOr("KEY", "TESTING_KEY"),
+			AdminKey:    envOr("ADMIN_KEY", "ADMIN_TESTING_KEY"),
+			LBKey:       envOr("LOADBALANCER_KEY", "LB_TESTING_KEY"),
+			APIKey:      envOr("API_KEY", "DEV_API_KEY"),
+			AdminAPIKey: envOr("ADMIN_API_KEY", "DEV_ADMIN_API_KEY"),
+			TokenSecret: os.Getenv("TOKEN_SECRET"),
+		},
+	}
+	var err error
+	one := func(name, def string) int {
+		p, e := ports(name, def)
+		if e != nil && err == nil {
+			err = e
+		}
+		if len(p) == 0 {
+			return 0
+		}
+		return p[0]
+	}
+	c.HTTPPort = one("HTTP_PORT", "3000")
+	c.RoomPortMin = one("ROOM_PORT_MIN", "34000")
+	c.StorePort = one("STORE_PORT", "27018")
+	if c.LBPorts, err = ports("LB_PORTS", "2000,2001"); err != nil {
+		return c, err
+	}
+	if c.HostPorts, err = ports("HOST_PORTS", "8080,8081"); err != nil {
+		return c, err
+	}
+	if c.AdminPorts, err = ports("HOST_ADMIN_PORTS", "8090,8091"); err != nil {
+		return c, err
+	}
+	if len(c.HostPorts) != len(c.AdminPorts) {
+		return c, errors.New("HOST_PORTS and HOST_ADMIN_PORTS must list as many ports")
+	}
+	if c.BinDir == "" {
+		self, e := os.Executable()
+		if e != nil {
+			return c, fmt.Errorf("find own binary: %w", e)
+		}
+		c.BinDir = filepath.Dir(self)
+	}
+	return c, err
+}
+
+func main() {
+	cfg, err := configFromEnv()
+	if err == nil {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		defer stop()
+		go func() { <-ctx.Done(); stop() }() // a second Ctrl-C exits at once
+		err = run(ctx, cfg, os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chatfleet:", err)
+		os.Exit(1)
+	}
+}
+
+// checkPorts fails with the port and the variable that changes it if any
+// port the stack needs is taken.
+func checkPorts(cfg config) error {
+	type want struct {
+		port int
+		env  string
+	}
+	ws := []want{{cfg.HTTPPort, "HTTP_PORT"}}
+	if cfg.MongoURI == "" {
+		ws = append(ws, want{cfg.StorePort, "STORE_PORT"})
+	}
+	for _, p := range cfg.LBPorts {
+		ws = append(ws, want{p, "LB_PORTS"})
+	}
+	for i := range cfg.HostPorts {
+		ws = append(ws, want{cfg.HostPorts[i], "HOST_PORTS"}, want{cfg.AdminPorts[i], "HOST_ADMIN_PORTS"})
+	}
+	ws = append(ws, want{cfg.RoomPortMin, "ROOM_PORT_MIN"})
+	for _, w := range ws {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(w.port)))
+		if err != nil {
+			return fmt.Errorf("port %d is busy; set %s to use another (%v)", w.port, w.env, err)
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+// loadKeys keeps the generated token secret in DataDir so that tokens stay
+// valid across runs.
+func loadKeys(cfg *config) error {
+	if cfg.keys.TokenSecret != "" {
+		return nil
+	}
+	path := filepath.Join(cfg.DataDir, "keys.json")
+	if b, err := os.ReadFile(path); err == nil {
+		var k keys
+		if json.Unmarshal(b, &k) == nil && k.TokenSecret != "" {
+			cfg.keys.TokenSecret = k.TokenSecret
+			return nil
+		}
+	}
+	var b [32]byte
+	rand.Read(b[:])
+	cfg.keys.TokenSecret = hex.EncodeToString(b[:])
+	out, _ := json.Marshal(cfg.keys)
+	return os.WriteFile(path, out, 0o600)
+}
+
+func run(ctx context.Context, cfg config, out io.Writer) error {
+	if cfg.Reset {
+		if err := os.RemoveAll(cfg.DataDir); err != nil {
+			return fmt.Errorf("wipe %s: %w", cfg.DataDir, err)
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	if err := checkPorts(cfg); err != nil {
+		return err
+	}
+	if err := loadKeys(&cfg); err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	logs := &logPrinter{out: out}
+	k := cfg.keys
+
+	storeURI, storeDesc := cfg.MongoURI, "MONGODB_URI"
+	if storeURI == "" {
+		dir := filepath.Join(cfg.DataDir, "store")
+		st, err := devstore.Start(ctx, devstore.Config{Dir: dir, Addr: fmt.Sprintf("127.0.0.1:%d", cfg.StorePort),
+			Log: slog.New(slog.NewTextHandler(logs.writer("store"), nil))})
+		if err != nil {
+			return fmt.Errorf("embedded store: %w", err)
+		}
+		defer st.Stop()
+		storeURI, storeDesc = st.URI(), "embedded FerretDB/SQLite in "+dir
+	}
+
+	var procs []*child
+	defer func() {
+		// Hosts first (they drain their rooms), then the load balancers.
+		for i := len(procs) - 1; i >= 0; i-- {
+			procs[i].stop(20 * time.Second)
+		}
+	}()
+	var lbURLs []string
+	for i, p := range cfg.LBPorts {
+		lbURLs = append(lbURLs, fmt.Sprintf("http://127.0.0.1:%d", p))
+		c, err := startChild(logs, fmt.Sprintf("lb-%d", i+1), filepath.Join(cfg.BinDir, "loadbalancer"), []string{
+			"PORT=" + strconv.Itoa(p), "LOADBALANCER_KEY=" + k.LBKey, "LOG_LEVEL=" + cfg.LogLevel, "HOST_DOWN_AFTER=10s",
+		})
+		if err != nil {
+			return err
+		}
+		procs = append(procs, c)
+	}
+	half := 500
+	for i := range cfg.HostPorts {
+		name := fmt.Sprintf("host-%d", i+1)
+		min := cfg.RoomPortMin + i*half
+		c, err := startChild(logs, name, filepath.Join(cfg.BinDir, "chatserver"), []string{
+			"KEY=" + k.Key, "ADMIN_KEY=" + k.AdminKey, "LOADBALANCER_KEY=" + k.LBKey,
+			"LOADBALANCERS=" + strings.Join(lbURLs, ","), "HEARTBEAT_EVERY=2s",
+			"PORT=" + strconv.Itoa(cfg.HostPorts[i]), "ADMIN_PORT=" + strconv.Itoa(cfg.AdminPorts[i]),
+			"BIND_ADDR=127.0.0.1", "ROOM_BIND=127.0.0.1", "PUBLIC_HOST=127.0.0.1", "HOST_ID=" + name,
+			"ROOM_PORT_MIN=" + strconv.Itoa(min), "ROOM_PORT_MAX=" + strconv.Itoa(min+half-1),
+			"STATE_DIR=" + filepath.Join(cfg.DataDir, name), "MONGODB_URI=" + storeURI,
+			"TOKEN_SECRET=" + k.TokenSecret, "LOG_LEVEL=" + cfg.LogLevel,
+			"ALLOWED_ORIGINS=" + fmt.Sprintf("http://localhost:%d,http://127.0.0.1:%d", cfg.HTTPPort, cfg.HTTPPort),
+		})
+		if err != nil {
+			return err
+		}
+		procs = append(procs, c)
+	}
+	for i, p := range cfg.LBPorts {
+		if err := waitHealthy(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", p), procs[i]); err != nil {
+			return err
+		}
+	}
+	for i, p := range cfg.HostPorts {
+		if err := waitHealthy(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", p), procs[len(cfg.LBPorts)+i]); err != nil {
+			return err
+		}
+	}
+
+	// The control API reads its configuration from the environment, as in Lambda.
+	for name, v := range map[string]string{
+		"MONGODB_URI": storeURI, "LOADBALANCERS": strings.Join(lbURLs, ","), "LOADBALANCER_KEY": k.LBKey,
+		"TOKEN_SECRET": k.TokenSecret, "API_KEY": k.APIKey, "ADMIN_API_KEY": k.AdminAPIKey,
+		"FLEET_KEY": k.Key, "FLEET_ADMIN_KEY": k.AdminKey,
+	} {
+		os.Setenv(name, v)
+	}
+	apiCfg, closeAPI, err := api.ConfigFromEnv(ctx)
+	if err != nil {
+		return fmt.Errorf("control API: %w", err)
+	}
+	defer closeAPI()
+	apiCfg.Log = slog.New(slog.NewJSONHandler(logs.writer("api"), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	roomAPI, err := api.NewRoomAPI(apiCfg)
+	if err != nil {
+		return fmt.Errorf("control API: %w", err)
+	}
+	adminAPI, err := api.NewAdminAPI(apiCfg)
+	if err != nil {
+		return fmt.Errorf("control API: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/", newLambdaBridge(roomAPI))
+	mux.Handle("/admin/", newLambdaBridge(adminAPI))
+	mux.Handle("/demo/", http.StripPrefix("/demo", web.DemoHandler(filepath.Join(cfg.DataDir, "demo-hls"))))
+	// The local web client needs no key typed in: the stack hands it the dev room API key.
+	mux.HandleFunc("GET /config.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-cache")
+		fmt.Fprintf(w, "window.CHATFLEET_CONFIG = {apiKey: %q};\n", k.APIKey)
+	})
+	mux.Handle("/", web.Handler())
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", cfg.HTTPPort))
+	if err != nil {
+		return fmt.Errorf("port %d is busy; set HTTP_PORT to use another (%v)", cfg.HTTPPort, err)
+	}
+	srv := httpx.NewServer(mux)
+	go srv.Serve(ln)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+
+	logs.banner(bannerText(cfg, lbURLs, storeURI, storeDesc))
+	select {
+	case <-ctx.Done():
+	case c := <-firstExit(procs):
+		return fmt.Errorf("%s exited unexpectedly; see its log above", c.name)
+	}
+	logs.banner("chatfleet: stopping (Ctrl-C again to exit at once)")
+	return nil
+}
+
+func bannerText(cfg config, lbURLs []string, storeURI, storeDesc string) string {
+	k := cfg.keys
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nchatfleet is running\n")
+	fmt.Fprintf(&b, "  web client      http://localhost:%d/\n", cfg.HTTPPort)
+	fmt.Fprintf(&b, "  control API     http://localhost:%d/api/v1/rooms    X-API-Key: %s\n", cfg.HTTPPort, k.APIKey)
+	fmt.Fprintf(&b, "  admin API       http://localhost:%d/admin/v1/hosts  X-API-Key: %s\n", cfg.HTTPPort, k.AdminAPIKey)
+	fmt.Fprintf(&b, "  load balancers  %s  LOADBALANCER_KEY=%s\n", strings.Join(lbURLs, " "), k.LBKey)
+	for i := range cfg.HostPorts {
+		min := cfg.RoomPortMin + i*500
+		fmt.Fprintf(&b, "  host-%d          API http://127.0.0.1:%d (KEY=%s)  admin http://127.0.0.1:%d (ADMIN_KEY=%s)  rooms %d-%d\n",
+			i+1, cfg.HostPorts[i], k.Key, cfg.AdminPorts[i], k.AdminKey, min, min+499)
+	}
+	fmt.Fprintf(&b, "  store           %s (%s)\n", storeURI, storeDesc)
+	fmt.Fprintf(&b, "  data folder     %s (CHATFLEET_RESET=1 wipes it)\n", cfg.DataDir)
+	fmt.Fprintf(&b, "Ctrl-C stops everything.\n")
+	return b.String()
+}
+
+// child is one platform process the stack runs.
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startChild(logs *logPrinter, name, bin string, env []string) (*child, error) {
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("%s: %v (run `make run`, which builds it)", name, err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), env...)
+	w := logs.writer(name)
+	cmd.Stdout, cmd.Stderr = w, w
+	// Its own process group: Ctrl-C reaches the stack, which stops the
+	// children in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(c.done) }()
+	return c, nil
+}
+
+// stop sends SIGTERM and waits up to grace before killing.
+func (c *child) stop(grace time.Duration) {
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(grace):
+		c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+func firstExit(cs []*child) <-chan *child {
+	out := make(chan *child, len(cs))
+	for _, c := range cs {
+		go func() { <-c.done; out <- c }()
+	}
+	return out
+}
+
+func waitHealthy(ctx context.Context, url string, c *child) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := client.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.done:
+			return fmt.Errorf("%s exited during start; see its log above", c.name)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s did not become healthy at %s", c.name, url)
+}
+
+// logPrinter prints the children's JSON log lines as readable text, one
+// line at a time, prefixed with the child's name.
+type logPrinter struct {
+	mu  sync.Mutex
+	out io.Writer
+}
+
+func (l *logPrinter) banner(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintln(l.out, s)
+}
+
+func (l *logPrinter) writer(name string) io.Writer {
+	pr, pw := io.Pipe()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			l.mu.Lock()
+			fmt.Fprintf(l.out, "%-7s | %s\n", name, readable(sc.Bytes()))
+			l.mu.Unlock()
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	return pw
+}
+
+// readable turns a slog JSON line into "LEVEL msg key=value ..."; other
+// lines pass as they are.
+func readable(line []byte) string {
+	var m map[string]any
+	if json.Unmarshal(line, &m) != nil {
+		return string(line)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-5v %v", m["level"], m["msg"])
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if k != "level" && k != "msg" && k != "time" {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%v", k, m[k])
+	}
+	return b.String()
+}
