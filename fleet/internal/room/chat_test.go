@@ -229,18 +229,20 @@ func TestHistoryAndRecovery(t *testing.T) {
 	})
 
 	t.Run("gap beyond the buffer", func(t *testing.T) {
-		for _, s := range texts(25, "flood %d") {
+		// The ring holds historyFactor events per message of the history size.
+		kept := 20 * historyFactor
+		for _, s := range texts(kept+5, "flood %d") {
 			prod.chat(s)
 		}
 		v := e.dial("vic2", chatfleet.RoleViewer, "lastSeq", "3")
 		h := historyOf(t, v.welcome)
-		if !v.welcome.Missed || len(h) != 20 || v.welcome.FirstSeq != h[0].Seq || h[0].Seq <= 4 {
+		if !v.welcome.Missed || len(h) != kept || v.welcome.FirstSeq != h[0].Seq || h[0].Seq <= 4 {
 			t.Fatalf("missed=%v firstSeq=%d, %d entries from %d", v.welcome.Missed, v.welcome.FirstSeq, len(h), h[0].Seq)
 		}
 		checkSeqs(t, h, h[0].Seq)
 		// A lastSeq this room never reached (it restarted without its log): missed.
 		v2 := e.dial("vic3", chatfleet.RoleViewer, "lastSeq", "999999")
-		if !v2.welcome.Missed || len(v2.welcome.History) != 20 {
+		if !v2.welcome.Missed || len(v2.welcome.History) != kept {
 			t.Fatalf("future lastSeq: missed=%v, %d entries", v2.welcome.Missed, len(v2.welcome.History))
 		}
 	})

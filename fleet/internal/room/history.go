@@ -19,18 +19,30 @@ type entry struct {
 	deleted bool // a moderator deleted it: not replayed
 }
 
+// historyFactor is how many sequenced events the ring holds per chat message
+// of the history size: presence and moderation events (200 viewers
+// reconnecting are 200 joins) must not push the chat a reconnecting client
+// missed out of the ring.
+const historyFactor = 8
+
 // history is a ring of the last sequenced events, oldest first. Its seqs
 // increase; they are consecutive unless the room resumed from a log with gaps.
+// It holds historyFactor times the room's history size in events; a join
+// without lastSeq gets the last chats (the history size) only.
 type history struct {
 	buf   []entry
 	start int // index of the oldest entry
 	n     int
+	chats int // the history size: chat messages given to a fresh join
 }
 
 func (h *history) at(i int) *entry { return &h.buf[(h.start+i)%len(h.buf)] }
 
-// resize keeps the newest min(n, size) entries in a ring of size entries.
-func (h *history) resize(size int) {
+// resize sets the history size to chats messages, keeping the newest events
+// that fit a ring of historyFactor times that.
+func (h *history) resize(chats int) {
+	h.chats = chats
+	size := chats * historyFactor
 	if size == len(h.buf) {
 		return
 	}
@@ -88,12 +100,18 @@ func (h *history) find(seq int64) *entry {
 
 // since returns the events a client needs: with has, those after lastSeq,
 // and missed when some of them are no longer kept (or lastSeq is unknown to
-// this room: above cur, the room's seq); without has, everything kept.
+// this room: above cur, the room's seq); without has, the last chat messages
+// (the history size) and what came after the oldest of them.
 // Deleted chat messages are left out.
 func (h *history) since(cur, lastSeq int64, has bool) (out []*frame, missed bool) {
 	from := 0 // index of the first entry to send
 	switch {
 	case !has:
+		for i, n := h.n-1, 0; i >= 0 && n < h.chats; i-- {
+			if e := h.at(i); e.chat && !e.deleted {
+				from, n = i, n+1
+			}
+		}
 	case lastSeq > cur:
 		missed = true
 	case lastSeq == cur:
