@@ -144,7 +144,7 @@ func Unmarshal(b []byte, v any) error {
 		}
 		return chatfleet.Errorf(chatfleet.EINVALID, "invalid JSON: %v", err)
 	}
-	if dec.More() {
+	if rest := bytes.TrimSpace(b[dec.InputOffset():]); len(rest) > 0 {
 		return chatfleet.Errorf(chatfleet.EINVALID, "invalid JSON: trailing data after the object")
 	}
 	return nil

@@ -59,6 +59,16 @@ const (
 	KindDrain   = "drain"   // the host restarts; the connection closes within the window
 	KindKicked  = "kicked"  // to the target only, before its connection closes
 	KindBanned  = "banned"  // to the target only, before its connection closes
+
+	// KindEntitlement goes to a viewer of a paid room only, before its
+	// connection closes with CloseNotEntitled: the text says why.
+	KindEntitlement = "entitlement"
+	// KindOpened and KindClosed are the room's lifecycle in its history:
+	// sequenced by the host daemon when the room is first started and when it
+	// has ended (with a store, a room created again with the same name
+	// resumes the old history, so it shows both).
+	KindOpened = "opened"
+	KindClosed = "closed"
 )
 
 // Error codes carried by error messages (and by Decode's errors). Codes shared
@@ -94,6 +104,7 @@ const (
 	CloseReplaced    = 4001 // a new producer connection took over
 	CloseKicked      = 4003 // kicked by a moderator; may reconnect
 	CloseBanned      = 4004 // banned; a reconnect is refused with 403
+	CloseNotEntitled = 4005 // paid room: the entitlement hook denied the viewer, or cannot be reached
 	CloseTooSlow     = 4008 // the connection did not keep up with the room
 )
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/fleet/internal/entitle"
 	"github.com/chatfleet/chatfleet/fleet/internal/hostinfo"
 	"github.com/chatfleet/chatfleet/fleet/internal/master"
 	"github.com/chatfleet/chatfleet/fleet/internal/roomproc"
@@ -117,6 +118,11 @@ func run(log *slog.Logger) error {
 		DrainWindow:     e.dur("DRAIN_WINDOW", 0),
 		StopDeadline:    e.dur("STOP_DEADLINE", 0),
 		OrphanGrace:     e.dur("ORPHAN_GRACE", 0),
+		EventRetention:  e.dur("EVENT_RETENTION", 0),
+		WebhookURLs:     list(os.Getenv("WEBHOOK_URLS")),
+		WebhookSecret:   os.Getenv("WEBHOOK_SECRET"),
+		WebhookQueue:    e.int("WEBHOOK_QUEUE", 0),
+		WebhookBackoff:  e.dur("WEBHOOK_BACKOFF", 0),
 		Log:             log,
 	}
 	if cfg.RoomPortMax == 0 {
@@ -131,6 +137,11 @@ func run(log *slog.Logger) error {
 	}
 	if cfg.Key == cfg.AdminKey {
 		return errors.New("KEY and ADMIN_KEY must differ")
+	}
+	// Rooms read ENTITLEMENT_* from the environment they inherit; a mistake
+	// stops the host here rather than every paid room.
+	if _, err := entitle.ConfigFromEnv(os.Getenv); err != nil {
+		return err
 	}
 	if os.Getenv("TOKEN_SECRET") == "" {
 		// Rooms need a secret to check join tokens; without one shared with

@@ -301,7 +301,7 @@ func TestBadRequests(t *testing.T) {
 		{"unknown route", "GET", h.api + "/api/v1/nope", "", "", 404, "not_found"},
 		{"wrong method", "PUT", h.api + "/api/v1/room/x", userKey, "", 405, "method_not_allowed"},
 		{"unknown room", "GET", h.api + "/api/v1/room/ghost", userKey, "", 404, "not_found"},
-		{"body too large", "POST", h.api + "/api/v1/room/big", userKey, `{"options":{"x":"` + strings.Repeat("x", 8<<10) + `"}}`, 413, "too_large"},
+		{"body too large", "POST", h.api + "/api/v1/room/big", userKey, `{"options":{"x":"` + strings.Repeat("x", 32<<10) + `"}}`, 413, "too_large"},
 		{"invalid JSON", "POST", h.api + "/api/v1/room/bad", userKey, `{"options":`, 400, "invalid"},
 		{"unknown field", "POST", h.api + "/api/v1/room/bad", userKey, `{"color":"red"}`, 400, "invalid"},
 		{"empty global message", "POST", h.admin + "/api/v1/messages", adminKey, `{"text":""}`, 400, "invalid"},

@@ -37,6 +37,7 @@ func (r *room) logEvents(evs []chatfleet.Event) {
 	}
 	r.mu.Unlock()
 	r.m.events.add(fresh)
+	r.m.hooks.addLog(r, fresh)
 }
 
 // historyCap is how many events the master keeps for r; r.mu must be held.
@@ -45,7 +46,9 @@ func (r *room) historyCap() int {
 	if d := r.m.cache.current().Defaults.HistorySize; d > n {
 		n = d
 	}
-	return min(max(n, minHistory), maxHistory)
+	// As the room's own ring: eight events per chat message of the history
+	// size, so presence events do not push chat out.
+	return min(max(n, minHistory), maxHistory) * 8
 }
 
 // resumeData returns what a newly started process of r resumes from: the
@@ -59,7 +62,17 @@ func (r *room) resumeData() ([]chatfleet.Event, int64) {
 	seq := r.lastSeq
 	r.mu.Unlock()
 	st := r.m.cfg.Store
-	if st == nil || len(evs) >= capacity {
+	if st == nil {
+		// Continue where a room of this name that ended here left off.
+		if last := r.m.closedSeq(r.name); last > seq {
+			seq = last
+			r.mu.Lock()
+			r.lastSeq = max(r.lastSeq, seq)
+			r.mu.Unlock()
+		}
+		return evs, seq
+	}
+	if len(evs) >= capacity {
 		return evs, seq
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.m.cfg.StoreTimeout)

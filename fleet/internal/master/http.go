@@ -87,12 +87,8 @@ type createResponse struct {
 
 func (m *Master) handleCreate(w http.ResponseWriter, r *http.Request) {
 	var req createRequest
-	if err := httpx.DecodeJSON(w, r, 4<<10, &req); err != nil {
+	if err := httpx.DecodeJSON(w, r, 16<<10, &req); err != nil { // room for 5 webhook URLs
 		httpx.WriteError(w, m.log, err)
-		return
-	}
-	if req.Options.HistorySize < 0 || req.Options.HistorySize > 10000 {
-		httpx.WriteError(w, m.log, chatfleet.Errorf(chatfleet.EINVALID, "options.historySize must be 0 to 10000"))
 		return
 	}
 	info, err := m.CreateRoom(r.Context(), r.PathValue("name"), req.Options)

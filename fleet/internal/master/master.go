@@ -80,6 +80,17 @@ type Config struct {
 	OrphanGrace    time.Duration // rooms wait this long for a master to come back; default 60s
 	EventRetention time.Duration // room events are kept in the store this long; default 7 days
 
+	// Webhooks (webhooks.go, docs/events.md). Every room's events go to
+	// WebhookURLs and to the room's own RoomOptions.WebhookURLs.
+	WebhookURLs    []string
+	WebhookSecret  string        // signs every delivery; required when there are webhooks; at least 16 bytes
+	WebhookQueue   int           // events queued per room and URL; beyond it the oldest are dropped; default 10000
+	WebhookWait    time.Duration // a batch waits this long to fill up to 100 events; default 1s
+	WebhookBackoff time.Duration // first retry delay, doubling up to 60s; default 1s
+	WebhookMaxAge  time.Duration // a batch is given up this long after its first attempt; default 1h
+	WebhookTimeout time.Duration // per delivery attempt; default 10s
+	ViewersEvery   time.Duration // room.viewers at most this often per room; default 5s
+
 	// Notify, if set, is called after the host's state changes (drain,
 	// resume), so that the load balancers are told at once.
 	Notify func()
@@ -141,6 +152,26 @@ func (c *Config) setDefaults() error {
 	def(&c.StopDeadline, 15*time.Second)
 	def(&c.OrphanGrace, 60*time.Second)
 	def(&c.EventRetention, 7*24*time.Hour)
+	def(&c.WebhookWait, time.Second)
+	def(&c.WebhookBackoff, time.Second)
+	def(&c.WebhookMaxAge, time.Hour)
+	def(&c.WebhookTimeout, 10*time.Second)
+	def(&c.ViewersEvery, 5*time.Second)
+	if c.WebhookQueue == 0 {
+		c.WebhookQueue = 10000
+	}
+	if c.WebhookQueue < 0 {
+		return fmt.Errorf("master: webhook queue %d must be positive", c.WebhookQueue)
+	}
+	if err := validateWebhookURLs("WEBHOOK_URLS", c.WebhookURLs); err != nil {
+		return fmt.Errorf("master: %w", err)
+	}
+	if c.WebhookSecret != "" && len(c.WebhookSecret) < minHookSecretLen {
+		return fmt.Errorf("master: WEBHOOK_SECRET must be at least %d bytes", minHookSecretLen)
+	}
+	if len(c.WebhookURLs) > 0 && c.WebhookSecret == "" {
+		return errors.New("master: WEBHOOK_SECRET is required with WEBHOOK_URLS")
+	}
 	if c.CrashLimit == 0 {
 		c.CrashLimit = 5
 	}
@@ -160,10 +191,12 @@ type Master struct {
 	metrics *metrics
 	cache   *cacheKeeper
 	events  *eventWriter
+	hooks   *hooks
 
 	mu         sync.Mutex
 	rooms      map[string]*room // by name; a room stays here from create until its process is gone
 	ports      map[int]string   // room ports in use, by port
+	closedSeqs map[string]int64 // without a store: the last seq of rooms that ended, by name
 	draining   bool
 	stopping   bool
 	restartCh  chan struct{}
@@ -191,6 +224,7 @@ func New(cfg Config) (*Master, error) {
 		log:        cfg.Log,
 		rooms:      map[string]*room{},
 		ports:      map[int]string{},
+		closedSeqs: map[string]int64{},
 		restartCh:  make(chan struct{}, 1),
 		shutdownCh: make(chan struct{}, 1),
 		started:    cfg.Now(),
@@ -198,6 +232,7 @@ func New(cfg Config) (*Master, error) {
 	m.metrics = newMetrics(m)
 	m.cache = newCacheKeeper(m)
 	m.events = newEventWriter(m)
+	m.hooks = newHooks(m)
 	return m, nil
 }
 
@@ -246,12 +281,14 @@ func (m *Master) Run(ctx context.Context) error {
 		admin.Shutdown(sctx)
 		m.detachAll()
 		stopBG()
+		m.hooks.stop(2 * time.Second) // what is queued now is lost with this image
 		return ErrRestart
 	}
 	m.shutdown()
 	api.Shutdown(sctx)
 	admin.Shutdown(sctx)
 	stopBG()
+	m.hooks.stop(5 * time.Second) // the rooms' last events, room.closed included
 	m.syncOnce(context.Background())
 	if m.cfg.Store != nil {
 		fctx, cancel := context.WithTimeout(context.Background(), 2*m.cfg.StoreTimeout)

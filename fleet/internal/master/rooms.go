@@ -36,6 +36,23 @@ type RoomOptions struct {
 	AllowAnonymous bool `json:"allowAnonymous,omitempty"`
 	HistorySize    int  `json:"historySize,omitempty"`
 	Paid           bool `json:"paid,omitempty"`
+	// WebhookURLs get the room's events, besides the host's WEBHOOK_URLS
+	// (docs/events.md): at most 5 http(s) URLs of at most 1024 bytes.
+	WebhookURLs []string `json:"webhookUrls,omitempty"`
+}
+
+// validate checks o for a host configured with cfg; EINVALID if it is wrong.
+func (o RoomOptions) validate(cfg *Config) error {
+	if o.HistorySize < 0 || o.HistorySize > 10000 {
+		return chatfleet.Errorf(chatfleet.EINVALID, "options.historySize must be 0 to 10000")
+	}
+	if err := validateWebhookURLs("options.webhookUrls", o.WebhookURLs); err != nil {
+		return err
+	}
+	if len(o.WebhookURLs) > 0 && cfg.WebhookSecret == "" {
+		return chatfleet.Errorf(chatfleet.EINVALID, "options.webhookUrls: this host has no WEBHOOK_SECRET to sign deliveries with")
+	}
+	return nil
 }
 
 // args returns the room process flags for o.
@@ -106,6 +123,14 @@ type room struct {
 	lastSeq   int64             // the highest seq the room reported
 	cpuAt     time.Time         // when stats.CPUSeconds was reported
 	cpuRate   float64           // cores used between the last two reports
+
+	// Lifecycle and presence events (lifecycle.go).
+	answered     bool   // the current process answered its control connection
+	openPending  bool   // created: room.opened is due when the first process resumes
+	closeReason  string // the first reason given for the room's end
+	viewersKnown bool   // viewersSent is what the webhooks were last told
+	viewersSent  int
+	viewersAt    time.Time
 }
 
 func (m *Master) newRoom(name string, port int, opts RoomOptions, created time.Time) *room {
@@ -157,6 +182,7 @@ func (r *room) send(msg ipc.Msg) error {
 // not connected is killed.
 func (r *room) closeRoom(reason string) {
 	r.setClosing()
+	r.noteCloseReason(reason)
 	if err := r.send(ipc.Msg{Type: ipc.TypeClose, Reason: reason}); err != nil {
 		r.kill()
 	}
@@ -165,6 +191,7 @@ func (r *room) closeRoom(reason string) {
 // drain asks the room to warn its clients and close them over window.
 func (r *room) drain(reason string, window time.Duration) {
 	r.setClosing()
+	r.noteCloseReason(reason)
 	if err := r.send(ipc.Msg{Type: ipc.TypeDrain, Reason: reason, Deadline: window}); err != nil {
 		r.kill()
 	}
@@ -295,7 +322,7 @@ func (r *room) start() (func() (exitInfo, bool), error) {
 	}
 	pid := cmd.Process.Pid
 	r.mu.Lock()
-	r.pid = pid
+	r.pid, r.answered = pid, false
 	r.mu.Unlock()
 	if err := r.writeState(pid); err != nil {
 		r.log.Error("write room state", "err", err)
@@ -322,6 +349,18 @@ func (r *room) start() (func() (exitInfo, bool), error) {
 	return func() (exitInfo, bool) {
 		select {
 		case e := <-exitc:
+			// What a process that answered sent before it exited (its last
+			// events) is still in the socket: let the session read to the
+			// end first. (One that never accepted its connection gives no EOF.)
+			r.mu.Lock()
+			answered := r.answered
+			r.mu.Unlock()
+			if answered {
+				select {
+				case <-sessDone:
+				case <-time.After(time.Second):
+				}
+			}
 			if c != nil {
 				c.Close()
 			}
@@ -476,8 +515,15 @@ func (r *room) session(c *ipc.Conn, started bool) {
 		r.log.Error("room did not report ready", "err", err, "got", msg.Type, "room", msg.Room)
 		return
 	}
+	r.mu.Lock()
+	r.answered = true
+	r.mu.Unlock()
 	if started {
 		evs, seq := r.resumeData()
+		if r.takeOpenPending() {
+			ev := r.logOpened(seq)
+			evs, seq = append(evs, ev), ev.Seq
+		}
 		if err := c.Send(ipc.Msg{Type: ipc.TypeResume, Events: evs, Seq: seq}); err != nil {
 			r.log.Error("room resume", "err", err)
 			return
@@ -534,6 +580,7 @@ func (r *room) handle(msg ipc.Msg) {
 			}
 		}
 		r.mu.Unlock()
+		r.reportViewers(msg.Stats.Viewers)
 	case ipc.TypeEvent:
 		switch msg.Event {
 		case "ban":
@@ -544,6 +591,7 @@ func (r *room) handle(msg ipc.Msg) {
 			r.logEvents(msg.Events)
 		case "closed":
 			r.setClosing()
+			r.noteCloseReason(msg.Reason)
 			r.log.Info("room closing", "reason", msg.Reason)
 		}
 	default:
@@ -565,7 +613,11 @@ func (r *room) closeConn() {
 func (r *room) finish(status chatfleet.RoomStatus) {
 	r.mu.Lock()
 	r.status = status
+	announced := !r.openPending
 	r.mu.Unlock()
+	if announced {
+		r.logClosed(status)
+	}
 	if r.tcp != nil {
 		r.tcp.Close()
 	}
@@ -633,6 +685,9 @@ func (m *Master) CreateRoom(ctx context.Context, name string, opts RoomOptions) 
 	if err := chatfleet.ValidateRoomName(name); err != nil {
 		return RoomInfo{}, err
 	}
+	if err := opts.validate(&m.cfg); err != nil {
+		return RoomInfo{}, err
+	}
 	m.mu.Lock()
 	if m.draining || m.stopping {
 		m.mu.Unlock()
@@ -655,6 +710,7 @@ func (m *Master) CreateRoom(ctx context.Context, name string, opts RoomOptions) 
 	}
 	r := m.newRoom(name, port, opts, m.cfg.Now())
 	r.tcp = tcp
+	r.openPending = true
 	m.rooms[name] = r
 	m.ports[port] = name
 	m.wg.Add(1)

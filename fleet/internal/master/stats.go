@@ -127,6 +127,10 @@ type metrics struct {
 	roomFailures  prometheus.Counter
 	storeErrors   prometheus.Counter
 	eventsDropped prometheus.Counter
+
+	hookDeliveries prometheus.Counter
+	hookFailures   prometheus.Counter
+	hookDropped    prometheus.Counter
 }
 
 func newMetrics(m *Master) *metrics {
@@ -152,6 +156,9 @@ func newMetrics(m *Master) *metrics {
 		}
 		return 0
 	})
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "chatserver", Name: "webhook_queued",
+		Help: "Webhook events waiting for delivery, over every room and URL."},
+		func() float64 { return float64(m.hooks.queued()) }))
 	return &metrics{
 		reg:           reg,
 		roomsCreated:  counter("rooms_created_total", "Rooms created on this host."),
@@ -159,5 +166,9 @@ func newMetrics(m *Master) *metrics {
 		roomFailures:  counter("room_failures_total", "Rooms marked failed after too many crashes."),
 		storeErrors:   counter("store_errors_total", "Store calls that failed."),
 		eventsDropped: counter("events_dropped_total", "Room events dropped from the store write queue after a long store outage."),
+
+		hookDeliveries: counter("webhook_deliveries_total", "Webhook batches a receiver took (2xx)."),
+		hookFailures:   counter("webhook_failures_total", "Webhook delivery attempts that failed (timeout, error, non-2xx); each batch is retried."),
+		hookDropped:    counter("webhook_dropped_total", "Webhook events dropped: a room's queue was full, a batch was given up after WebhookMaxAge, or the host daemon exited."),
 	}
 }

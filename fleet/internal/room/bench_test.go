@@ -36,7 +36,7 @@ func BenchmarkBroadcast(b *testing.B) {
 				h.broadcast(&protocol.ServerMsg{Type: protocol.TypeChat, From: &from, Text: "hello everyone, how is the stream today?", SendTS: 1764495600123})
 				if i++; i%128 == 0 { // the writers' part: empty the queues
 					for _, c := range h.clients {
-						c.take()
+						c.take(false)
 					}
 				}
 			}

@@ -18,9 +18,12 @@ import (
 )
 
 const (
-	readBufferSize  = 512      // per connection, held while it lives: client messages are small
-	writeBufferSize = 8 << 10  // pooled: held only while writing
-	maxFrameBytes   = 32 << 10 // a coalesced frame is cut after this many bytes
+	readBufferSize = 512      // per connection, held while it lives: client messages are small
+	maxFrameBytes  = 32 << 10 // a coalesced frame is cut after this many bytes
+	// writeBufferSize holds a whole coalesced frame, so that it goes out in
+	// one write (a smaller buffer flushes every time it fills: one syscall
+	// per 8 KiB under load). Pooled: held only while writing.
+	writeBufferSize = maxFrameBytes
 	closeGrace      = 2 * time.Second
 )
 
@@ -129,20 +132,22 @@ func (c *client) kill() {
 // take returns the queued frames and whether the queue is closed, leaving
 // the queue empty. It waits first, if needed, so that writes to one
 // connection are at least WriteDelay apart: what arrives meanwhile is
-// coalesced into the same write.
-func (c *client) take() (batch []*frame, closing, dead bool) {
+// coalesced into the same write. With linger it waits so even when the queue
+// is empty, for frames that come soon; waited reports whether it waited.
+func (c *client) take(linger bool) (batch []*frame, closing, dead, waited bool) {
 	c.mu.Lock()
-	if d := c.r.cfg.WriteDelay; d > 0 && len(c.q) > 0 && !c.closing {
+	if d := c.r.cfg.WriteDelay; d > 0 && (len(c.q) > 0 || linger) && !c.closing && !c.dead {
 		if wait := d - time.Since(c.lastWrite); wait > 0 {
 			c.mu.Unlock()
 			time.Sleep(wait)
 			c.mu.Lock()
+			waited = true
 		}
 	}
 	batch, closing, dead = c.q, c.closing, c.dead
 	c.q, c.spare, c.qbytes = c.spare[:0], nil, 0
 	c.mu.Unlock()
-	return batch, closing, dead
+	return batch, closing, dead, waited
 }
 
 // written records a write and keeps batch's array for the next one.
@@ -161,7 +166,9 @@ func (c *client) written(batch []*frame, err error) {
 
 // writeLoop is a WebSocket's writer: started when frames arrive on an idle
 // connection, it writes until the queue is empty, then ends, so that an
-// idle connection has no writer goroutine.
+// idle connection has no writer goroutine. While frames come faster than
+// WriteDelay it stays for the next write instead of ending and being
+// started again: a goroutine per write costs more than a wait.
 func (c *client) writeLoop() {
 	defer func() {
 		if p := recover(); p != nil {
@@ -172,8 +179,9 @@ func (c *client) writeLoop() {
 			c.kill()
 		}
 	}()
+	linger := false
 	for {
-		batch, closing, dead := c.take()
+		batch, closing, dead, waited := c.take(linger)
 		if dead {
 			c.mu.Lock()
 			c.writing, c.spare = false, nil
@@ -200,6 +208,9 @@ func (c *client) writeLoop() {
 			c.kill()
 			return
 		}
+		// Frames come densely (this batch waited for WriteDelay, or several
+		// arrived meanwhile): stay for the next round.
+		linger = waited || len(batch) > 1
 	}
 }
 
@@ -391,7 +402,7 @@ func (r *Room) streamSSE(ctx context.Context, w http.ResponseWriter, rc *http.Re
 		case <-c.notify:
 		}
 		for {
-			batch, closing, dead := c.take()
+			batch, closing, dead, _ := c.take(false)
 			if dead {
 				return
 			}

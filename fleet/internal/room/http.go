@@ -136,6 +136,9 @@ func lastSeq(req *http.Request) (int64, bool, error) {
 
 func (r *Room) serveWS(w http.ResponseWriter, req *http.Request) {
 	info, anon, err := r.admit(req, true)
+	if err == nil {
+		err = r.entitled(req.Context(), info) // paid rooms: before the upgrade
+	}
 	if err != nil {
 		httpx.WriteError(w, nil, err)
 		return
@@ -165,6 +168,9 @@ func upgradeError(w http.ResponseWriter, _ *http.Request, status int, reason err
 
 func (r *Room) serveEvents(w http.ResponseWriter, req *http.Request) {
 	info, anon, err := r.admit(req, true)
+	if err == nil {
+		err = r.entitled(req.Context(), info) // paid rooms: before the stream starts
+	}
 	if err != nil {
 		httpx.WriteError(w, nil, err)
 		return

@@ -54,6 +54,12 @@ type Config struct {
 	Resume   []chatfleet.Event
 	StartSeq int64
 
+	// Entitle, when set (paid rooms), is asked whether viewers may enter (at
+	// the handshake) and stay (every EntitleEvery, default 60 s, in one batch
+	// for all viewers); see entitle.go. Nil: no checks.
+	Entitle      Checker
+	EntitleEvery time.Duration
+
 	ReadLimit        int64         // bytes in one client message; default 4096 (more if MaxMessageLen needs it); above it: close 1009
 	SendQueueBytes   int           // bytes queued for one connection before it is dropped (4008); default 256 KiB
 	MsgRate          float64       // messages per second per viewer (all its connections); default 5
@@ -130,6 +136,7 @@ type Room struct {
 	logLim  *rate.Limiter // rate of per-connection warnings
 
 	stats stats
+	ent   *entitlements // nil unless Config.Entitle is set
 
 	h *hub // the hub's state; touched by the hub goroutine only
 }
@@ -238,6 +245,7 @@ func New(cfg Config) (*Room, error) {
 		CheckOrigin:      func(*http.Request) bool { return true }, // checked before the upgrade
 		Error:            upgradeError,
 	}
+	r.ent = newEntitlements(cfg)
 	r.h = newHub(r)
 	r.policy.Store(&policy{anonymous: cfg.Settings.AllowAnonymous})
 	r.stats.lastAt = r.now()
@@ -265,6 +273,9 @@ func normalizeOrigin(o string) (string, error) {
 func (r *Room) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("room: Run called twice")
+	}
+	if r.ent != nil {
+		go r.entitleLoop(ctx)
 	}
 	err := r.h.run(ctx)
 	r.waitConns()

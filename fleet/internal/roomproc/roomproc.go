@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/fleet/internal/entitle"
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
 	"github.com/chatfleet/chatfleet/fleet/internal/master"
 	"github.com/chatfleet/chatfleet/fleet/internal/procstat"
@@ -127,10 +128,17 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, anon bool, history in
 	resume, startSeq := p.resumeEvents, p.resumeSeq
 	p.resumeEvents = nil
 	p.mu.Unlock()
-	rm, err := room.New(room.Config{
+	rcfg := room.Config{
 		Name: p.name, Settings: settings, Tokens: tokens, AllowedOrigins: origins, Log: p.log,
 		OnEvent: p.onEvent, LogEvents: true, Resume: resume, StartSeq: startSeq,
-	})
+	}
+	if paid {
+		if err := entitlements(&rcfg, p.log); err != nil {
+			p.log.Error("room cannot start", "err", err)
+			return master.ExitUsage
+		}
+	}
+	rm, err := room.New(rcfg)
 	if err != nil {
 		p.log.Error("room cannot start", "err", err)
 		return master.ExitUsage
@@ -182,6 +190,22 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, anon bool, history in
 		return master.ExitOrphaned
 	}
 	return master.ExitClosed
+}
+
+// entitlements configures the entitlement hook of a paid room from the
+// environment the master passed on (ENTITLEMENT_*); without ENTITLEMENT_URL
+// a paid room lets every viewer in, and says so.
+func entitlements(cfg *room.Config, log *slog.Logger) error {
+	ecfg, err := entitle.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	if ecfg.URL == "" {
+		log.Warn("paid room without ENTITLEMENT_URL: viewers are not checked")
+		return nil
+	}
+	cfg.Entitle, cfg.EntitleEvery = entitle.New(ecfg), ecfg.Interval
+	return nil
 }
 
 // acceptMasters serves the control socket: each new master connection
@@ -414,7 +438,7 @@ func profileOnSignal(dir, name string, log *slog.Logger) {
 			f.Close()
 			f, n = nil, n+1
 			if h, err := os.Create(base + ".heap.prof.tmp"); err == nil {
-				pprof.Lookup("heap").WriteTo(h, 0)
+				pprof.Lookup("heap").WriteTo(h, 1) // text: with runtime.MemStats (stacks, heap idle)
 				h.Close()
 				os.Rename(base+".heap.prof.tmp", base+".heap.prof")
 			}
