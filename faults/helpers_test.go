@@ -59,7 +59,7 @@ func startHost(t testing.TB, extra ...string) *host {
 		"PORT=" + strconv.Itoa(h.apiPort), "ADMIN_PORT=" + strconv.Itoa(h.adminPt),
 		"ROOM_PORT_MIN=" + strconv.Itoa(h.roomMin), "ROOM_PORT_MAX=" + strconv.Itoa(h.roomMin+39),
 		"STATE_DIR=" + h.stateDir, "LOG_LEVEL=info", "TOKEN_SECRET=" + secret,
-		"ORPHAN_GRACE=30s", "DRAIN_WINDOW=500ms", "STATS_EVERY=200ms",
+		"ORPHAN_GRACE=30s", "DRAIN_WINDOW=500ms", "STATS_EVERY=200ms", "ROOM_READY_TIMEOUT=12s",
 		"GORACE=atexit_sleep_ms=0",
 	}, extra...)
 	h.proc = testutil.Start(t, testutil.Binary(t, "./fleet/cmd/chatserver"), h.env)

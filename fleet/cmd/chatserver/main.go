@@ -117,6 +117,7 @@ func run(log *slog.Logger) error {
 		CloseStaleAfter: e.dur("CLOSE_STALE_AFTER", 0),
 		DrainWindow:     e.dur("DRAIN_WINDOW", 0),
 		StopDeadline:    e.dur("STOP_DEADLINE", 0),
+		ReadyTimeout:    e.dur("ROOM_READY_TIMEOUT", 0),
 		OrphanGrace:     e.dur("ORPHAN_GRACE", 0),
 		EventRetention:  e.dur("EVENT_RETENTION", 0),
 		WebhookURLs:     list(os.Getenv("WEBHOOK_URLS")),
@@ -125,6 +126,9 @@ func run(log *slog.Logger) error {
 		WebhookBackoff:  e.dur("WEBHOOK_BACKOFF", 0),
 		Log:             log,
 	}
+	// One scheduler thread per room process: rooms are many per host, and a
+	// room on one thread spends less CPU per delivery (docs/performance.md).
+	cfg.RoomEnv = []string{"GOMAXPROCS=" + e.str("ROOM_GOMAXPROCS", "1")}
 	if cfg.RoomPortMax == 0 {
 		cfg.RoomPortMax = cfg.RoomPortMin + 999
 	}

@@ -45,7 +45,7 @@ func startHost(t *testing.T, extra ...string) *host {
 		"PORT=" + strconv.Itoa(apiPort), "ADMIN_PORT=" + strconv.Itoa(adminPort),
 		"ROOM_PORT_MIN=" + strconv.Itoa(h.roomMin), "ROOM_PORT_MAX=" + strconv.Itoa(h.roomMin+39),
 		"STATE_DIR=" + h.stateDir, "LOG_LEVEL=info", "TOKEN_SECRET=test-secret-0123456789",
-		"ORPHAN_GRACE=30s", "DRAIN_WINDOW=500ms",
+		"ORPHAN_GRACE=30s", "DRAIN_WINDOW=500ms", "ROOM_READY_TIMEOUT=12s",
 	}, extra...)
 	h.start()
 	t.Cleanup(h.killRooms)

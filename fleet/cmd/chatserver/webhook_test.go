@@ -468,8 +468,8 @@ func TestRecreatedRoomKeepsIdsUnique(t *testing.T) {
 	if dups != 0 {
 		t.Fatalf("%d event ids were delivered twice", dups)
 	}
-	// The new room's history shows its start.
-	w := testutil.DialRoom(t, fmt.Sprintf("ws://127.0.0.1:%d", port), issue(t, "again", "vin", chatfleet.RoleViewer), -1).Next(protocol.TypeWelcome, 5*time.Second)
+	// The new room's log shows its start to a client recovering from seq 0.
+	w := testutil.DialRoom(t, fmt.Sprintf("ws://127.0.0.1:%d", port), issue(t, "again", "vin", chatfleet.RoleViewer), 0).Next(protocol.TypeWelcome, 5*time.Second)
 	var kinds []string
 	for _, raw := range w.History {
 		if m, err := protocol.DecodeServer(raw); err == nil && m.Type == protocol.TypeSystem {

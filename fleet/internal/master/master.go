@@ -61,6 +61,7 @@ type Config struct {
 	StateDir    string // required: room state files and control sockets
 	Self        string // binary to run rooms with; default os.Executable()
 	RoomArgs    []string
+	RoomEnv     []string // added to the room processes' environment, e.g. GOMAXPROCS=1
 
 	Store           chatfleet.Store // nil: no store, the cache comes from CacheFile or defaults
 	CacheFile       string          // JSON chatfleet.Cache, used when Store is nil

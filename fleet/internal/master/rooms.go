@@ -312,6 +312,9 @@ func (r *room) start() (func() (exitInfo, bool), error) {
 	args = append(args, r.opts.args()...)
 	cmd := exec.Command(r.m.cfg.Self, args...)
 	cmd.ExtraFiles = []*os.File{r.tcp, r.ctl}
+	if len(r.m.cfg.RoomEnv) > 0 {
+		cmd.Env = append(os.Environ(), r.m.cfg.RoomEnv...)
+	}
 	// The room writes to the master's own stdout (no pipe that would break
 	// when the master dies) and its stderr to a file the master reads on a crash.
 	cmd.Stdout = os.Stdout

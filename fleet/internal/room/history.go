@@ -1,6 +1,7 @@
 package room
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -100,18 +101,29 @@ func (h *history) find(seq int64) *entry {
 
 // since returns the events a client needs: with has, those after lastSeq,
 // and missed when some of them are no longer kept (or lastSeq is unknown to
-// this room: above cur, the room's seq); without has, the last chat messages
-// (the history size) and what came after the oldest of them.
+// this room: above cur, the room's seq); without has (a fresh join), the last
+// chat messages, as many as the history size: presence and moderation
+// events are state the welcome carries, not history to replay.
 // Deleted chat messages are left out.
 func (h *history) since(cur, lastSeq int64, has bool) (out []*frame, missed bool) {
-	from := 0 // index of the first entry to send
-	switch {
-	case !has:
-		for i, n := h.n-1, 0; i >= 0 && n < h.chats; i-- {
+	if !has {
+		n := 0
+		for i := h.n - 1; i >= 0 && n < h.chats; i-- {
 			if e := h.at(i); e.chat && !e.deleted {
-				from, n = i, n+1
+				n++
 			}
 		}
+		out = make([]*frame, 0, n)
+		for i := h.n - 1; i >= 0 && len(out) < n; i-- {
+			if e := h.at(i); e.chat && !e.deleted {
+				out = append(out, e.f)
+			}
+		}
+		slices.Reverse(out)
+		return out, false
+	}
+	from := 0 // index of the first entry to send
+	switch {
 	case lastSeq > cur:
 		missed = true
 	case lastSeq == cur:
