@@ -52,8 +52,11 @@ func FreePort(t testing.TB) int {
 // kernel's ephemeral range, so client sockets do not take them).
 func FreePortRange(t testing.TB, n int) int {
 	t.Helper()
-	start := 20000 + int(time.Now().UnixNano()%12000)
-	for base := start; base < 32000-n; base += n {
+	const lo, hi = 20000, 32000
+	slots := (hi - lo) / n
+	first := int(time.Now().UnixNano() % int64(slots))
+	for k := range slots {
+		base := lo + (first+k)%slots*n
 		ok := true
 		for p := base; p < base+n && ok; p++ {
 			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
@@ -67,7 +70,7 @@ func FreePortRange(t testing.TB, n int) int {
 			return base
 		}
 	}
-	t.Fatal("no free port range")
+	t.Fatalf("no %d free consecutive ports in %d-%d", n, lo, hi)
 	return 0
 }
 
