@@ -49,6 +49,7 @@ func follow(c *websocket.Conn, idle time.Duration) *tally {
 
 func (tl *tally) run(idle time.Duration) {
 	defer close(tl.done)
+	defer tl.c.Close() // as a real client does when its connection fails
 	for {
 		tl.c.SetReadDeadline(time.Now().Add(idle))
 		_, frame, err := tl.c.ReadMessage()
