@@ -86,13 +86,16 @@ func TestRegistrationWithLoadBalancers(t *testing.T) {
 
 	// Drain: reported at once (the host nudges its registrar), never picked.
 	testutil.Do(t, "POST", hosts[1].admin+"/api/v1/drain", adminKey, "")
-	testutil.Eventually(t, 2*time.Second, func() error {
-		m, err := states(picker)
-		if err != nil || m["h1"] != chatfleet.HostDraining {
-			return fmt.Errorf("h1 not draining: %v %v", m, err)
-		}
-		return nil
-	})
+	for _, u := range urls {
+		one, _ := lbclient.NewPicker([]string{u}, lbKey, "", nil)
+		testutil.Eventually(t, 2*time.Second, func() error {
+			m, err := states(one)
+			if err != nil || m["h1"] != chatfleet.HostDraining {
+				return fmt.Errorf("lb %s: h1 not draining: %v %v", u, m, err)
+			}
+			return nil
+		})
+	}
 	if got := picked(10); got["h1"] > 0 {
 		t.Fatalf("draining host picked: %v", got)
 	}
@@ -100,13 +103,16 @@ func TestRegistrationWithLoadBalancers(t *testing.T) {
 
 	// Death: a host killed with SIGKILL leaves the pick set within the window.
 	hosts[2].proc.Signal(syscall.SIGKILL)
-	testutil.Eventually(t, 5*time.Second, func() error {
-		m, err := states(picker)
-		if err != nil || m["h2"] != chatfleet.HostDown || m["h1"] != chatfleet.HostAccepting {
-			return fmt.Errorf("states %v %v", m, err)
-		}
-		return nil
-	})
+	for _, u := range urls { // each load balancer finds it down on its own clock
+		one, _ := lbclient.NewPicker([]string{u}, lbKey, "", nil)
+		testutil.Eventually(t, 5*time.Second, func() error {
+			m, err := states(one)
+			if err != nil || m["h2"] != chatfleet.HostDown || m["h1"] != chatfleet.HostAccepting {
+				return fmt.Errorf("lb %s states %v %v", u, m, err)
+			}
+			return nil
+		})
+	}
 	if got := picked(10); got["h2"] > 0 || got["h0"] == 0 || got["h1"] == 0 {
 		t.Fatalf("picks after h2 died: %v", got)
 	}
