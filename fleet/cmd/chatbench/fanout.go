@@ -44,11 +44,15 @@ func (b *bench) fanout(ctx context.Context, n int, fixed, ladder []float64) erro
 	}
 	defer aud.close()
 	wall, roomCPU, genCPU := c0.stop()
+	connected := time.Now()
 	b.logf("N=%d: connected in %.1fs (room CPU %.1fs, generator CPU %.1fs)", n, wall.Seconds(), roomCPU.Seconds(), genCPU.Seconds())
 
 	// Idle: let the joins' broadcasts and the count settle, then weigh.
 	b.settle(pid, 3*time.Second)
 	if n >= 10000 {
+		// Idle means idle for a while: weigh 5 s after the last connect, once
+		// the room has given back what the connect burst left behind.
+		time.Sleep(time.Until(connected.Add(5 * time.Second)))
 		prof := ""
 		if b.pprofDir != "" {
 			prof = fmt.Sprintf("idle-n%d", n)

@@ -118,6 +118,7 @@ func run(log *slog.Logger) error {
 		DrainWindow:     e.dur("DRAIN_WINDOW", 0),
 		StopDeadline:    e.dur("STOP_DEADLINE", 0),
 		ReadyTimeout:    e.dur("ROOM_READY_TIMEOUT", 0),
+		Spares:          e.int("ROOM_SPARES", 2),
 		OrphanGrace:     e.dur("ORPHAN_GRACE", 0),
 		EventRetention:  e.dur("EVENT_RETENTION", 0),
 		WebhookURLs:     list(os.Getenv("WEBHOOK_URLS")),

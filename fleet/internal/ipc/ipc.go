@@ -29,6 +29,8 @@ const MaxFrame = 4 << 20
 // Message types. Room to master: Ready (after every Hello), Stats, Event.
 // Master to room: Hello (first on every connection), Resume (after Ready, for
 // a room process the master just started), Cache, Global, Close, Drain.
+// A spare room process (package roomproc) sends Ready on its socket pair
+// with the master and gets Assign there, with the room's listeners.
 const (
 	TypeHello  = "hello"
 	TypeReady  = "ready"
@@ -39,6 +41,7 @@ const (
 	TypeClose  = "close"
 	TypeDrain  = "drain"
 	TypeResume = "resume"
+	TypeAssign = "assign"
 )
 
 // Msg is one IPC message; Type says which other fields are set.
@@ -48,10 +51,14 @@ type Msg struct {
 	// Hello (master to room).
 	MasterPID int `json:"masterPid,omitempty"`
 
-	// Ready (room to master): who the room is.
+	// Ready (room to master): who the room is. Assign (master to a spare):
+	// the room it becomes.
 	Room string `json:"room,omitempty"`
 	Port int    `json:"port,omitempty"`
 	PID  int    `json:"pid,omitempty"`
+
+	// Assign (master to a spare): the room's options.
+	Assign *Assignment `json:"assign,omitempty"`
 
 	// Stats (room to master).
 	Stats *chatfleet.RoomStats `json:"stats,omitempty"`
@@ -73,6 +80,14 @@ type Msg struct {
 	Text     string        `json:"text,omitempty"`
 	Reason   string        `json:"reason,omitempty"`
 	Deadline time.Duration `json:"deadline,omitempty"` // Drain: window to close clients over
+}
+
+// Assignment is what a spare room process needs to become a room besides its
+// name: the options a started room gets as flags.
+type Assignment struct {
+	AllowAnonymous bool `json:"allowAnonymous,omitempty"`
+	HistorySize    int  `json:"historySize,omitempty"`
+	Paid           bool `json:"paid,omitempty"`
 }
 
 // Conn frames Msgs over a net.Conn. Send is safe for concurrent use; Recv

@@ -62,6 +62,7 @@ type Config struct {
 	Self        string // binary to run rooms with; default os.Executable()
 	RoomArgs    []string
 	RoomEnv     []string // added to the room processes' environment, e.g. GOMAXPROCS=1
+	Spares      int      // room processes kept started ahead of need (spares.go); default 0: none
 
 	Store           chatfleet.Store // nil: no store, the cache comes from CacheFile or defaults
 	CacheFile       string          // JSON chatfleet.Cache, used when Store is nil
@@ -198,6 +199,10 @@ type Master struct {
 	rooms      map[string]*room // by name; a room stays here from create until its process is gone
 	ports      map[int]string   // room ports in use, by port
 	closedSeqs map[string]int64 // without a store: the last seq of rooms that ended, by name
+	spares     []*spare         // ready spare room processes, oldest first
+	spareSeq   int
+	spareKick  chan struct{}
+	sparesDone chan struct{} // closed when keepSpares returns
 	draining   bool
 	stopping   bool
 	restartCh  chan struct{}
@@ -227,6 +232,8 @@ func New(cfg Config) (*Master, error) {
 		ports:      map[int]string{},
 		closedSeqs: map[string]int64{},
 		restartCh:  make(chan struct{}, 1),
+		spareKick:  make(chan struct{}, 1),
+		sparesDone: make(chan struct{}),
 		shutdownCh: make(chan struct{}, 1),
 		started:    cfg.Now(),
 	}
@@ -260,6 +267,7 @@ func (m *Master) Run(ctx context.Context) error {
 	go m.cache.run(bg)
 	go m.events.run(bg)
 	go m.syncLoop(bg)
+	go m.keepSpares(bg)
 
 	m.log.Info("chatserver started", "api", apiLn.Addr().String(), "admin", adminLn.Addr().String(),
 		"rooms", fmt.Sprintf("%d-%d", m.cfg.RoomPortMin, m.cfg.RoomPortMax), "version", chatfleet.Version)
@@ -282,6 +290,7 @@ func (m *Master) Run(ctx context.Context) error {
 		admin.Shutdown(sctx)
 		m.detachAll()
 		stopBG()
+		m.stopSpares()
 		m.hooks.stop(2 * time.Second) // what is queued now is lost with this image
 		return ErrRestart
 	}
@@ -289,6 +298,7 @@ func (m *Master) Run(ctx context.Context) error {
 	api.Shutdown(sctx)
 	admin.Shutdown(sctx)
 	stopBG()
+	m.stopSpares()
 	m.hooks.stop(5 * time.Second) // the rooms' last events, room.closed included
 	m.syncOnce(context.Background())
 	if m.cfg.Store != nil {

@@ -10,10 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -53,6 +51,11 @@ func (o RoomOptions) validate(cfg *Config) error {
 		return chatfleet.Errorf(chatfleet.EINVALID, "options.webhookUrls: this host has no WEBHOOK_SECRET to sign deliveries with")
 	}
 	return nil
+}
+
+// assignment returns o as a spare room process is given it.
+func (o RoomOptions) assignment() *ipc.Assignment {
+	return &ipc.Assignment{AllowAnonymous: o.AllowAnonymous, HistorySize: o.HistorySize, Paid: o.Paid}
 }
 
 // args returns the room process flags for o.
@@ -105,6 +108,7 @@ type room struct {
 	// Files the master keeps for restarts: the TCP listener and the control
 	// socket listener. Owned by the supervisor.
 	tcp, ctl *os.File
+	spare    *spare // the process to start with, if CreateRoom took a spare
 
 	ready  chan struct{} // closed on the first Ready
 	done   chan struct{} // closed when supervision ends
@@ -144,9 +148,7 @@ func (m *Master) newRoom(name string, port int, opts RoomOptions, created time.T
 	}
 }
 
-func (r *room) path(ext string) string {
-	return filepath.Join(r.m.cfg.StateDir, "rooms", strconv.Itoa(r.port)+ext)
-}
+func (r *room) path(ext string) string { return r.m.roomPath(r.port, ext) }
 
 func (r *room) info() RoomInfo {
 	r.mu.Lock()
@@ -295,46 +297,32 @@ func (r *room) supervise(adoptPID int, conn *ipc.Conn) {
 	}
 }
 
-// start binds what the room needs, starts its process and its control
-// session, and returns a function that waits for the process to end (false
-// if the room was detached first).
+// start starts the room's process (or gives the room to the spare CreateRoom
+// took) and its control session, and returns a function that waits for the
+// process to end (false if the room was detached first).
 func (r *room) start() (func() (exitInfo, bool), error) {
 	if err := r.bind(); err != nil {
 		return nil, err
 	}
-	stderr, err := os.OpenFile(r.path(".stderr"), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("room stderr file: %w", err)
+	var proc *child
+	if sp := r.spare; sp != nil {
+		r.spare = nil
+		if err := sp.assign(r); err != nil {
+			return nil, err
+		}
+		proc = sp.proc
+	} else {
+		var err error
+		if proc, err = r.m.spawn(r.path(".stderr"), append([]string{"-port", strconv.Itoa(r.port), "-name", r.name}, r.opts.args()...), r.tcp, r.ctl); err != nil {
+			return nil, err
+		}
 	}
-	defer stderr.Close()
-	args := append([]string{"room", "-name", r.name, "-port", strconv.Itoa(r.port),
-		"-stats-every", r.m.cfg.StatsEvery.String(), "-orphan-grace", r.m.cfg.OrphanGrace.String()}, r.m.cfg.RoomArgs...)
-	args = append(args, r.opts.args()...)
-	cmd := exec.Command(r.m.cfg.Self, args...)
-	cmd.ExtraFiles = []*os.File{r.tcp, r.ctl}
-	if len(r.m.cfg.RoomEnv) > 0 {
-		cmd.Env = append(os.Environ(), r.m.cfg.RoomEnv...)
-	}
-	// The room writes to the master's own stdout (no pipe that would break
-	// when the master dies) and its stderr to a file the master reads on a crash.
-	cmd.Stdout = os.Stdout
-	cmd.Stderr = stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start room process: %w", err)
-	}
-	pid := cmd.Process.Pid
 	r.mu.Lock()
-	r.pid, r.answered = pid, false
+	r.pid, r.answered = proc.pid, false
 	r.mu.Unlock()
-	if err := r.writeState(pid); err != nil {
+	if err := r.writeState(proc.pid); err != nil {
 		r.log.Error("write room state", "err", err)
 	}
-	exitc := make(chan exitInfo, 1)
-	go func() {
-		err := cmd.Wait()
-		exitc <- exitOf(cmd.ProcessState, err)
-	}()
 	// The master holds the control listener, so this connects at once; it is
 	// closed when the process ends, which ends the session even if the
 	// process never accepted it.
@@ -351,7 +339,7 @@ func (r *room) start() (func() (exitInfo, bool), error) {
 	}
 	return func() (exitInfo, bool) {
 		select {
-		case e := <-exitc:
+		case <-proc.exited:
 			// What a process that answered sent before it exited (its last
 			// events) is still in the socket: let the session read to the
 			// end first. (One that never accepted its connection gives no EOF.)
@@ -369,7 +357,7 @@ func (r *room) start() (func() (exitInfo, bool), error) {
 			}
 			r.closeConn()
 			<-sessDone
-			return e, true
+			return proc.exit, true
 		case <-r.stopCh:
 			return exitInfo{}, false
 		}
@@ -387,16 +375,9 @@ func (r *room) bind() error {
 		r.tcp = f
 	}
 	if r.ctl == nil {
-		os.Remove(r.path(".sock"))
-		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: r.path(".sock"), Net: "unix"})
+		f, err := bindControl(r.path(".sock"))
 		if err != nil {
-			return fmt.Errorf("room control socket: %w", err)
-		}
-		ln.SetUnlinkOnClose(false)
-		f, err := ln.File()
-		ln.Close()
-		if err != nil {
-			return fmt.Errorf("room control socket file: %w", err)
+			return err
 		}
 		r.ctl = f
 	}
@@ -646,16 +627,7 @@ func (r *room) writeState(pid int) error {
 }
 
 // stderrTail returns the last lines the room process wrote to stderr.
-func (r *room) stderrTail() string {
-	b, err := os.ReadFile(r.path(".stderr"))
-	if err != nil {
-		return ""
-	}
-	if len(b) > 2048 {
-		b = b[len(b)-2048:]
-	}
-	return strings.TrimSpace(string(b))
-}
+func (r *room) stderrTail() string { return tail(r.path(".stderr")) }
 
 // forget removes r from the master once its process is gone for good and
 // records the end in the store.
@@ -713,6 +685,9 @@ func (m *Master) CreateRoom(ctx context.Context, name string, opts RoomOptions) 
 	}
 	r := m.newRoom(name, port, opts, m.cfg.Now())
 	r.tcp = tcp
+	if r.spare = m.takeSpare(); r.spare != nil {
+		m.kickSpares()
+	}
 	r.openPending = true
 	m.rooms[name] = r
 	m.ports[port] = name
@@ -840,8 +815,12 @@ func (m *Master) dialRoom(r *room, pid int) (*ipc.Conn, error) {
 	if pid <= 0 || !alive(pid) {
 		return nil, errors.New("process is gone")
 	}
+	// A room process runs `chatserver room ... -port <port> ...`, or was a
+	// spare (`chatserver room ... -spare`) given the room later; its ready
+	// on the room's control socket names it.
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmdline, []byte("\x00room\x00-name\x00"+r.name+"\x00")) {
+	if err != nil || !bytes.Contains(cmdline, []byte("\x00room\x00")) ||
+		!bytes.Contains(cmdline, []byte("\x00-port\x00"+strconv.Itoa(r.port)+"\x00")) && !bytes.HasSuffix(cmdline, []byte("\x00-spare\x00")) {
 		return nil, errors.New("process is not this room")
 	}
 	c, err := net.DialTimeout("unix", r.path(".sock"), time.Second)

@@ -124,6 +124,7 @@ type metrics struct {
 	reg           *prometheus.Registry
 	roomsCreated  prometheus.Counter
 	roomCrashes   prometheus.Counter
+	sparesStarted prometheus.Counter
 	roomFailures  prometheus.Counter
 	storeErrors   prometheus.Counter
 	eventsDropped prometheus.Counter
@@ -156,6 +157,9 @@ func newMetrics(m *Master) *metrics {
 		}
 		return 0
 	})
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "chatserver", Name: "room_spares",
+		Help: "Spare room processes ready to become a room (ROOM_SPARES)."},
+		func() float64 { m.mu.Lock(); defer m.mu.Unlock(); return float64(len(m.spares)) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "chatserver", Name: "webhook_queued",
 		Help: "Webhook events waiting for delivery, over every room and URL."},
 		func() float64 { return float64(m.hooks.queued()) }))
@@ -163,6 +167,7 @@ func newMetrics(m *Master) *metrics {
 		reg:           reg,
 		roomsCreated:  counter("rooms_created_total", "Rooms created on this host."),
 		roomCrashes:   counter("room_crashes_total", "Room processes that exited unexpectedly."),
+		sparesStarted: counter("room_spares_started_total", "Spare room processes started and ready."),
 		roomFailures:  counter("room_failures_total", "Rooms marked failed after too many crashes."),
 		storeErrors:   counter("store_errors_total", "Store calls that failed."),
 		eventsDropped: counter("events_dropped_total", "Room events dropped from the store write queue after a long store outage."),

@@ -350,6 +350,9 @@ func (r *Room) Drain(reason string, window time.Duration) {
 // Stats returns the room's counters. MsgsPerSec is measured since the
 // previous call to Stats (or the start). CPUSeconds and RSSBytes are the
 // process's, left to the caller.
+// Conns returns the number of open client connections.
+func (r *Room) Conns() int { return int(r.stats.conns.Load()) }
+
 func (r *Room) Stats() chatfleet.RoomStats {
 	s := &r.stats
 	st := chatfleet.RoomStats{

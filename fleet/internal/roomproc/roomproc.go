@@ -2,19 +2,28 @@
 // master with the room's TCP listener as fd 3 and its control socket
 // listener as fd 4. It serves one room (package room) on the listener and
 // talks to the master over the control socket (package ipc).
+//
+// Started with -spare instead, the process is a spare: it does what a room
+// process does before it knows its room (the binary's package
+// initialisation above all), says so on the socket pair it inherits as fd 3,
+// and waits there for the master's assign message, which names the room and
+// carries its two listeners. A spare whose master closes the pair exits.
 package roomproc
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -41,39 +50,110 @@ func Main(args []string, log *slog.Logger) int {
 	anon := fs.Bool("allow-anonymous", false, "let viewers in without a token")
 	history := fs.Int("history", 0, "messages kept for join and recovery (0: the fleet default)")
 	paid := fs.Bool("paid", false, "the room is paid (entitlement checks)")
+	spare := fs.Bool("spare", false, "start ahead of need: the master gives the room later (fd 3 is a socket pair with it)")
 	if err := fs.Parse(args); err != nil {
 		return master.ExitUsage
 	}
-	if chatfleet.ValidateRoomName(*name) != nil || *port <= 0 {
-		fmt.Fprintln(os.Stderr, "room: -name and -port are required")
+	named := *name != "" || *port != 0
+	if *spare && named || !*spare && (chatfleet.ValidateRoomName(*name) != nil || *port <= 0) {
+		fmt.Fprintln(os.Stderr, "room: give -name and -port, or -spare")
 		return master.ExitUsage
 	}
-	log = log.With("room", *name, "port", *port, "pid", os.Getpid())
+	log = log.With("pid", os.Getpid())
 	tokens, err := token.NewIssuer(os.Getenv("TOKEN_SECRET"))
 	if err != nil {
 		log.Error("room cannot start", "err", err)
 		return master.ExitUsage
 	}
-	tcp, err := net.FileListener(os.NewFile(3, "room-tcp"))
+	// A room outlives its master: a broken stdout pipe must not kill it, and
+	// the terminal's signals are the master's to handle.
+	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP, syscall.SIGINT)
+	opts := ipc.Assignment{AllowAnonymous: *anon, HistorySize: *history, Paid: *paid}
+	// (An *os.File closes its fd when collected: only wrap fds that are ours.)
+	var tcpFile, ctlFile *os.File
+	if !*spare {
+		tcpFile, ctlFile = os.NewFile(3, "room-tcp"), os.NewFile(4, "room-ctl")
+	} else {
+		a, files, err := awaitAssignment()
+		if errors.Is(err, io.EOF) {
+			return master.ExitClosed // the master is gone or restarted: it will start others
+		}
+		if err != nil {
+			log.Error("spare: bad assignment", "err", err)
+			return master.ExitSetup
+		}
+		*name, *port, opts = a.Room, a.Port, *a.Assign
+		tcpFile, ctlFile = files[0], files[1]
+	}
+	log = log.With("room", *name, "port", *port)
+	tcp, err := net.FileListener(tcpFile)
 	if err != nil {
 		log.Error("inherited room listener", "err", err)
 		return master.ExitSetup
 	}
-	ctl, err := net.FileListener(os.NewFile(4, "room-ctl"))
+	ctl, err := net.FileListener(ctlFile)
 	if err != nil {
 		log.Error("inherited control socket", "err", err)
 		return master.ExitSetup
 	}
-	// A room outlives its master: a broken stdout pipe must not kill it, and
-	// the terminal's signals are the master's to handle.
-	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP, syscall.SIGINT)
+	tcpFile.Close()
+	ctlFile.Close()
 	profileOnSignal(os.Getenv("ROOM_PPROF_DIR"), *name, log)
 	p := &proc{
 		name: *name, port: *port, log: log, ctl: ctl,
 		statsEvery: *statsEvery, orphanGrace: *orphanGrace,
 		cacheCh: make(chan *chatfleet.Cache, 1),
 	}
-	return p.run(tcp, tokens, *anon, *history, *paid)
+	return p.run(tcp, tokens, opts)
+}
+
+// awaitAssignment is a spare's wait for its room. It tells the master it is
+// ready on the socket pair inherited as fd 3, then reads the assign message,
+// which carries the room's TCP and control socket listeners as rights.
+// io.EOF means the master closed the pair first.
+func awaitAssignment() (ipc.Msg, []*os.File, error) {
+	f := os.NewFile(3, "spare-link")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return ipc.Msg{}, nil, err
+	}
+	defer c.Close()
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ipc.Msg{}, nil, errors.New("fd 3 is not a unix socket")
+	}
+	b, err := ipc.Encode(ipc.Msg{Type: ipc.TypeReady, PID: os.Getpid()})
+	if err == nil {
+		_, err = uc.Write(b)
+	}
+	if err != nil {
+		return ipc.Msg{}, nil, io.EOF
+	}
+	buf, oob := make([]byte, 16<<10), make([]byte, syscall.CmsgSpace(2*4))
+	n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+	if err != nil || n == 0 {
+		return ipc.Msg{}, nil, io.EOF
+	}
+	var fds []int
+	if cmsgs, err := syscall.ParseSocketControlMessage(oob[:oobn]); err == nil && len(cmsgs) == 1 {
+		fds, _ = syscall.ParseUnixRights(&cmsgs[0])
+	}
+	files := make([]*os.File, len(fds))
+	for i, fd := range fds {
+		files[i] = os.NewFile(uintptr(fd), "room-listener")
+	}
+	msg, err := ipc.Decode(bytes.NewReader(buf[:n]))
+	if err == nil && (msg.Type != ipc.TypeAssign || chatfleet.ValidateRoomName(msg.Room) != nil || msg.Port <= 0 || msg.Assign == nil || len(files) != 2) {
+		err = fmt.Errorf("got %q for room %q port %d with %d files", msg.Type, msg.Room, msg.Port, len(files))
+	}
+	if err != nil {
+		for _, f := range files {
+			f.Close()
+		}
+		return ipc.Msg{}, nil, err
+	}
+	return msg, files, nil
 }
 
 // proc is one room process: the room, its HTTP server and its master link.
@@ -99,25 +179,25 @@ type proc struct {
 	orphaned     bool
 }
 
-func (p *proc) run(tcp net.Listener, tokens *token.Issuer, anon bool, history int, paid bool) int {
+func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment) int {
 	go p.acceptMasters()
-
+	log := p.log
 	// The room needs the fleet's cache (bans, defaults) before it serves.
 	var cache *chatfleet.Cache
 	select {
 	case cache = <-p.cacheCh:
 	case <-time.After(10 * time.Second):
-		p.log.Error("no cache from the master; starting with defaults")
+		log.Error("no cache from the master; starting with defaults")
 		cache = &chatfleet.Cache{Defaults: chatfleet.DefaultRoomSettings}
 	}
 	settings := cache.Defaults
 	if settings.HistorySize == 0 {
 		settings = chatfleet.DefaultRoomSettings
 	}
-	if history > 0 {
-		settings.HistorySize = history
+	if opts.HistorySize > 0 {
+		settings.HistorySize = opts.HistorySize
 	}
-	settings.AllowAnonymous = settings.AllowAnonymous || anon
+	settings.AllowAnonymous = settings.AllowAnonymous || opts.AllowAnonymous
 	var origins []string
 	for _, o := range strings.Split(os.Getenv("ALLOWED_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -129,18 +209,18 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, anon bool, history in
 	p.resumeEvents = nil
 	p.mu.Unlock()
 	rcfg := room.Config{
-		Name: p.name, Settings: settings, Tokens: tokens, AllowedOrigins: origins, Log: p.log,
+		Name: p.name, Settings: settings, Tokens: tokens, AllowedOrigins: origins, Log: log,
 		OnEvent: p.onEvent, LogEvents: true, Resume: resume, StartSeq: startSeq,
 	}
-	if paid {
-		if err := entitlements(&rcfg, p.log); err != nil {
-			p.log.Error("room cannot start", "err", err)
+	if opts.Paid {
+		if err := entitlements(&rcfg, log); err != nil {
+			log.Error("room cannot start", "err", err)
 			return master.ExitUsage
 		}
 	}
 	rm, err := room.New(rcfg)
 	if err != nil {
-		p.log.Error("room cannot start", "err", err)
+		log.Error("room cannot start", "err", err)
 		return master.ExitUsage
 	}
 	rm.ApplyCache(cache)
@@ -155,25 +235,26 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, anon bool, history in
 	go func() {
 		select {
 		case <-term:
-			p.log.Info("SIGTERM: draining")
+			log.Info("SIGTERM: draining")
 			rm.Drain("server shutting down", 5*time.Second)
 		case <-ctx.Done():
 		}
 	}()
 
 	srv := &http.Server{Handler: rm.Handler(), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10,
-		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)}
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	go func() {
 		if err := srv.Serve(tcp); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			p.log.Error("room listener failed", "err", err)
+			log.Error("room listener failed", "err", err)
 			rm.Close("room listener failed")
 		}
 	}()
 	go p.sendLoop(ctx)
 	go p.statsLoop(ctx, rm)
+	go trimLoop(ctx, rm)
 
 	if err := rm.Run(ctx); err != nil {
-		p.log.Error("room stopped", "err", err)
+		log.Error("room stopped", "err", err)
 	}
 	// Tell the master this end is on purpose (after what is still queued), then go.
 	p.onEvent(room.Event{Type: room.EventClosed, Reason: "room ended"})
@@ -406,6 +487,35 @@ func (p *proc) statsLoop(ctx context.Context, rm *room.Room) {
 		p.send(ipc.Msg{Type: ipc.TypeStats, Stats: &s})
 	}
 }
+
+// trimBurst is the change in connections after which a room gives memory back.
+const trimBurst = 1000
+
+// trimLoop gives memory back to the OS once a burst of joins (or leaves) of
+// at least trimBurst connections has settled for a second: the handshakes'
+// garbage and the readers' stacks, grown while thousands of handshakes ran,
+// would otherwise stay in the process until the heap next grew to them.
+// debug.FreeOSMemory collects, shrinks stacks and returns the free pages.
+func trimLoop(ctx context.Context, rm *room.Room) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	base, prev := 0, 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := rm.Conns()
+		if abs(n-base) >= trimBurst && abs(n-prev) <= n/100 {
+			debug.FreeOSMemory()
+			base = n
+		}
+		prev = n
+	}
+}
+
+func abs(n int) int { return max(n, -n) }
 
 // profileOnSignal, when dir is set (ROOM_PPROF_DIR, for benchmarks), makes
 // SIGUSR1 start a CPU profile of this room process and the next SIGUSR1 stop
