@@ -9,7 +9,13 @@ import (
 	"github.com/chatfleet/chatfleet"
 )
 
-// roomStarts creates n rooms one after another on the chatserver and times,
+// startEvery paces room creates: a host gets rooms at a human rate (people
+// going live), far below 10 a second, and refills its spare room processes
+// (ROOM_SPARES) in ~50 ms after each.
+const startEvery = 100 * time.Millisecond
+
+// roomStarts creates n rooms one after another, one every startEvery, on the
+// chatserver and times,
 // for each, the create call alone and the create call until the room's
 // welcome arrived on a WebSocket (the room accepting clients). The rooms are
 // closed after.
@@ -20,12 +26,15 @@ func (b *bench) roomStarts(ctx context.Context, n int) error {
 	d := b.src.wsDialer()
 	var toCreated, toWelcome []time.Duration
 	meter := startCPU(b.srv.cmd.Process.Pid)
+	next := time.Now()
 	for i := range n {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		time.Sleep(time.Until(next))
 		name := fmt.Sprintf("%s-%03d", prefix, i)
 		t0 := time.Now()
+		next = t0.Add(startEvery)
 		port, err := b.srv.createRoom(ctx, name)
 		if err != nil {
 			return err
