@@ -86,7 +86,7 @@ func TestDrainEndToEnd(t *testing.T) {
 
 	// Admin drain: the load balancer hears it with the nudge, long before
 	// the next heartbeat (30 s).
-	if status, body := testutil.Do(t, "POST", a.admin+"/api/v1/drain", adminKey, ""); status != 200 {
+	if status, body := testutil.Do(t, "POST", a.Admin+"/api/v1/drain", adminKey, ""); status != 200 {
 		t.Fatalf("drain: %d %s", status, body)
 	}
 	testutil.Eventually(t, 5*time.Second, func() error {
@@ -98,7 +98,7 @@ func TestDrainEndToEnd(t *testing.T) {
 	if got := picks(20); got["drain-a"] != 0 || got["drain-b"] != 20 {
 		t.Fatalf("picks after the drain: %v", got)
 	}
-	if status, body := testutil.Do(t, "POST", a.api+"/api/v1/room/late", userKey, ""); status != 503 {
+	if status, body := testutil.Do(t, "POST", a.API+"/api/v1/room/late", userKey, ""); status != 503 {
 		t.Fatalf("create on a draining host: %d %s", status, body)
 	}
 	// Rooms keep serving while the host drains.
@@ -109,7 +109,7 @@ func TestDrainEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	sigterm := time.Now()
-	a.proc.Signal(syscall.SIGTERM)
+	a.Proc.Signal(syscall.SIGTERM)
 
 	type result struct {
 		name   string
@@ -161,11 +161,11 @@ func TestDrainEndToEnd(t *testing.T) {
 		at[0].Round(10*time.Millisecond), at[len(at)-1].Round(10*time.Millisecond), window)
 
 	// The frozen room is killed at the deadline; the master exits 0.
-	if err := a.proc.Wait(t, deadline+15*time.Second); err != nil {
+	if err := a.Proc.Wait(t, deadline+15*time.Second); err != nil {
 		t.Fatalf("chatserver exit: %v", err)
 	}
 	t.Logf("chatserver exited %v after SIGTERM (STOP_DEADLINE %v)", time.Since(sigterm).Round(10*time.Millisecond), deadline)
-	if !strings.Contains(a.proc.Output(), "rooms did not stop by the deadline") {
+	if !strings.Contains(a.Proc.Output(), "rooms did not stop by the deadline") {
 		t.Error("the frozen room was not reported killed at the deadline")
 	}
 	if err := syscall.Kill(frozenPID, 0); err == nil {

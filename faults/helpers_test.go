@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,15 +32,8 @@ const (
 
 // host is one chatserver process under test.
 type host struct {
-	t        testing.TB
-	proc     *testutil.Proc
-	api      string // http://127.0.0.1:port
-	admin    string
-	apiPort  int
-	adminPt  int
-	roomMin  int
-	stateDir string
-	env      []string
+	*testutil.Chatserver
+	t testing.TB
 }
 
 // startHost runs the real chatserver binary on free loopback ports with the
@@ -49,62 +41,19 @@ type host struct {
 // two equal names wins).
 func startHost(t testing.TB, extra ...string) *host {
 	t.Helper()
-	h := &host{t: t, roomMin: testutil.FreePortRange(t, 40), stateDir: t.TempDir()}
-	h.apiPort, h.adminPt = testutil.FreePort(t), testutil.FreePort(t)
-	h.api = fmt.Sprintf("http://127.0.0.1:%d", h.apiPort)
-	h.admin = fmt.Sprintf("http://127.0.0.1:%d", h.adminPt)
-	h.env = append([]string{
+	h := &host{t: t, Chatserver: testutil.NewChatserver(t, 40, append([]string{
 		"KEY=" + userKey, "ADMIN_KEY=" + adminKey, "LOADBALANCER_KEY=" + lbKey,
 		"LOADBALANCERS=", "BIND_ADDR=127.0.0.1", "ROOM_BIND=127.0.0.1", "PUBLIC_HOST=127.0.0.1",
-		"PORT=" + strconv.Itoa(h.apiPort), "ADMIN_PORT=" + strconv.Itoa(h.adminPt),
-		"ROOM_PORT_MIN=" + strconv.Itoa(h.roomMin), "ROOM_PORT_MAX=" + strconv.Itoa(h.roomMin+39),
-		"STATE_DIR=" + h.stateDir, "LOG_LEVEL=info", "TOKEN_SECRET=" + secret,
+		"LOG_LEVEL=info", "TOKEN_SECRET=" + secret,
 		"ORPHAN_GRACE=30s", "DRAIN_WINDOW=500ms", "STATS_EVERY=200ms", "ROOM_READY_TIMEOUT=12s",
 		"GORACE=atexit_sleep_ms=0",
-	}, extra...)
-	h.proc = testutil.Start(t, testutil.Binary(t, "./fleet/cmd/chatserver"), h.env)
-	t.Cleanup(h.killRooms)
-	testutil.Eventually(t, 30*time.Second, func() error {
-		select {
-		case <-h.proc.Done():
-			return fmt.Errorf("chatserver exited: %s", h.proc.Output())
-		default:
-		}
-		status, _, err := testutil.TryDo("GET", h.api+"/healthz", "", "")
-		if err != nil || status != 200 {
-			return fmt.Errorf("healthz: %d %v", status, err)
-		}
-		return nil
-	})
+	}, extra...)...)}
+	h.Start()
 	return h
 }
 
-// killRooms ends every room process the state directory records, so that a
-// failed test leaves nothing running.
-func (h *host) killRooms() {
-	files, _ := filepath.Glob(filepath.Join(h.stateDir, "rooms", "*.json"))
-	for _, f := range files {
-		var st struct{ PID int }
-		b, _ := os.ReadFile(f)
-		if json.Unmarshal(b, &st) == nil && st.PID > 0 {
-			syscall.Kill(st.PID, syscall.SIGKILL)
-		}
-	}
-}
-
 // create makes a room through the API port and returns its port.
-func (h *host) create(name string) int {
-	h.t.Helper()
-	status, body := testutil.Do(h.t, "POST", h.api+"/api/v1/room/"+name, userKey, "")
-	if status != 201 {
-		h.t.Fatalf("create %s: %d %s", name, status, body)
-	}
-	var resp struct{ Data struct{ Port int } }
-	if err := json.Unmarshal([]byte(body), &resp); err != nil || resp.Data.Port == 0 {
-		h.t.Fatalf("create %s: bad body %s", name, body)
-	}
-	return resp.Data.Port
-}
+func (h *host) create(name string) int { return h.Create(userKey, name, "") }
 
 type roomInfo struct {
 	Name     string
@@ -117,7 +66,7 @@ type roomInfo struct {
 
 // rooms lists the host's rooms with their last stats (admin port).
 func (h *host) rooms() ([]roomInfo, error) {
-	status, body, err := testutil.TryDo("GET", h.admin+"/api/v1/rooms", adminKey, "")
+	status, body, err := testutil.TryDo("GET", h.Admin+"/api/v1/rooms", adminKey, "")
 	if err != nil {
 		return nil, err
 	}
@@ -151,8 +100,8 @@ func (h *host) room(name string) roomInfo {
 func (h *host) alive() {
 	h.t.Helper()
 	select {
-	case <-h.proc.Done():
-		h.t.Fatalf("chatserver exited (code %d)", h.proc.ExitCode())
+	case <-h.Proc.Done():
+		h.t.Fatalf("chatserver exited (code %d)", h.Proc.ExitCode())
 	default:
 	}
 }
@@ -161,13 +110,13 @@ func (h *host) alive() {
 // a data race, or a room had to be restarted.
 func (h *host) noPanic() {
 	h.t.Helper()
-	out := h.proc.Output()
+	out := h.Proc.Output()
 	for _, bad := range []string{"panic", "DATA RACE", "room process crashed"} {
 		if strings.Contains(out, bad) {
 			h.t.Errorf("chatserver output holds %q", bad)
 		}
 	}
-	files, _ := filepath.Glob(filepath.Join(h.stateDir, "rooms", "*.stderr"))
+	files, _ := filepath.Glob(filepath.Join(h.StateDir, "rooms", "*.stderr"))
 	for _, f := range files {
 		b, _ := os.ReadFile(f)
 		if strings.Contains(string(b), "panic") || strings.Contains(string(b), "DATA RACE") {

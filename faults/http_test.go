@@ -106,21 +106,21 @@ func TestHTTPBadInput(t *testing.T) {
 	hostURL := lb + "/api/v1/hosts/bad-host"
 
 	eps := []endpoint{
-		{"api", "POST", h.api + "/api/v1/room/x", userKey},
-		{"api", "GET", h.api + "/api/v1/room/target", userKey},
-		{"api", "DELETE", h.api + "/api/v1/room/x", userKey},
-		{"api", "GET", h.api + "/api/v1/rooms", userKey},
-		{"admin", "GET", h.admin + "/api/v1/", adminKey},
-		{"admin", "GET", h.admin + "/api/v1/rooms", adminKey},
-		{"admin", "GET", h.admin + "/api/v1/rooms/target", adminKey},
-		{"admin", "DELETE", h.admin + "/api/v1/rooms/target", adminKey},
-		{"admin", "POST", h.admin + "/api/v1/messages", adminKey},
-		{"admin", "POST", h.admin + "/api/v1/drain", adminKey},
-		{"admin", "POST", h.admin + "/api/v1/resume", adminKey},
-		{"admin", "POST", h.admin + "/api/v1/restart", adminKey},
-		{"admin", "POST", h.admin + "/api/v1/shutdown", adminKey},
-		{"admin", "GET", h.admin + "/api/v1/stats", adminKey},
-		{"admin", "GET", h.admin + "/metrics", adminKey},
+		{"api", "POST", h.API + "/api/v1/room/x", userKey},
+		{"api", "GET", h.API + "/api/v1/room/target", userKey},
+		{"api", "DELETE", h.API + "/api/v1/room/x", userKey},
+		{"api", "GET", h.API + "/api/v1/rooms", userKey},
+		{"admin", "GET", h.Admin + "/api/v1/", adminKey},
+		{"admin", "GET", h.Admin + "/api/v1/rooms", adminKey},
+		{"admin", "GET", h.Admin + "/api/v1/rooms/target", adminKey},
+		{"admin", "DELETE", h.Admin + "/api/v1/rooms/target", adminKey},
+		{"admin", "POST", h.Admin + "/api/v1/messages", adminKey},
+		{"admin", "POST", h.Admin + "/api/v1/drain", adminKey},
+		{"admin", "POST", h.Admin + "/api/v1/resume", adminKey},
+		{"admin", "POST", h.Admin + "/api/v1/restart", adminKey},
+		{"admin", "POST", h.Admin + "/api/v1/shutdown", adminKey},
+		{"admin", "GET", h.Admin + "/api/v1/stats", adminKey},
+		{"admin", "GET", h.Admin + "/metrics", adminKey},
 		{"lb", "GET", lb + "/api/v1/hosts", lbKey},
 		{"lb", "GET", hostURL, lbKey},
 		{"lb", "PUT", hostURL, lbKey},
@@ -153,7 +153,7 @@ func TestHTTPBadInput(t *testing.T) {
 		if st := h.room("target"); st.PID == 0 {
 			t.Errorf("room target gone: %+v", st)
 		}
-		if status, _ := testutil.Do(t, "GET", h.api+"/readyz", "", ""); status != 200 {
+		if status, _ := testutil.Do(t, "GET", h.API+"/readyz", "", ""); status != 200 {
 			t.Errorf("host not ready after refused drain/shutdown calls: %d", status)
 		}
 		h.alive()
@@ -167,30 +167,30 @@ func TestHTTPBadInput(t *testing.T) {
 		code                         string
 		mention                      string // the message names this
 	}{
-		{"create: invalid JSON", "POST", h.api + "/api/v1/room/b1", userKey, `{"options":`, false, 400, "invalid", ""},
-		{"create: not an object", "POST", h.api + "/api/v1/room/b1", userKey, `[1,2]`, false, 400, "invalid", ""},
-		{"create: a string", "POST", h.api + "/api/v1/room/b1", userKey, `"room"`, false, 400, "invalid", ""},
-		{"create: wrong type", "POST", h.api + "/api/v1/room/b1", userKey, `{"options":{"historySize":"ten"}}`, false, 400, "invalid", "options.historySize"},
-		{"create: bool as string", "POST", h.api + "/api/v1/room/b1", userKey, `{"options":{"allowAnonymous":"yes"}}`, false, 400, "invalid", "options.allowAnonymous"},
-		{"create: options a list", "POST", h.api + "/api/v1/room/b1", userKey, `{"options":[]}`, false, 400, "invalid", "options"},
-		{"create: fraction", "POST", h.api + "/api/v1/room/b1", userKey, `{"options":{"historySize":1.5}}`, false, 400, "invalid", "options.historySize"},
-		{"create: overflow", "POST", h.api + "/api/v1/room/b1", userKey, `{"options":{"historySize":1e400}}`, false, 400, "invalid", ""},
-		{"create: out of range", "POST", h.api + "/api/v1/room/b1", userKey, `{"options":{"historySize":-1}}`, false, 400, "invalid", "historySize"},
-		{"create: unknown field", "POST", h.api + "/api/v1/room/b1", userKey, `{"color":"red"}`, false, 400, "invalid", "color"},
-		{"create: unknown nested field", "POST", h.api + "/api/v1/room/b1", userKey, `{"options":{"colour":1}}`, false, 400, "invalid", "colour"},
-		{"create: trailing data", "POST", h.api + "/api/v1/room/b1", userKey, `{"options":{}} {}`, false, 400, "invalid", "trailing"},
-		{"create: invalid UTF-8 key", "POST", h.api + "/api/v1/room/b1", userKey, "{\"\xff\":1}", false, 400, "invalid", ""},
-		{"create: 65 KiB body", "POST", h.api + "/api/v1/room/b1", userKey, big(65 << 10), false, 413, "too_large", ""},
-		{"create: 65 KiB chunked", "POST", h.api + "/api/v1/room/b1", userKey, big(65 << 10), true, 413, "too_large", ""},
-		{"create: 1 MiB body", "POST", h.api + "/api/v1/room/b1", userKey, big(1 << 20), false, 413, "too_large", ""},
-		{"close: reason too long", "DELETE", h.admin + "/api/v1/rooms/target", adminKey, `{"reason":"` + strings.Repeat("r", 201) + `"}`, false, 400, "invalid", "200"},
-		{"close: reason a number", "DELETE", h.admin + "/api/v1/rooms/target", adminKey, `{"reason":5}`, false, 400, "invalid", "reason"},
-		{"close: 5 KiB body", "DELETE", h.admin + "/api/v1/rooms/target", adminKey, big(5 << 10), false, 413, "too_large", ""},
-		{"global: text a number", "POST", h.admin + "/api/v1/messages", adminKey, `{"text":5}`, false, 400, "invalid", "text"},
-		{"global: text null", "POST", h.admin + "/api/v1/messages", adminKey, `{"text":null}`, false, 400, "invalid", ""},
-		{"global: unknown field", "POST", h.admin + "/api/v1/messages", adminKey, `{"text":"x","to":"all"}`, false, 400, "invalid", "to"},
-		{"global: too long", "POST", h.admin + "/api/v1/messages", adminKey, big(1001), false, 400, "invalid", ""},
-		{"global: 9 KiB body", "POST", h.admin + "/api/v1/messages", adminKey, big(9 << 10), true, 413, "too_large", ""},
+		{"create: invalid JSON", "POST", h.API + "/api/v1/room/b1", userKey, `{"options":`, false, 400, "invalid", ""},
+		{"create: not an object", "POST", h.API + "/api/v1/room/b1", userKey, `[1,2]`, false, 400, "invalid", ""},
+		{"create: a string", "POST", h.API + "/api/v1/room/b1", userKey, `"room"`, false, 400, "invalid", ""},
+		{"create: wrong type", "POST", h.API + "/api/v1/room/b1", userKey, `{"options":{"historySize":"ten"}}`, false, 400, "invalid", "options.historySize"},
+		{"create: bool as string", "POST", h.API + "/api/v1/room/b1", userKey, `{"options":{"allowAnonymous":"yes"}}`, false, 400, "invalid", "options.allowAnonymous"},
+		{"create: options a list", "POST", h.API + "/api/v1/room/b1", userKey, `{"options":[]}`, false, 400, "invalid", "options"},
+		{"create: fraction", "POST", h.API + "/api/v1/room/b1", userKey, `{"options":{"historySize":1.5}}`, false, 400, "invalid", "options.historySize"},
+		{"create: overflow", "POST", h.API + "/api/v1/room/b1", userKey, `{"options":{"historySize":1e400}}`, false, 400, "invalid", ""},
+		{"create: out of range", "POST", h.API + "/api/v1/room/b1", userKey, `{"options":{"historySize":-1}}`, false, 400, "invalid", "historySize"},
+		{"create: unknown field", "POST", h.API + "/api/v1/room/b1", userKey, `{"color":"red"}`, false, 400, "invalid", "color"},
+		{"create: unknown nested field", "POST", h.API + "/api/v1/room/b1", userKey, `{"options":{"colour":1}}`, false, 400, "invalid", "colour"},
+		{"create: trailing data", "POST", h.API + "/api/v1/room/b1", userKey, `{"options":{}} {}`, false, 400, "invalid", "trailing"},
+		{"create: invalid UTF-8 key", "POST", h.API + "/api/v1/room/b1", userKey, "{\"\xff\":1}", false, 400, "invalid", ""},
+		{"create: 65 KiB body", "POST", h.API + "/api/v1/room/b1", userKey, big(65 << 10), false, 413, "too_large", ""},
+		{"create: 65 KiB chunked", "POST", h.API + "/api/v1/room/b1", userKey, big(65 << 10), true, 413, "too_large", ""},
+		{"create: 1 MiB body", "POST", h.API + "/api/v1/room/b1", userKey, big(1 << 20), false, 413, "too_large", ""},
+		{"close: reason too long", "DELETE", h.Admin + "/api/v1/rooms/target", adminKey, `{"reason":"` + strings.Repeat("r", 201) + `"}`, false, 400, "invalid", "200"},
+		{"close: reason a number", "DELETE", h.Admin + "/api/v1/rooms/target", adminKey, `{"reason":5}`, false, 400, "invalid", "reason"},
+		{"close: 5 KiB body", "DELETE", h.Admin + "/api/v1/rooms/target", adminKey, big(5 << 10), false, 413, "too_large", ""},
+		{"global: text a number", "POST", h.Admin + "/api/v1/messages", adminKey, `{"text":5}`, false, 400, "invalid", "text"},
+		{"global: text null", "POST", h.Admin + "/api/v1/messages", adminKey, `{"text":null}`, false, 400, "invalid", ""},
+		{"global: unknown field", "POST", h.Admin + "/api/v1/messages", adminKey, `{"text":"x","to":"all"}`, false, 400, "invalid", "to"},
+		{"global: too long", "POST", h.Admin + "/api/v1/messages", adminKey, big(1001), false, 400, "invalid", ""},
+		{"global: 9 KiB body", "POST", h.Admin + "/api/v1/messages", adminKey, big(9 << 10), true, 413, "too_large", ""},
 		{"heartbeat: empty", "PUT", hostURL, lbKey, ``, false, 400, "invalid", "empty"},
 		{"heartbeat: {}", "PUT", hostURL, lbKey, `{}`, false, 400, "invalid", "empty"},
 		{"heartbeat: invalid JSON", "PUT", hostURL, lbKey, `{"id":`, false, 400, "invalid", ""},
@@ -233,7 +233,7 @@ func TestHTTPBadInput(t *testing.T) {
 	// becomes U+FFFD. What reaches clients and the load balancer's listing
 	// is valid UTF-8.
 	t.Run("invalid UTF-8 in strings is replaced", func(t *testing.T) {
-		status, body, _, err := call("POST", h.admin+"/api/v1/messages", adminKey, "{\"text\":\"bad \xff\xfe bytes\"}", false)
+		status, body, _, err := call("POST", h.Admin+"/api/v1/messages", adminKey, "{\"text\":\"bad \xff\xfe bytes\"}", false)
 		if err != nil || status != 200 {
 			t.Fatalf("global with invalid UTF-8: %d %s %v", status, body, err)
 		}
@@ -251,7 +251,7 @@ func TestHTTPBadInput(t *testing.T) {
 
 	t.Run("room names", func(t *testing.T) {
 		for _, name := range []string{"%FF", "caf%C3%A9", "a%00b", "a%20b", "-lead", "a.b", "%2e%2e", strings.Repeat("n", 65), "a%0Ab", "%E2%80%AE"} {
-			status, body, _, err := call("POST", h.api+"/api/v1/room/"+name, userKey, "", false)
+			status, body, _, err := call("POST", h.API+"/api/v1/room/"+name, userKey, "", false)
 			if err != nil {
 				t.Errorf("%s: %v", name, err)
 				continue
@@ -265,7 +265,7 @@ func TestHTTPBadInput(t *testing.T) {
 		// Raw bytes the client would never percent-encode: the request line
 		// itself is refused, or the name is.
 		for _, raw := range []string{"\xff", "caf\xc3\xa9", "a\x01b"} {
-			status, body, err := rawRequest(h.api[len("http://"):], "POST /api/v1/room/"+raw+" HTTP/1.1\r\nHost: x\r\nX-API-Key: "+userKey+"\r\nContent-Length: 0\r\n\r\n")
+			status, body, err := rawRequest(h.API[len("http://"):], "POST /api/v1/room/"+raw+" HTTP/1.1\r\nHost: x\r\nX-API-Key: "+userKey+"\r\nContent-Length: 0\r\n\r\n")
 			if err != nil || status != 400 {
 				t.Errorf("raw room name %q: %d %q %v", raw, status, body, err)
 			}
@@ -276,8 +276,8 @@ func TestHTTPBadInput(t *testing.T) {
 	})
 
 	servers := map[string]string{
-		"api":   h.api[len("http://"):],
-		"admin": h.admin[len("http://"):],
+		"api":   h.API[len("http://"):],
+		"admin": h.Admin[len("http://"):],
 		"lb":    lb[len("http://"):],
 		"room":  fmt.Sprintf("127.0.0.1:%d", port),
 	}

@@ -400,7 +400,7 @@ func TestSoak(t *testing.T) {
 	}
 	sample := func() map[int]procStat {
 		m := map[int]procStat{}
-		for _, pid := range append([]int{h.proc.Cmd.Process.Pid}, pidsOf(rooms)...) {
+		for _, pid := range append([]int{h.Proc.Cmd.Process.Pid}, pidsOf(rooms)...) {
 			s, err := readProc(pid)
 			if err != nil {
 				t.Fatalf("read /proc/%d: %v", pid, err)

@@ -107,7 +107,7 @@ func TestStoreLinkFaults(t *testing.T) {
 		t.Errorf("store lists %d open rooms of the host, want %d", len(rooms), want)
 	}
 	h.noPanic()
-	t.Logf("store warnings logged by the chatserver during the faults: %d", strings.Count(h.proc.Output(), "store unavailable"))
+	t.Logf("store warnings logged by the chatserver during the faults: %d", strings.Count(h.Proc.Output(), "store unavailable"))
 }
 
 // notStored fails the test if the store already holds room name: made

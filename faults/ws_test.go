@@ -143,7 +143,7 @@ func TestWebSocketBadInput(t *testing.T) {
 		if status, body := handshake(p, tok, nil); status != 101 {
 			t.Fatalf("first use: %d %s", status, body)
 		}
-		if status, body := testutil.Do(t, "DELETE", h.admin+"/api/v1/rooms/phoenix", adminKey, ""); status != 200 {
+		if status, body := testutil.Do(t, "DELETE", h.Admin+"/api/v1/rooms/phoenix", adminKey, ""); status != 200 {
 			t.Fatalf("close: %d %s", status, body)
 		}
 		p2 := h.create("phoenix")

@@ -321,15 +321,11 @@ func startLB(t *testing.T, key string) string {
 // and waits until the load balancer lists it as accepting.
 func startHost(t *testing.T, lb, lbKey, key, adminKey, tokenSecret string) {
 	t.Helper()
-	roomMin, stateDir := testutil.FreePortRange(t, 10), t.TempDir()
-	testutil.Start(t, testutil.Binary(t, "./fleet/cmd/chatserver"), []string{
-		"HOST_ID=host-1", "PUBLIC_HOST=127.0.0.1", "IMDS=0", "KEY=" + key, "ADMIN_KEY=" + adminKey,
-		"PORT=" + strconv.Itoa(testutil.FreePort(t)), "ADMIN_PORT=" + strconv.Itoa(testutil.FreePort(t)),
-		"ROOM_PORT_MIN=" + strconv.Itoa(roomMin), "ROOM_PORT_MAX=" + strconv.Itoa(roomMin+9),
-		"STATE_DIR=" + stateDir, "TOKEN_SECRET=" + tokenSecret, "LOADBALANCERS=" + lb, "LOADBALANCER_KEY=" + lbKey,
+	testutil.NewChatserver(t, 10,
+		"HOST_ID=host-1", "PUBLIC_HOST=127.0.0.1", "IMDS=0", "KEY="+key, "ADMIN_KEY="+adminKey,
+		"TOKEN_SECRET="+tokenSecret, "LOADBALANCERS="+lb, "LOADBALANCER_KEY="+lbKey,
 		"HEARTBEAT_EVERY=500ms", "LOG_LEVEL=warn", "ORPHAN_GRACE=10s", "DRAIN_WINDOW=200ms", "MONGODB_URI=",
-	})
-	t.Cleanup(func() { killRooms(stateDir) })
+	).Start()
 	testutil.Eventually(t, 15*time.Second, func() error {
 		status, body, err := testutil.TryDo("GET", lb+"/api/v1/hosts", lbKey, "")
 		if err != nil || status != 200 || !strings.Contains(body, `"id":"host-1"`) || !strings.Contains(body, `"state":"accepting"`) {
@@ -337,19 +333,4 @@ func startHost(t *testing.T, lb, lbKey, key, adminKey, tokenSecret string) {
 		}
 		return nil
 	})
-}
-
-// killRooms ends the room processes a host's state directory records: rooms
-// outlive their master by design.
-func killRooms(stateDir string) {
-	files, _ := filepath.Glob(filepath.Join(stateDir, "rooms", "*.json"))
-	for _, f := range files {
-		var st struct{ PID int }
-		b, _ := os.ReadFile(f)
-		if json.Unmarshal(b, &st) == nil && st.PID > 0 {
-			if p, err := os.FindProcess(st.PID); err == nil {
-				p.Kill()
-			}
-		}
-	}
 }

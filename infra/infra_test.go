@@ -294,19 +294,20 @@ func TestNginxConfig(t *testing.T) {
 // over TLS.
 func TestNginxProxiesRoom(t *testing.T) {
 	bin := nginxBin(t)
-	chatserver := testutil.Binary(t, "./fleet/cmd/chatserver")
 
 	const (
 		key, adminKey = "infra-test-key", "infra-test-admin-key"
 		secret        = "infra-test-token-secret-0123456789"
 		roomName      = "infratest"
 	)
-	apiPort, adminPort, nginxPort := testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)
-	const nRooms = 10
-	roomMin := testutil.FreePortRange(t, nRooms)
-	roomMax := roomMin + nRooms - 1
+	nginxPort := testutil.FreePort(t)
+	base := fmt.Sprintf("127.0.0.1:%d", nginxPort)
+	cs := testutil.NewChatserver(t, 10,
+		"KEY="+key, "ADMIN_KEY="+adminKey, "TOKEN_SECRET="+secret, "BIND_ADDR=127.0.0.1", "ROOM_BIND=127.0.0.1",
+		"LOG_LEVEL=info", "HOST_ID=infra-test", "PUBLIC_HOST=127.0.0.1", "ROOM_URL=wss://"+base+"/rooms/{port}",
+		"MONGODB_URI=", "LOADBALANCERS=", "ALLOWED_ORIGINS=", "IMDS=", "IMDS_ENDPOINT=", "CACHE_FILE=")
 	var alts []string
-	for p := roomMin; p <= roomMax; p++ {
+	for p := cs.RoomMin; p <= cs.RoomMax; p++ {
 		alts = append(alts, strconv.Itoa(p))
 	}
 
@@ -317,23 +318,16 @@ func TestNginxProxiesRoom(t *testing.T) {
 	}
 	startNginx(t, bin, s, nginxPort)
 
-	base := fmt.Sprintf("127.0.0.1:%d", nginxPort)
-	cs := testutil.Start(t, chatserver, []string{
-		"KEY=" + key, "ADMIN_KEY=" + adminKey, "TOKEN_SECRET=" + secret,
-		"PORT=" + strconv.Itoa(apiPort), "ADMIN_PORT=" + strconv.Itoa(adminPort), "BIND_ADDR=127.0.0.1",
-		"ROOM_PORT_MIN=" + strconv.Itoa(roomMin), "ROOM_PORT_MAX=" + strconv.Itoa(roomMax), "ROOM_BIND=127.0.0.1",
-		"STATE_DIR=" + t.TempDir(), "LOG_LEVEL=info", "HOST_ID=infra-test", "PUBLIC_HOST=127.0.0.1",
-		"ROOM_URL=wss://" + base + "/rooms/{port}",
-		"MONGODB_URI=", "LOADBALANCERS=", "ALLOWED_ORIGINS=", "IMDS=", "IMDS_ENDPOINT=", "CACHE_FILE=",
-	})
+	cs.Start()
+	roomMin, roomMax, apiPort, adminPort := cs.RoomMin, cs.RoomMax, cs.APIPort, cs.AdminPort
 	t.Cleanup(func() { // drain the rooms: they outlive a killed master
-		cs.Signal(syscall.SIGTERM)
+		cs.Proc.Signal(syscall.SIGTERM)
 		select {
-		case <-cs.Done():
+		case <-cs.Proc.Done():
 		case <-time.After(20 * time.Second):
 		}
 	})
-	api := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
+	api := cs.API
 	testutil.Eventually(t, 30*time.Second, func() error {
 		status, _, err := testutil.TryDo("GET", api+"/api/v1/", "", "")
 		if err == nil && status != http.StatusOK {

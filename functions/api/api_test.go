@@ -73,8 +73,8 @@ func TestControlAPI(t *testing.T) {
 		call(t, "POST", a.rooms+"/api/v1/rooms/lobby", apiKey,
 			`{"hlsUrl":"https://cdn.example.com/lobby/index.m3u8","allowAnonymous":true,"webhookUrls":["https://example.com/hook"]}`).
 			want(t, http.StatusCreated, "").decode(t, &lobby)
-		if lobby.Name != "lobby" || lobby.HostID != hostID || lobby.Host != "127.0.0.1" || lobby.Port < h.roomMin || lobby.Port > h.roomMax {
-			t.Fatalf("created %+v, want lobby on %s 127.0.0.1 in %d-%d", lobby, hostID, h.roomMin, h.roomMax)
+		if lobby.Name != "lobby" || lobby.HostID != hostID || lobby.Host != "127.0.0.1" || lobby.Port < h.RoomMin || lobby.Port > h.RoomMax {
+			t.Fatalf("created %+v, want lobby on %s 127.0.0.1 in %d-%d", lobby, hostID, h.RoomMin, h.RoomMax)
 		}
 		if want := fmt.Sprintf("ws://127.0.0.1:%d/ws", lobby.Port); lobby.WSURL != want {
 			t.Errorf("wsUrl %q, want %q", lobby.WSURL, want)
@@ -112,7 +112,7 @@ func TestControlAPI(t *testing.T) {
 	})
 
 	t.Run("create a room its host runs unrecorded", func(t *testing.T) {
-		status, body := testutil.Do(t, "POST", h.api+"/api/v1/room/orphan", fleetKey, "")
+		status, body := testutil.Do(t, "POST", h.API+"/api/v1/room/orphan", fleetKey, "")
 		var out struct{ Data struct{ Port int } }
 		if status != http.StatusCreated || json.Unmarshal([]byte(body), &out) != nil {
 			t.Fatalf("create on the host: %d %s", status, body)
@@ -251,8 +251,8 @@ func TestControlAPI(t *testing.T) {
 
 	t.Run("host unreachable", func(t *testing.T) {
 		// Killed without deregistering: the load balancer still offers it.
-		h.proc.Cmd.Process.Kill()
-		<-h.proc.Done()
+		h.Proc.Cmd.Process.Kill()
+		<-h.Proc.Done()
 		ans := call(t, "POST", a.rooms+"/api/v1/rooms/stranded", apiKey, "").want(t, http.StatusServiceUnavailable, chatfleet.EUNAVAILABLE)
 		if !strings.Contains(ans.Error.Message, "no host could create the room (1 tried)") {
 			t.Errorf("message %q, want that the one host was tried", ans.Error.Message)
@@ -403,7 +403,7 @@ func testAdmin(t *testing.T, a *apis, h *host, picker *lbclient.Picker) {
 	t.Run("hosts", func(t *testing.T) {
 		var out struct{ Hosts []chatfleet.Host }
 		admin("GET", "/admin/v1/hosts", "").want(t, http.StatusOK, "").decode(t, &out)
-		if len(out.Hosts) != 1 || out.Hosts[0].ID != hostID || out.Hosts[0].State != chatfleet.HostAccepting || out.Hosts[0].AdminURL != h.admin {
+		if len(out.Hosts) != 1 || out.Hosts[0].ID != hostID || out.Hosts[0].State != chatfleet.HostAccepting || out.Hosts[0].AdminURL != h.Admin {
 			t.Errorf("hosts %+v", out.Hosts)
 		}
 	})
@@ -453,7 +453,7 @@ func testAdmin(t *testing.T, a *apis, h *host, picker *lbclient.Picker) {
 		admin("POST", "/admin/v1/hosts/h1/restart", "").want(t, http.StatusAccepted, "")
 		// The new image of the master takes the rooms over.
 		testutil.Eventually(t, 15*time.Second, func() error {
-			status, body, err := testutil.TryDo("GET", h.admin+"/api/v1/rooms", fleetAdminKey, "")
+			status, body, err := testutil.TryDo("GET", h.Admin+"/api/v1/rooms", fleetAdminKey, "")
 			if err != nil || status != 200 || !strings.Contains(body, `"announce"`) {
 				return fmt.Errorf("host rooms after restart: %d %s %v", status, body, err)
 			}

@@ -7,12 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -53,56 +50,28 @@ func startLB(t *testing.T) string {
 }
 
 // host is a real chatserver process registered with a load balancer.
-type host struct {
-	proc     *testutil.Proc
-	api      string // http://127.0.0.1:port
-	admin    string
-	roomMin  int
-	roomMax  int
-	stateDir string
-}
+type host struct{ *testutil.Chatserver }
 
 // startHost runs the real chatserver binary as host h1, heartbeating to lb,
 // and waits until the load balancer lists it as accepting.
 func startHost(t *testing.T, lb string) *host {
 	t.Helper()
-	h := &host{roomMin: testutil.FreePortRange(t, 20), stateDir: t.TempDir()}
-	h.roomMax = h.roomMin + 19
-	apiPort, adminPort := testutil.FreePort(t), testutil.FreePort(t)
-	h.api = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
-	h.admin = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
-	h.proc = testutil.Start(t, testutil.Binary(t, "./fleet/cmd/chatserver"), []string{
-		"HOST_ID=" + hostID, "PUBLIC_HOST=127.0.0.1", "IMDS=0",
-		"KEY=" + fleetKey, "ADMIN_KEY=" + fleetAdminKey,
-		"PORT=" + strconv.Itoa(apiPort), "ADMIN_PORT=" + strconv.Itoa(adminPort),
-		"ROOM_PORT_MIN=" + strconv.Itoa(h.roomMin), "ROOM_PORT_MAX=" + strconv.Itoa(h.roomMax),
-		"STATE_DIR=" + h.stateDir, "TOKEN_SECRET=" + tokenSecret,
-		"LOADBALANCERS=" + lb, "LOADBALANCER_KEY=" + lbKey, "HEARTBEAT_EVERY=500ms",
+	h := &host{testutil.NewChatserver(t, 20,
+		"HOST_ID="+hostID, "PUBLIC_HOST=127.0.0.1", "IMDS=0",
+		"KEY="+fleetKey, "ADMIN_KEY="+fleetAdminKey, "TOKEN_SECRET="+tokenSecret,
+		"LOADBALANCERS="+lb, "LOADBALANCER_KEY="+lbKey, "HEARTBEAT_EVERY=500ms",
 		"LOG_LEVEL=warn", "ORPHAN_GRACE=10s", "DRAIN_WINDOW=200ms", "MONGODB_URI=",
-	})
-	t.Cleanup(h.killRooms)
+	)}
+	h.Start()
 	picker := newPicker(t, lb)
 	waitHost(t, picker, chatfleet.HostAccepting)
 	return h
 }
 
-// killRooms ends every room process the state directory records: rooms
-// outlive their master by design, so a test must not leave them behind.
-func (h *host) killRooms() {
-	files, _ := filepath.Glob(filepath.Join(h.stateDir, "rooms", "*.json"))
-	for _, f := range files {
-		var st struct{ PID int }
-		b, _ := os.ReadFile(f)
-		if json.Unmarshal(b, &st) == nil && st.PID > 0 {
-			syscall.Kill(st.PID, syscall.SIGKILL)
-		}
-	}
-}
-
 // rooms returns the names of the rooms the host runs, from its admin port.
 func (h *host) rooms(t *testing.T) []string {
 	t.Helper()
-	status, body := testutil.Do(t, "GET", h.admin+"/api/v1/rooms", fleetAdminKey, "")
+	status, body := testutil.Do(t, "GET", h.Admin+"/api/v1/rooms", fleetAdminKey, "")
 	if status != 200 {
 		t.Fatalf("host rooms: %d %s", status, body)
 	}

@@ -85,7 +85,7 @@ func TestRegistrationWithLoadBalancers(t *testing.T) {
 	}
 
 	// Drain: reported at once (the host nudges its registrar), never picked.
-	testutil.Do(t, "POST", hosts[1].admin+"/api/v1/drain", adminKey, "")
+	testutil.Do(t, "POST", hosts[1].Admin+"/api/v1/drain", adminKey, "")
 	for _, u := range urls {
 		one, _ := lbclient.NewPicker([]string{u}, lbKey, "", nil)
 		testutil.Eventually(t, 2*time.Second, func() error {
@@ -99,10 +99,10 @@ func TestRegistrationWithLoadBalancers(t *testing.T) {
 	if got := picked(10); got["h1"] > 0 {
 		t.Fatalf("draining host picked: %v", got)
 	}
-	testutil.Do(t, "POST", hosts[1].admin+"/api/v1/resume", adminKey, "")
+	testutil.Do(t, "POST", hosts[1].Admin+"/api/v1/resume", adminKey, "")
 
 	// Death: a host killed with SIGKILL leaves the pick set within the window.
-	hosts[2].proc.Signal(syscall.SIGKILL)
+	hosts[2].Proc.Signal(syscall.SIGKILL)
 	for _, u := range urls { // each load balancer finds it down on its own clock
 		one, _ := lbclient.NewPicker([]string{u}, lbKey, "", nil)
 		testutil.Eventually(t, 5*time.Second, func() error {

@@ -4,9 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,72 +20,24 @@ const (
 
 // host is one chatserver process under test.
 type host struct {
-	t        *testing.T
-	proc     *testutil.Proc
-	api      string // http://127.0.0.1:port
-	admin    string
-	roomMin  int
-	stateDir string
-	env      []string
+	*testutil.Chatserver
+	t *testing.T
 }
 
 // startHost runs the real chatserver binary with the seed's keys on free ports.
 func startHost(t *testing.T, extra ...string) *host {
 	t.Helper()
-	h := &host{t: t, roomMin: testutil.FreePortRange(t, 40), stateDir: t.TempDir()}
-	apiPort, adminPort := testutil.FreePort(t), testutil.FreePort(t)
-	h.api = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
-	h.admin = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
-	h.env = append([]string{
+	h := &host{t: t, Chatserver: testutil.NewChatserver(t, 40, append([]string{
 		"KEY=" + userKey, "ADMIN_KEY=" + adminKey, "LOADBALANCER_KEY=LB_TESTING_KEY",
 		"LOADBALANCERS=", // registration is tested with the load balancer
-		"PORT=" + strconv.Itoa(apiPort), "ADMIN_PORT=" + strconv.Itoa(adminPort),
-		"ROOM_PORT_MIN=" + strconv.Itoa(h.roomMin), "ROOM_PORT_MAX=" + strconv.Itoa(h.roomMin+39),
-		"STATE_DIR=" + h.stateDir, "LOG_LEVEL=info", "TOKEN_SECRET=test-secret-0123456789",
+		"LOG_LEVEL=info", "TOKEN_SECRET=test-secret-0123456789",
 		"ORPHAN_GRACE=30s", "DRAIN_WINDOW=500ms", "ROOM_READY_TIMEOUT=12s",
-	}, extra...)
-	h.start()
-	t.Cleanup(h.killRooms)
+	}, extra...)...)}
+	h.Start()
 	return h
 }
 
-func (h *host) start() {
-	h.t.Helper()
-	h.proc = testutil.Start(h.t, testutil.Binary(h.t, "./fleet/cmd/chatserver"), h.env)
-	testutil.Eventually(h.t, 10*time.Second, func() error {
-		status, _, err := testutil.TryDo("GET", h.api+"/healthz", "", "")
-		if err != nil || status != 200 {
-			return fmt.Errorf("healthz: %d %v", status, err)
-		}
-		return nil
-	})
-}
-
-// killRooms ends every room process the state directory records, so that a
-// failed test leaves nothing running.
-func (h *host) killRooms() {
-	files, _ := filepath.Glob(filepath.Join(h.stateDir, "rooms", "*.json"))
-	for _, f := range files {
-		var st struct{ PID int }
-		b, _ := os.ReadFile(f)
-		if json.Unmarshal(b, &st) == nil && st.PID > 0 {
-			syscall.Kill(st.PID, syscall.SIGKILL)
-		}
-	}
-}
-
-func (h *host) create(name string) int {
-	h.t.Helper()
-	status, body := testutil.Do(h.t, "POST", h.api+"/api/v1/room/"+name, userKey, "")
-	if status != 201 {
-		h.t.Fatalf("create %s: %d %s", name, status, body)
-	}
-	var resp struct{ Data struct{ Port int } }
-	if err := json.Unmarshal([]byte(body), &resp); err != nil || resp.Data.Port == 0 {
-		h.t.Fatalf("create %s: bad body %s", name, body)
-	}
-	return resp.Data.Port
-}
+func (h *host) create(name string) int { return h.Create(userKey, name, "") }
 
 type roomInfo struct {
 	Name   string
@@ -99,7 +48,7 @@ type roomInfo struct {
 
 func (h *host) rooms() []roomInfo {
 	h.t.Helper()
-	status, body := testutil.Do(h.t, "GET", h.admin+"/api/v1/rooms", adminKey, "")
+	status, body := testutil.Do(h.t, "GET", h.Admin+"/api/v1/rooms", adminKey, "")
 	if status != 200 {
 		h.t.Fatalf("list rooms: %d %s", status, body)
 	}
@@ -137,10 +86,10 @@ func TestSeedContract(t *testing.T) {
 		method, url, key string
 		want             string
 	}{
-		{"GET", h.api + "/api/v1/", "", `{"data":{"app":"chatserver","version":"1.0.0"}}`},
-		{"GET", h.admin + "/api/v1/", adminKey, `{"data":{"app":"Admin chatserver","version":"1.0.0"}}`},
-		{"POST", h.api + "/api/v1/room/testroom", userKey, fmt.Sprintf(`{"data":{"port":%d,"message":"Room created"}}`, h.roomMin)},
-		{"GET", fmt.Sprintf("http://127.0.0.1:%d", h.roomMin), "", "testroom"},
+		{"GET", h.API + "/api/v1/", "", `{"data":{"app":"chatserver","version":"1.0.0"}}`},
+		{"GET", h.Admin + "/api/v1/", adminKey, `{"data":{"app":"Admin chatserver","version":"1.0.0"}}`},
+		{"POST", h.API + "/api/v1/room/testroom", userKey, fmt.Sprintf(`{"data":{"port":%d,"message":"Room created"}}`, h.RoomMin)},
+		{"GET", fmt.Sprintf("http://127.0.0.1:%d", h.RoomMin), "", "testroom"},
 	}
 	for _, s := range steps {
 		_, body := testutil.Do(t, s.method, s.url, s.key, "")
@@ -192,7 +141,7 @@ func TestKilledRoomRestartsOnItsPort(t *testing.T) {
 		}
 		return roomAnswers(port, "phoenix")
 	})
-	if !strings.Contains(h.proc.Output(), "room process crashed") {
+	if !strings.Contains(h.Proc.Output(), "room process crashed") {
 		t.Error("the crash was not logged")
 	}
 }
@@ -200,9 +149,9 @@ func TestKilledRoomRestartsOnItsPort(t *testing.T) {
 func TestSIGTERMStopsEveryRoom(t *testing.T) {
 	h := startHost(t)
 	ports := []int{h.create("a"), h.create("b"), h.create("c")}
-	h.proc.Signal(syscall.SIGTERM)
-	h.proc.Wait(t, 20*time.Second)
-	if code := h.proc.ExitCode(); code != 0 {
+	h.Proc.Signal(syscall.SIGTERM)
+	h.Proc.Wait(t, 20*time.Second)
+	if code := h.Proc.ExitCode(); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
 	for _, p := range ports {
@@ -219,14 +168,14 @@ func TestKilledMasterRoomsKeepServingAndAreReadopted(t *testing.T) {
 	for _, r := range h.rooms() {
 		pids[r.Name] = r.PID
 	}
-	h.proc.Signal(syscall.SIGKILL)
-	h.proc.Wait(t, 5*time.Second)
+	h.Proc.Signal(syscall.SIGKILL)
+	h.Proc.Wait(t, 5*time.Second)
 	for name, p := range ports {
 		if err := roomAnswers(p, name); err != nil {
 			t.Fatalf("room %s stopped with its master: %v", name, err)
 		}
 	}
-	h.start()
+	h.Start()
 	testutil.Eventually(t, 2*time.Second, func() error {
 		rs := h.rooms()
 		if len(rs) != 2 {
@@ -240,7 +189,7 @@ func TestKilledMasterRoomsKeepServingAndAreReadopted(t *testing.T) {
 		return nil
 	})
 	// The adopted rooms obey admin commands again.
-	if status, body := testutil.Do(t, "DELETE", h.admin+"/api/v1/rooms/one", adminKey, ""); status != 200 {
+	if status, body := testutil.Do(t, "DELETE", h.Admin+"/api/v1/rooms/one", adminKey, ""); status != 200 {
 		t.Fatalf("close adopted room: %d %s", status, body)
 	}
 	testutil.Eventually(t, 5*time.Second, func() error {
@@ -255,22 +204,22 @@ func TestRestartInPlaceKeepsRooms(t *testing.T) {
 	h := startHost(t)
 	port := h.create("stay")
 	pid := h.rooms()[0].PID
-	masterPID := h.proc.Cmd.Process.Pid
-	h.proc.Signal(syscall.SIGHUP)
+	masterPID := h.Proc.Cmd.Process.Pid
+	h.Proc.Signal(syscall.SIGHUP)
 	testutil.Eventually(t, 5*time.Second, func() error {
-		if !strings.Contains(h.proc.Output(), "restarting in place") {
+		if !strings.Contains(h.Proc.Output(), "restarting in place") {
 			return fmt.Errorf("no restart logged")
 		}
 		return nil
 	})
 	testutil.Eventually(t, 5*time.Second, func() error {
-		status, body, err := testutil.TryDo("GET", h.admin+"/api/v1/rooms", adminKey, "")
+		status, body, err := testutil.TryDo("GET", h.Admin+"/api/v1/rooms", adminKey, "")
 		if err != nil || status != 200 || !strings.Contains(body, fmt.Sprintf(`"pid":%d`, pid)) {
 			return fmt.Errorf("rooms after restart: %d %s %v", status, body, err)
 		}
 		return nil
 	})
-	if h.proc.Cmd.Process.Pid != masterPID {
+	if h.Proc.Cmd.Process.Pid != masterPID {
 		t.Fatal("master PID changed")
 	}
 	if err := roomAnswers(port, "stay"); err != nil {
@@ -288,24 +237,24 @@ func TestBadRequests(t *testing.T) {
 		status                       int
 		code                         string
 	}{
-		{"no key", "POST", h.api + "/api/v1/room/x", "", "", 401, "unauthorized"},
-		{"wrong key", "POST", h.api + "/api/v1/room/x", "nope", "", 403, "forbidden"},
-		{"admin key on API port", "POST", h.api + "/api/v1/room/x", adminKey, "", 403, "forbidden"},
-		{"user key on admin port", "GET", h.admin + "/api/v1/rooms", userKey, "", 403, "forbidden"},
-		{"no key on admin port", "GET", h.admin + "/api/v1/", "", "", 401, "unauthorized"},
-		{"200-character name", "POST", h.api + "/api/v1/room/" + long, userKey, "", 400, "invalid"},
-		{"control character", "POST", h.api + "/api/v1/room/a%01b", userKey, "", 400, "invalid"},
-		{"path separator", "POST", h.api + "/api/v1/room/a%2Fb", userKey, "", 400, "invalid"},
-		{"empty name", "POST", h.api + "/api/v1/room/", userKey, "", 404, "not_found"},
-		{"existing room", "POST", h.api + "/api/v1/room/taken", userKey, "", 409, "conflict"},
-		{"unknown route", "GET", h.api + "/api/v1/nope", "", "", 404, "not_found"},
-		{"wrong method", "PUT", h.api + "/api/v1/room/x", userKey, "", 405, "method_not_allowed"},
-		{"unknown room", "GET", h.api + "/api/v1/room/ghost", userKey, "", 404, "not_found"},
-		{"body too large", "POST", h.api + "/api/v1/room/big", userKey, `{"options":{"x":"` + strings.Repeat("x", 32<<10) + `"}}`, 413, "too_large"},
-		{"invalid JSON", "POST", h.api + "/api/v1/room/bad", userKey, `{"options":`, 400, "invalid"},
-		{"unknown field", "POST", h.api + "/api/v1/room/bad", userKey, `{"color":"red"}`, 400, "invalid"},
-		{"empty global message", "POST", h.admin + "/api/v1/messages", adminKey, `{"text":""}`, 400, "invalid"},
-		{"close unknown room", "DELETE", h.admin + "/api/v1/rooms/ghost", adminKey, "", 404, "not_found"},
+		{"no key", "POST", h.API + "/api/v1/room/x", "", "", 401, "unauthorized"},
+		{"wrong key", "POST", h.API + "/api/v1/room/x", "nope", "", 403, "forbidden"},
+		{"admin key on API port", "POST", h.API + "/api/v1/room/x", adminKey, "", 403, "forbidden"},
+		{"user key on admin port", "GET", h.Admin + "/api/v1/rooms", userKey, "", 403, "forbidden"},
+		{"no key on admin port", "GET", h.Admin + "/api/v1/", "", "", 401, "unauthorized"},
+		{"200-character name", "POST", h.API + "/api/v1/room/" + long, userKey, "", 400, "invalid"},
+		{"control character", "POST", h.API + "/api/v1/room/a%01b", userKey, "", 400, "invalid"},
+		{"path separator", "POST", h.API + "/api/v1/room/a%2Fb", userKey, "", 400, "invalid"},
+		{"empty name", "POST", h.API + "/api/v1/room/", userKey, "", 404, "not_found"},
+		{"existing room", "POST", h.API + "/api/v1/room/taken", userKey, "", 409, "conflict"},
+		{"unknown route", "GET", h.API + "/api/v1/nope", "", "", 404, "not_found"},
+		{"wrong method", "PUT", h.API + "/api/v1/room/x", userKey, "", 405, "method_not_allowed"},
+		{"unknown room", "GET", h.API + "/api/v1/room/ghost", userKey, "", 404, "not_found"},
+		{"body too large", "POST", h.API + "/api/v1/room/big", userKey, `{"options":{"x":"` + strings.Repeat("x", 32<<10) + `"}}`, 413, "too_large"},
+		{"invalid JSON", "POST", h.API + "/api/v1/room/bad", userKey, `{"options":`, 400, "invalid"},
+		{"unknown field", "POST", h.API + "/api/v1/room/bad", userKey, `{"color":"red"}`, 400, "invalid"},
+		{"empty global message", "POST", h.Admin + "/api/v1/messages", adminKey, `{"text":""}`, 400, "invalid"},
+		{"close unknown room", "DELETE", h.Admin + "/api/v1/rooms/ghost", adminKey, "", 404, "not_found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -322,32 +271,32 @@ func TestBadRequests(t *testing.T) {
 		})
 	}
 	t.Run("conflict names the port", func(t *testing.T) {
-		_, body := testutil.Do(t, "POST", h.api+"/api/v1/room/taken", userKey, "")
+		_, body := testutil.Do(t, "POST", h.API+"/api/v1/room/taken", userKey, "")
 		if !strings.Contains(body, fmt.Sprintf(`"port":%d`, port)) {
 			t.Fatalf("409 body %s lacks the port %d", body, port)
 		}
 	})
 	t.Run("draining refuses rooms with 503", func(t *testing.T) {
-		if status, body := testutil.Do(t, "POST", h.admin+"/api/v1/drain", adminKey, ""); status != 200 {
+		if status, body := testutil.Do(t, "POST", h.Admin+"/api/v1/drain", adminKey, ""); status != 200 {
 			t.Fatalf("drain: %d %s", status, body)
 		}
-		status, body := testutil.Do(t, "POST", h.api+"/api/v1/room/late", userKey, "")
+		status, body := testutil.Do(t, "POST", h.API+"/api/v1/room/late", userKey, "")
 		if status != 503 || !strings.Contains(body, `"code":"unavailable"`) {
 			t.Fatalf("create while draining: %d %s", status, body)
 		}
-		if status, _ := testutil.Do(t, "GET", h.api+"/readyz", "", ""); status != 503 {
+		if status, _ := testutil.Do(t, "GET", h.API+"/readyz", "", ""); status != 503 {
 			t.Fatalf("readyz while draining: %d", status)
 		}
-		testutil.Do(t, "POST", h.admin+"/api/v1/resume", adminKey, "")
-		if status, body := testutil.Do(t, "POST", h.api+"/api/v1/room/late", userKey, ""); status != 201 {
+		testutil.Do(t, "POST", h.Admin+"/api/v1/resume", adminKey, "")
+		if status, body := testutil.Do(t, "POST", h.API+"/api/v1/room/late", userKey, ""); status != 201 {
 			t.Fatalf("create after resume: %d %s", status, body)
 		}
 	})
-	if !strings.Contains(h.proc.Output(), `"msg":"chatserver started"`) {
+	if !strings.Contains(h.Proc.Output(), `"msg":"chatserver started"`) {
 		t.Error("no start log line")
 	}
 	for _, key := range []string{userKey, adminKey} {
-		if strings.Contains(h.proc.Output(), key) {
+		if strings.Contains(h.Proc.Output(), key) {
 			t.Errorf("key %s appears in the logs", key)
 		}
 	}
@@ -356,7 +305,7 @@ func TestBadRequests(t *testing.T) {
 func TestAdminCloseFreesThePort(t *testing.T) {
 	h := startHost(t)
 	port := h.create("closing")
-	if status, body := testutil.Do(t, "DELETE", h.admin+"/api/v1/rooms/closing", adminKey, `{"reason":"maintenance"}`); status != 200 {
+	if status, body := testutil.Do(t, "DELETE", h.Admin+"/api/v1/rooms/closing", adminKey, `{"reason":"maintenance"}`); status != 200 {
 		t.Fatalf("close: %d %s", status, body)
 	}
 	if listening(port) {
@@ -374,15 +323,15 @@ func TestAdminCloseFreesThePort(t *testing.T) {
 func TestHostStatsAndMetrics(t *testing.T) {
 	h := startHost(t)
 	h.create("measured")
-	status, body := testutil.Do(t, "GET", h.admin+"/api/v1/stats", adminKey, "")
+	status, body := testutil.Do(t, "GET", h.Admin+"/api/v1/stats", adminKey, "")
 	if status != 200 || !strings.Contains(body, `"rooms":1`) {
 		t.Fatalf("stats: %d %s", status, body)
 	}
-	status, body = testutil.Do(t, "GET", h.admin+"/metrics", adminKey, "")
+	status, body = testutil.Do(t, "GET", h.Admin+"/metrics", adminKey, "")
 	if status != 200 || !strings.Contains(body, "chatserver_rooms 1") || !strings.Contains(body, "chatserver_rooms_created_total 1") {
 		t.Fatalf("metrics: %d %.300s", status, body)
 	}
-	if status, _ := testutil.Do(t, "GET", h.api+"/metrics", "", ""); status != 404 {
+	if status, _ := testutil.Do(t, "GET", h.API+"/metrics", "", ""); status != 404 {
 		t.Fatalf("metrics on the API port: %d, want 404", status)
 	}
 }

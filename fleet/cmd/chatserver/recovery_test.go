@@ -110,12 +110,12 @@ func TestKilledMasterThenRoomResumeFromStore(t *testing.T) {
 	})
 	lastSeen := seqs[4]
 	roomPID := h.rooms()[0].PID
-	h.proc.Signal(syscall.SIGKILL)
-	h.proc.Wait(t, 5*time.Second)
+	h.Proc.Signal(syscall.SIGKILL)
+	h.Proc.Wait(t, 5*time.Second)
 	if err := syscall.Kill(roomPID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	h.start()
+	h.Start()
 	testutil.Eventually(t, 15*time.Second, func() error {
 		rs := h.rooms()
 		if len(rs) != 1 || rs[0].PID == roomPID || rs[0].PID == 0 || rs[0].Status == string(chatfleet.RoomStarting) {
@@ -123,7 +123,7 @@ func TestKilledMasterThenRoomResumeFromStore(t *testing.T) {
 		}
 		return nil
 	})
-	if !strings.Contains(h.proc.Output(), "room not adoptable; starting it again") {
+	if !strings.Contains(h.Proc.Output(), "room not adoptable; starting it again") {
 		t.Fatal("the new master did not start the dead room again")
 	}
 

@@ -45,7 +45,7 @@ func TestGlobalMessageReachesEveryRoom(t *testing.T) {
 	a, b := h.create("alpha"), h.create("beta")
 	va := join(t, a, "alpha", "ann", chatfleet.RoleViewer)
 	vb := join(t, b, "beta", "bob", chatfleet.RoleViewer)
-	status, body := testutil.Do(t, "POST", h.admin+"/api/v1/messages", adminKey, `{"text":"maintenance at noon"}`)
+	status, body := testutil.Do(t, "POST", h.Admin+"/api/v1/messages", adminKey, `{"text":"maintenance at noon"}`)
 	if status != 200 || !strings.Contains(body, `"rooms":2`) {
 		t.Fatalf("global: %d %s", status, body)
 	}
@@ -61,7 +61,7 @@ func TestAdminCloseTellsClientsWhy(t *testing.T) {
 	h := startHost(t)
 	port := h.create("shut")
 	v := join(t, port, "shut", "vic", chatfleet.RoleViewer)
-	if status, body := testutil.Do(t, "DELETE", h.admin+"/api/v1/rooms/shut", adminKey, `{"reason":"terms violation"}`); status != 200 {
+	if status, body := testutil.Do(t, "DELETE", h.Admin+"/api/v1/rooms/shut", adminKey, `{"reason":"terms violation"}`); status != 200 {
 		t.Fatalf("close: %d %s", status, body)
 	}
 	m := v.Next(protocol.TypeSystem, 5*time.Second)
@@ -104,7 +104,7 @@ func TestDrainClosesClientsWithRestartCode(t *testing.T) {
 	h := startHost(t)
 	port := h.create("draining")
 	v := join(t, port, "draining", "val", chatfleet.RoleViewer)
-	h.proc.Signal(syscall.SIGTERM)
+	h.Proc.Signal(syscall.SIGTERM)
 	m := v.Next(protocol.TypeSystem, 5*time.Second)
 	if m.Kind != protocol.KindDrain {
 		t.Fatalf("drain notice %+v", m)
@@ -114,7 +114,7 @@ func TestDrainClosesClientsWithRestartCode(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Code != websocket.CloseServiceRestart {
 		t.Fatalf("connection ended with %v, want close 1012", err)
 	}
-	h.proc.Wait(t, 20*time.Second)
+	h.Proc.Wait(t, 20*time.Second)
 	if listening(port) {
 		t.Fatal("room port still listening after drain")
 	}

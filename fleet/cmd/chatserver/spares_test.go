@@ -28,7 +28,7 @@ func (h *host) spares(rooms ...roomInfo) []int {
 			continue
 		}
 		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
-		if parent(pid) == h.proc.Cmd.Process.Pid && !slices.ContainsFunc(rooms, func(r roomInfo) bool { return r.PID == pid }) {
+		if parent(pid) == h.Proc.Cmd.Process.Pid && !slices.ContainsFunc(rooms, func(r roomInfo) bool { return r.PID == pid }) {
 			pids = append(pids, pid)
 		}
 	}
@@ -77,8 +77,8 @@ func TestSparesBecomeRooms(t *testing.T) {
 
 	port := h.createWith("open", `{"options":{"allowAnonymous":true}}`)
 	rs := h.rooms()
-	if len(rs) != 1 || rs[0].PID != sp || rs[0].Port != port || port != h.roomMin {
-		t.Fatalf("rooms %+v: want room open in spare %d on the lowest port %d", rs, sp, h.roomMin)
+	if len(rs) != 1 || rs[0].PID != sp || rs[0].Port != port || port != h.RoomMin {
+		t.Fatalf("rooms %+v: want room open in spare %d on the lowest port %d", rs, sp, h.RoomMin)
 	}
 	if err := roomAnswers(port, "open"); err != nil {
 		t.Fatal(err)
@@ -112,9 +112,9 @@ func TestSparesBecomeRooms(t *testing.T) {
 	sp4 := h.oneSpare(sp3)
 
 	// A shutdown ends the spares with the rooms.
-	h.proc.Signal(syscall.SIGTERM)
-	h.proc.Wait(t, 20*time.Second)
-	if code := h.proc.ExitCode(); code != 0 {
+	h.Proc.Signal(syscall.SIGTERM)
+	h.Proc.Wait(t, 20*time.Second)
+	if code := h.Proc.ExitCode(); code != 0 {
 		t.Errorf("exit code %d, want 0", code)
 	}
 	if alive(sp4) {
@@ -139,8 +139,8 @@ func TestSparesEndWithTheirMaster(t *testing.T) {
 	if !slices.Contains(spares, room.PID) {
 		t.Fatalf("room pid %d, want one of the spares %v", room.PID, spares)
 	}
-	h.proc.Signal(syscall.SIGKILL)
-	h.proc.Wait(t, 5*time.Second)
+	h.Proc.Signal(syscall.SIGKILL)
+	h.Proc.Wait(t, 5*time.Second)
 	testutil.Eventually(t, 5*time.Second, func() error {
 		for _, pid := range spares {
 			if pid != room.PID && alive(pid) {
@@ -152,7 +152,7 @@ func TestSparesEndWithTheirMaster(t *testing.T) {
 	if err := roomAnswers(port, "stays"); err != nil {
 		t.Fatal(err)
 	}
-	h.start()
+	h.Start()
 	testutil.Eventually(t, 5*time.Second, func() error {
 		if rs := h.rooms(); len(rs) != 1 || rs[0].PID != room.PID || rs[0].Port != port {
 			return fmt.Errorf("rooms %+v, want %+v re-adopted", rs, room)

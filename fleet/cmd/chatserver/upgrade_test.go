@@ -44,21 +44,9 @@ func copyBinary(t *testing.T, src, dst string) {
 func TestUpgradeInPlaceRefusesNothing(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "chatserver")
 	copyBinary(t, testutil.Binary(t, "./fleet/cmd/chatserver"), bin)
-	h := &host{t: t, roomMin: testutil.FreePortRange(t, 40), stateDir: t.TempDir()}
-	apiPort, adminPort := testutil.FreePort(t), testutil.FreePort(t)
-	h.api = fmt.Sprintf("http://127.0.0.1:%d", apiPort)
-	h.admin = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
-	h.env = []string{"KEY=" + userKey, "ADMIN_KEY=" + adminKey, "PORT=" + fmt.Sprint(apiPort), "ADMIN_PORT=" + fmt.Sprint(adminPort),
-		"ROOM_PORT_MIN=" + fmt.Sprint(h.roomMin), "ROOM_PORT_MAX=" + fmt.Sprint(h.roomMin+39), "STATE_DIR=" + h.stateDir,
-		"LOG_LEVEL=info", "TOKEN_SECRET=" + secret}
-	h.proc = testutil.Start(t, bin, h.env)
-	t.Cleanup(h.killRooms)
-	testutil.Eventually(t, 10*time.Second, func() error {
-		if s, _, err := testutil.TryDo("GET", h.api+"/healthz", "", ""); err != nil || s != 200 {
-			return fmt.Errorf("healthz %d %v", s, err)
-		}
-		return nil
-	})
+	h := &host{t: t, Chatserver: testutil.NewChatserver(t, 40, "KEY="+userKey, "ADMIN_KEY="+adminKey, "LOG_LEVEL=info", "TOKEN_SECRET="+secret)}
+	h.Bin = bin
+	h.Start()
 	port := h.create("steady")
 	pid := h.rooms()[0].PID
 
@@ -66,7 +54,7 @@ func TestUpgradeInPlaceRefusesNothing(t *testing.T) {
 	var tries, failures atomic.Int64
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
-	for _, url := range []string{h.api + "/healthz", fmt.Sprintf("http://127.0.0.1:%d/", port)} {
+	for _, url := range []string{h.API + "/healthz", fmt.Sprintf("http://127.0.0.1:%d/", port)} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -81,9 +69,9 @@ func TestUpgradeInPlaceRefusesNothing(t *testing.T) {
 		}()
 	}
 	copyBinary(t, testutil.Binary(t, "./fleet/cmd/chatserver"), bin) // the "new version"
-	h.proc.Signal(syscall.SIGHUP)
+	h.Proc.Signal(syscall.SIGHUP)
 	testutil.Eventually(t, 10*time.Second, func() error {
-		if n := strings.Count(h.proc.Output(), `"msg":"chatserver started"`); n < 2 {
+		if n := strings.Count(h.Proc.Output(), `"msg":"chatserver started"`); n < 2 {
 			return fmt.Errorf("started %d times", n)
 		}
 		return nil

@@ -174,23 +174,12 @@ func hookEnv(rc *receiver, extra ...string) []string {
 }
 
 // createWith creates a room with a JSON body ({"options":{…}}).
-func (h *host) createWith(name, body string) int {
-	h.t.Helper()
-	status, resp := testutil.Do(h.t, "POST", h.api+"/api/v1/room/"+name, userKey, body)
-	if status != 201 {
-		h.t.Fatalf("create %s: %d %s", name, status, resp)
-	}
-	var r struct{ Data struct{ Port int } }
-	if err := json.Unmarshal([]byte(resp), &r); err != nil || r.Data.Port == 0 {
-		h.t.Fatalf("create %s: bad body %s", name, resp)
-	}
-	return r.Data.Port
-}
+func (h *host) createWith(name, body string) int { return h.Create(userKey, name, body) }
 
 // metric reads a counter or gauge from the admin /metrics.
 func (h *host) metric(name string) float64 {
 	h.t.Helper()
-	status, body := testutil.Do(h.t, "GET", h.admin+"/metrics", adminKey, "")
+	status, body := testutil.Do(h.t, "GET", h.Admin+"/metrics", adminKey, "")
 	if status != 200 {
 		h.t.Fatalf("metrics: %d", status)
 	}
@@ -231,7 +220,7 @@ func TestWebhooksCarryEveryEventType(t *testing.T) {
 		prod.Send(m)
 	}
 	prod.Next(protocol.TypeStream, 5*time.Second) // the offline one: everything before is sequenced
-	if status, body := testutil.Do(t, "POST", h.admin+"/api/v1/messages", adminKey, `{"text":"maintenance at noon"}`); status != 200 {
+	if status, body := testutil.Do(t, "POST", h.Admin+"/api/v1/messages", adminKey, `{"text":"maintenance at noon"}`); status != 200 {
 		t.Fatalf("global: %d %s", status, body)
 	}
 	prod.Next(protocol.TypeSystem, 5*time.Second)
@@ -244,7 +233,7 @@ func TestWebhooksCarryEveryEventType(t *testing.T) {
 		}
 		return errors.New("no room.viewers event with viewers yet")
 	})
-	if status, body := testutil.Do(t, "DELETE", h.admin+"/api/v1/rooms/hooked", adminKey, `{"reason":"show is over"}`); status != 200 {
+	if status, body := testutil.Do(t, "DELETE", h.Admin+"/api/v1/rooms/hooked", adminKey, `{"reason":"show is over"}`); status != 200 {
 		t.Fatalf("close: %d %s", status, body)
 	}
 
@@ -396,7 +385,7 @@ func TestWebhookRetryScheduleAndDropCounter(t *testing.T) {
 		if d := h.metric("chatserver_webhook_dropped_total"); d < 1 {
 			return fmt.Errorf("dropped_total %v", d)
 		}
-		if !strings.Contains(h.proc.Output(), "webhook events dropped") {
+		if !strings.Contains(h.Proc.Output(), "webhook events dropped") {
 			return errors.New("the drop is not logged")
 		}
 		return nil
@@ -441,7 +430,7 @@ func TestRecreatedRoomKeepsIdsUnique(t *testing.T) {
 	h := startHost(t, hookEnv(rc)...)
 	port := h.create("again")
 	join(t, port, "again", "pia", chatfleet.RoleProducer)
-	if status, body := testutil.Do(t, "DELETE", h.admin+"/api/v1/rooms/again", adminKey, `{"reason":"first show over"}`); status != 200 {
+	if status, body := testutil.Do(t, "DELETE", h.Admin+"/api/v1/rooms/again", adminKey, `{"reason":"first show over"}`); status != 200 {
 		t.Fatalf("close: %d %s", status, body)
 	}
 	port = h.create("again")
@@ -494,7 +483,7 @@ func TestRoomWebhookURLsSurviveReadoption(t *testing.T) {
 		`{"options":{"webhookUrls":["http://a/1","http://a/2","http://a/3","http://a/4","http://a/5","http://a/6"]}}`,
 		`{"options":{"webhookUrls":["https://example.com/` + strings.Repeat("x", 1100) + `"]}}`,
 	} {
-		if status, body := testutil.Do(t, "POST", h.api+"/api/v1/room/refused", userKey, bad); status != 400 || !strings.Contains(body, "webhookUrls") {
+		if status, body := testutil.Do(t, "POST", h.API+"/api/v1/room/refused", userKey, bad); status != 400 || !strings.Contains(body, "webhookUrls") {
 			t.Errorf("create with %.80s: %d %s, want 400 naming options.webhookUrls", bad, status, body)
 		}
 	}
@@ -512,9 +501,9 @@ func TestRoomWebhookURLsSurviveReadoption(t *testing.T) {
 		return nil
 	})
 	pid := h.rooms()[0].PID
-	h.proc.Signal(syscall.SIGKILL)
-	h.proc.Wait(t, 5*time.Second)
-	h.start()
+	h.Proc.Signal(syscall.SIGKILL)
+	h.Proc.Wait(t, 5*time.Second)
+	h.Start()
 	testutil.Eventually(t, 5*time.Second, func() error {
 		if rs := h.rooms(); len(rs) != 1 || rs[0].PID != pid {
 			return fmt.Errorf("rooms = %+v, want the same process %d", rs, pid)
