@@ -13,6 +13,7 @@ package roomproc
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +37,7 @@ import (
 	"github.com/chatfleet/chatfleet/fleet/internal/master"
 	"github.com/chatfleet/chatfleet/fleet/internal/procstat"
 	"github.com/chatfleet/chatfleet/fleet/internal/room"
+	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/token"
 )
 
@@ -74,6 +76,7 @@ func Main(args []string, log *slog.Logger) int {
 	if !*spare {
 		tcpFile, ctlFile = os.NewFile(3, "room-tcp"), os.NewFile(4, "room-ctl")
 	} else {
+		warmUp(tokens)
 		a, files, err := awaitAssignment()
 		if errors.Is(err, io.EOF) {
 			return master.ExitClosed // the master is gone or restarted: it will start others
@@ -105,6 +108,20 @@ func Main(args []string, log *slog.Logger) int {
 		cacheCh: make(chan *chatfleet.Cache, 1),
 	}
 	return p.run(tcp, tokens, opts)
+}
+
+// warmUp runs, once, what a room's first join runs (a token check, client
+// and server messages through JSON), so that a spare's room does not pay
+// for the first use of those code paths and their caches.
+func warmUp(tokens *token.Issuer) {
+	tok, err := tokens.Issue("warm-up", "warm-up", "warm-up", chatfleet.RoleViewer, time.Minute)
+	if err == nil {
+		tokens.Verify(tok, "warm-up")
+	}
+	protocol.Decode([]byte(`{"type":"chat","text":"warm-up","clientId":"w"}`))
+	u := protocol.User{UserID: "warm-up", Name: "warm-up", Role: chatfleet.RoleViewer}
+	m := protocol.ServerMsg{Type: protocol.TypeWelcome, You: &u, Room: "warm-up", Stream: &protocol.StreamState{}, History: []json.RawMessage{[]byte(`{"type":"chat"}`)}}
+	m.Marshal()
 }
 
 // awaitAssignment is a spare's wait for its room. It tells the master it is
