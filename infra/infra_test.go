@@ -254,11 +254,11 @@ func TestNginxConfig(t *testing.T) {
 		}
 		timeouts := regexp.MustCompile(`proxy_read_timeout\s+(\d+)s;`).FindAllStringSubmatch(code, -1)
 		if len(timeouts) == 0 {
-			t.Error("no proxy_read_timeout (the default 60s is barely above the rooms' ~54s ping)")
+			t.Error("no proxy_read_timeout (the default 60s is the rooms' PongWait: one late ping would cut the connection)")
 		}
 		for _, m := range timeouts {
 			if n, _ := strconv.Atoi(m[1]); n < 75 {
-				t.Errorf("proxy_read_timeout %ss: want at least 75s (rooms ping every ~54s)", m[1])
+				t.Errorf("proxy_read_timeout %ss: want at least 75s (rooms ping every 30s and wait 60s for the pong)", m[1])
 			}
 		}
 		sse := ""

@@ -1,14 +1,17 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 )
 
 func get(t *testing.T, h http.Handler, method, path string, hdr ...string) *httptest.ResponseRecorder {
@@ -196,5 +199,23 @@ func TestDemoHandler(t *testing.T) {
 	}
 	if w := get(t, http.StripPrefix("/demo", DemoHandler(filepath.Join(dir, "none"))), "HEAD", "/demo/index.m3u8"); w.Code != 404 {
 		t.Errorf("missing folder: status %d, want 404", w.Code)
+	}
+}
+
+// TestClientJS runs the browser client's unit tests (web/jstest) with Node's
+// test runner: the connection's reactions to each close code.
+func TestClientJS(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is needed for the client's unit tests (Node 20 or later): ", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, node, "--test", "jstest/").CombinedOutput()
+	if err != nil {
+		t.Fatalf("node --test jstest/: %v\n%s", err, out)
+	}
+	if !regexp.MustCompile(`(?m)^# pass [1-9]`).Match(out) || !regexp.MustCompile(`(?m)^# fail 0$`).Match(out) {
+		t.Fatalf("node --test ran no test or had failures:\n%s", out)
 	}
 }

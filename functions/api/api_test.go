@@ -18,6 +18,7 @@ import (
 	"github.com/chatfleet/chatfleet/lbclient"
 	"github.com/chatfleet/chatfleet/mongo"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/webhook"
 )
 
 // created is the answer to a create.
@@ -62,16 +63,17 @@ func TestControlAPI(t *testing.T) {
 		call(t, "GET", a.rooms+"/api/v1/rooms/nohost", apiKey, "").want(t, http.StatusNotFound, chatfleet.ENOTFOUND)
 	})
 
-	h := startHost(t, lb)
+	h := startHost(t, lb, "WEBHOOK_SECRET="+webhookSecret)
 	st := storetest.NewStore(t)
 	a := newAPIs(t, st, picker)
 	ctx := context.Background()
+	hooks := newHookReceiver(t)
 	var lobby created
 
 	t.Run("create", func(t *testing.T) {
 		before := time.Now()
 		call(t, "POST", a.rooms+"/api/v1/rooms/lobby", apiKey,
-			`{"hlsUrl":"https://cdn.example.com/lobby/index.m3u8","allowAnonymous":true,"webhookUrls":["https://example.com/hook"]}`).
+			`{"hlsUrl":"https://cdn.example.com/lobby/index.m3u8","allowAnonymous":true,"webhookUrls":["`+hooks.URL+`"]}`).
 			want(t, http.StatusCreated, "").decode(t, &lobby)
 		if lobby.Name != "lobby" || lobby.HostID != hostID || lobby.Host != "127.0.0.1" || lobby.Port < h.RoomMin || lobby.Port > h.RoomMax {
 			t.Fatalf("created %+v, want lobby on %s 127.0.0.1 in %d-%d", lobby, hostID, h.RoomMin, h.RoomMax)
@@ -102,6 +104,34 @@ func TestControlAPI(t *testing.T) {
 		if err != nil || r.HostID != hostID || r.Port != lobby.Port || !r.Status.Open() || r.HLSURL != "https://cdn.example.com/lobby/index.m3u8" {
 			t.Fatalf("stored room %+v, %v", r, err)
 		}
+		// The host got the room's webhookUrls: it delivers the room's events
+		// there, signed with its WEBHOOK_SECRET.
+		if ev := hooks.wait(t, "lobby", webhook.TypeRoomOpened); ev.Port != lobby.Port || ev.HostID != hostID {
+			t.Errorf("room.opened %+v, want lobby on %s port %d", ev, hostID, lobby.Port)
+		}
+	})
+
+	t.Run("create with as many webhooks as a host takes", func(t *testing.T) {
+		// 5 URLs, the last of 1024 bytes: the API lets through what a host takes.
+		var urls []string
+		for i := range 4 {
+			urls = append(urls, fmt.Sprintf("%s/%d", hooks.URL, i))
+		}
+		long := hooks.URL + "/4?pad="
+		urls = append(urls, long+strings.Repeat("p", 1024-len(long)))
+		body, _ := json.Marshal(map[string]any{"webhookUrls": urls})
+		call(t, "POST", a.rooms+"/api/v1/rooms/hooks5", apiKey, string(body)).want(t, http.StatusCreated, "")
+		testutil.Eventually(t, 10*time.Second, func() error {
+			uris, _ := hooks.find("hooks5", webhook.TypeRoomOpened)
+			for _, u := range urls {
+				if !slices.Contains(uris, strings.TrimPrefix(u, strings.TrimSuffix(hooks.URL, "/hook"))) {
+					return fmt.Errorf("no room.opened delivered to %.60s… (got %d)", u, len(uris))
+				}
+			}
+			return nil
+		})
+		call(t, "DELETE", a.rooms+"/api/v1/rooms/hooks5", apiKey, "").want(t, http.StatusOK, "")
+		h.waitGone(t, "hooks5")
 	})
 
 	t.Run("create existing", func(t *testing.T) {
@@ -235,6 +265,9 @@ func TestControlAPI(t *testing.T) {
 		if r, err := st.Room(ctx, "lobby"); err != nil || r.Status != chatfleet.RoomClosed {
 			t.Errorf("stored %+v, %v; want closed", r, err)
 		}
+		if ev := hooks.wait(t, "lobby", webhook.TypeRoomClosed); ev.Status != "closed" {
+			t.Errorf("room.closed %+v, want status closed", ev)
+		}
 		var v roomView
 		call(t, "GET", a.rooms+"/api/v1/rooms/lobby", apiKey, "").want(t, http.StatusOK, "").decode(t, &v)
 		if v.Status != "closed" {
@@ -262,6 +295,35 @@ func TestControlAPI(t *testing.T) {
 			t.Errorf("a close its host did not confirm changed the store: %+v, %v", r, err)
 		}
 	})
+}
+
+// TestWebhooksWithoutSecret checks that a create with webhookUrls on a host
+// without WEBHOOK_SECRET comes back as the host's 400 invalid, naming the
+// problem, rather than as an outage, and that nothing of it is left: no
+// room on the host or in the store, no delivery.
+func TestWebhooksWithoutSecret(t *testing.T) {
+	t.Parallel()
+	lb := startLB(t)
+	picker := newPicker(t, lb)
+	h := startHost(t, lb)
+	st := storetest.NewStore(t)
+	a := newAPIs(t, st, picker)
+	hooks := newHookReceiver(t)
+
+	ans := call(t, "POST", a.rooms+"/api/v1/rooms/hooked", apiKey, `{"webhookUrls":["`+hooks.URL+`"]}`).
+		want(t, http.StatusBadRequest, chatfleet.EINVALID)
+	if !strings.Contains(ans.Error.Message, "webhookUrls") || !strings.Contains(ans.Error.Message, "WEBHOOK_SECRET") {
+		t.Errorf("message %q does not say the host has no WEBHOOK_SECRET for webhookUrls", ans.Error.Message)
+	}
+	if slices.Contains(h.rooms(t), "hooked") {
+		t.Error("the host runs the refused room")
+	}
+	call(t, "GET", a.rooms+"/api/v1/rooms/hooked", apiKey, "").want(t, http.StatusNotFound, chatfleet.ENOTFOUND)
+	// The host still serves creates without webhooks: the 400 did not take it out.
+	call(t, "POST", a.rooms+"/api/v1/rooms/hooked", apiKey, `{"allowAnonymous":true}`).want(t, http.StatusCreated, "")
+	if n := hooks.count(); n != 0 {
+		t.Errorf("%d deliveries reached the room's webhook", n)
+	}
 }
 
 // racingStore is the real store with a concurrent create forced in just

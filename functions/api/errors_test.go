@@ -67,7 +67,9 @@ func TestBadRequests(t *testing.T) {
 		{"hls URL not http", "POST", "/api/v1/rooms/x", apiKey, `{"hlsUrl":"ftp://cdn/x.m3u8"}`, 400, chatfleet.EINVALID, false},
 		{"bad region", "POST", "/api/v1/rooms/x", apiKey, `{"region":"EU WEST"}`, 400, chatfleet.EINVALID, false},
 		{"bad webhook", "POST", "/api/v1/rooms/x", apiKey, `{"webhookUrls":["javascript:alert(1)"]}`, 400, chatfleet.EINVALID, false},
-		{"too many webhooks", "POST", "/api/v1/rooms/x", apiKey, `{"webhookUrls":[` + strings.Repeat(`"https://a.example/",`, 10) + `"https://a.example/"]}`, 400, chatfleet.EINVALID, false},
+		{"too many webhooks", "POST", "/api/v1/rooms/x", apiKey, `{"webhookUrls":[` + strings.Repeat(`"https://a.example/",`, 5) + `"https://a.example/"]}`, 400, chatfleet.EINVALID, false},
+		{"long webhook", "POST", "/api/v1/rooms/x", apiKey, `{"webhookUrls":["https://a.example/` + strings.Repeat("p", 1024-len("https://a.example/")+1) + `"]}`, 400, chatfleet.EINVALID, false},
+		{"webhook with credentials", "POST", "/api/v1/rooms/x", apiKey, `{"webhookUrls":["https://user:pw@a.example/"]}`, 400, chatfleet.EINVALID, false},
 
 		{"admin: no key", "GET", "/admin/v1/hosts", "", "", 401, chatfleet.EUNAUTHORIZED, true},
 		{"admin: wrong key", "GET", "/admin/v1/hosts", "nope", "", 403, chatfleet.EFORBIDDEN, true},

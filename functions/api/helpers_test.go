@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/lbclient"
 	"github.com/chatfleet/chatfleet/token"
+	"github.com/chatfleet/chatfleet/webhook"
 )
 
 // Test credentials. The fleet's are the seed's example keys.
@@ -28,6 +30,7 @@ const (
 	fleetAdminKey = "ADMIN_TESTING_KEY"
 	lbKey         = "LB_TESTING_KEY"
 	tokenSecret   = "test-token-secret-0123456789"
+	webhookSecret = "test-webhook-secret-0123456789"
 	hostID        = "h1"
 )
 
@@ -53,15 +56,16 @@ func startLB(t *testing.T) string {
 type host struct{ *testutil.Chatserver }
 
 // startHost runs the real chatserver binary as host h1, heartbeating to lb,
-// and waits until the load balancer lists it as accepting.
-func startHost(t *testing.T, lb string) *host {
+// with env added to its environment (WEBHOOK_SECRET=…, say), and waits until
+// the load balancer lists it as accepting.
+func startHost(t *testing.T, lb string, env ...string) *host {
 	t.Helper()
-	h := &host{testutil.NewChatserver(t, 20,
-		"HOST_ID="+hostID, "PUBLIC_HOST=127.0.0.1", "IMDS=0",
-		"KEY="+fleetKey, "ADMIN_KEY="+fleetAdminKey, "TOKEN_SECRET="+tokenSecret,
-		"LOADBALANCERS="+lb, "LOADBALANCER_KEY="+lbKey, "HEARTBEAT_EVERY=500ms",
+	h := &host{testutil.NewChatserver(t, 20, append([]string{
+		"HOST_ID=" + hostID, "PUBLIC_HOST=127.0.0.1", "IMDS=0",
+		"KEY=" + fleetKey, "ADMIN_KEY=" + fleetAdminKey, "TOKEN_SECRET=" + tokenSecret,
+		"LOADBALANCERS=" + lb, "LOADBALANCER_KEY=" + lbKey, "HEARTBEAT_EVERY=500ms",
 		"LOG_LEVEL=warn", "ORPHAN_GRACE=10s", "DRAIN_WINDOW=200ms", "MONGODB_URI=",
-	)}
+	}, env...)...)}
 	h.Start()
 	picker := newPicker(t, lb)
 	waitHost(t, picker, chatfleet.HostAccepting)
@@ -97,6 +101,89 @@ func (h *host) waitGone(t *testing.T, room string) {
 		}
 		return nil
 	})
+}
+
+// hookReceiver is a webhook receiver on loopback, at any path: it keeps
+// every delivery whose signature verifies under webhookSecret and refuses
+// the others.
+type hookReceiver struct {
+	URL string
+
+	mu   sync.Mutex
+	got  []delivery
+	nGot int      // deliveries that arrived, verified or not
+	bad  []string // why deliveries were refused
+}
+
+// delivery is a verified delivery and the request URI it was sent to.
+type delivery struct {
+	uri   string
+	batch webhook.Batch
+}
+
+func newHookReceiver(t *testing.T) *hookReceiver {
+	t.Helper()
+	rc := &hookReceiver{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := webhook.VerifyRequest(r, webhookSecret, webhook.DefaultMaxSkew)
+		var b webhook.Batch
+		if err == nil {
+			err = json.Unmarshal(body, &b)
+		}
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		rc.nGot++
+		if err != nil || r.Method != http.MethodPost {
+			rc.bad = append(rc.bad, fmt.Sprintf("%s %s: %v", r.Method, r.URL.Path, err))
+			http.Error(w, "refused", http.StatusUnauthorized)
+			return
+		}
+		rc.got = append(rc.got, delivery{uri: r.URL.RequestURI(), batch: b})
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	rc.URL = srv.URL + "/hook"
+	return rc
+}
+
+// count returns how many deliveries arrived, verified or not.
+func (rc *hookReceiver) count() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.nGot
+}
+
+// find returns the verified deliveries from host h1 holding an event of typ
+// for room: the request URIs they were sent to, and the last such event.
+func (rc *hookReceiver) find(room, typ string) (uris []string, last webhook.Event) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for _, d := range rc.got {
+		for _, ev := range d.batch.Events {
+			if ev.Room == room && ev.Type == typ && d.batch.HostID == hostID {
+				uris, last = append(uris, d.uri), ev
+			}
+		}
+	}
+	return uris, last
+}
+
+// wait waits until a verified delivery from host h1 holds an event of typ
+// for room, and returns that event.
+func (rc *hookReceiver) wait(t *testing.T, room, typ string) webhook.Event {
+	t.Helper()
+	var found webhook.Event
+	testutil.Eventually(t, 10*time.Second, func() error {
+		uris, ev := rc.find(room, typ)
+		if len(uris) == 0 {
+			rc.mu.Lock()
+			defer rc.mu.Unlock()
+			return fmt.Errorf("no %s event of %s among %d deliveries (refused: %v)", typ, room, len(rc.got), rc.bad)
+		}
+		found = ev
+		return nil
+	})
+	return found
 }
 
 func newPicker(t *testing.T, lb string) *lbclient.Picker {

@@ -126,9 +126,10 @@ func (c *hostClient) call(ctx context.Context, h chatfleet.Host, base, method, p
 
 // roomOptions are the options of a room the host's create takes.
 type roomOptions struct {
-	AllowAnonymous bool `json:"allowAnonymous,omitempty"`
-	HistorySize    int  `json:"historySize,omitempty"`
-	Paid           bool `json:"paid,omitempty"`
+	AllowAnonymous bool     `json:"allowAnonymous,omitempty"`
+	HistorySize    int      `json:"historySize,omitempty"`
+	Paid           bool     `json:"paid,omitempty"`
+	WebhookURLs    []string `json:"webhookUrls,omitempty"` // the host signs deliveries with its WEBHOOK_SECRET
 }
 
 // createRoom asks h to run room name and returns its port. A host that has

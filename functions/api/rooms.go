@@ -28,8 +28,9 @@ const (
 	defaultPageSize = 50
 	maxPageSize     = 200
 	maxURLLen       = 2048
-	maxWebhooks     = 10
-	listFillCalls   = 4 // store pages read to fill one listing page
+	maxWebhooks     = 5    // per room, as a host takes them (docs/events.md)
+	maxWebhookLen   = 1024 // bytes, as a host takes them
+	listFillCalls   = 4    // store pages read to fill one listing page
 )
 
 var regionRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
@@ -45,12 +46,12 @@ type createRequest struct {
 	AllowAnonymous bool     `json:"allowAnonymous"`
 	Paid           bool     `json:"paid"`
 	Region         string   `json:"region"`
-	WebhookURLs    []string `json:"webhookUrls"` // accepted and validated, not used yet
+	WebhookURLs    []string `json:"webhookUrls"` // passed to the host, which delivers the room's events to them
 }
 
 func (c *createRequest) validate() error {
 	if c.HLSURL != "" {
-		if err := checkURL("hlsUrl", c.HLSURL); err != nil {
+		if err := checkURL("hlsUrl", c.HLSURL, maxURLLen); err != nil {
 			return err
 		}
 	}
@@ -60,19 +61,23 @@ func (c *createRequest) validate() error {
 	if len(c.WebhookURLs) > maxWebhooks {
 		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: at most %d URLs", "webhookUrls", maxWebhooks)
 	}
-	for _, u := range c.WebhookURLs {
-		if err := checkURL("webhookUrls", u); err != nil {
+	for _, s := range c.WebhookURLs {
+		if err := checkURL("webhookUrls", s, maxWebhookLen); err != nil {
 			return err
+		}
+		// A host refuses credentials in a webhook URL: its deliveries are signed.
+		if u, _ := url.Parse(s); u.User != nil {
+			return chatfleet.Errorf(chatfleet.EINVALID, "field %q: credentials in a URL are not allowed (deliveries are signed)", "webhookUrls")
 		}
 	}
 	return nil
 }
 
-// checkURL returns EINVALID unless s is an absolute http(s) URL of sane length.
-func checkURL(field, s string) error {
+// checkURL returns EINVALID unless s is an absolute http(s) URL of at most maxLen bytes.
+func checkURL(field, s string, maxLen int) error {
 	u, err := url.Parse(s)
-	if err != nil || len(s) > maxURLLen || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: want an http(s) URL of at most %d bytes", field, maxURLLen)
+	if err != nil || len(s) > maxLen || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: want an http(s) URL of at most %d bytes", field, maxLen)
 	}
 	return nil
 }
@@ -210,10 +215,12 @@ func (a *roomAPI) checkFree(ctx context.Context, name string) error {
 
 // place picks hosts until one runs the room, trying at most
 // maxCreateAttempts hosts; a host that refuses (draining, full) or cannot be
-// reached is excluded from the next pick.
+// reached is excluded from the next pick. A host that finds the request
+// invalid (webhookUrls without its WEBHOOK_SECRET, say) ends the attempts:
+// the caller gets its EINVALID.
 func (a *roomAPI) place(ctx context.Context, name string, req createRequest) (chatfleet.Host, int, error) {
 	pick := lbclient.PickRequest{Region: req.Region}
-	opts := roomOptions{AllowAnonymous: req.AllowAnonymous, Paid: req.Paid}
+	opts := roomOptions{AllowAnonymous: req.AllowAnonymous, Paid: req.Paid, WebhookURLs: req.WebhookURLs}
 	var lastErr error
 	for attempt := range maxCreateAttempts {
 		host, err := a.cfg.Picker.Pick(ctx, pick)

@@ -294,6 +294,14 @@ func (r *room) supervise(adoptPID int, conn *ipc.Conn) {
 			return
 		}
 		backoff = min(backoff*2, 5*time.Second)
+		r.mu.Lock()
+		closing = r.closing
+		r.mu.Unlock()
+		if closing { // closed or killed while it was down
+			r.log.Info("room ended while down")
+			r.finish(chatfleet.RoomClosed)
+			return
+		}
 	}
 }
 
@@ -440,8 +448,12 @@ func (r *room) adopt(pid int, conn *ipc.Conn) func() (exitInfo, bool) {
 // in-place restart the rooms are children of the new image).
 func reap(pid int) (exitInfo, bool) {
 	var ws syscall.WaitStatus
-	if p, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); err == nil && p == pid {
+	p, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+	switch {
+	case err == nil && p == pid:
 		return waitStatusInfo(ws), true
+	case err == nil:
+		return exitInfo{}, false // our child, still running
 	}
 	if !alive(pid) {
 		return exitInfo{code: -1, status: "exited (not our child: status unknown)"}, true
@@ -742,6 +754,14 @@ func (m *Master) CloseRoom(ctx context.Context, name, reason string) error {
 	if err != nil {
 		return err
 	}
+	// A room adopted a moment ago may not have its control session yet
+	// (after a restart in place): wait for it, so that the room is told.
+	select {
+	case <-r.ready:
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+	}
 	r.closeRoom(reason)
 	select {
 	case <-r.done:
@@ -804,6 +824,7 @@ func (m *Master) adoptAll(ctx context.Context) {
 		r.log.Info("adopting room", "pid", st.PID)
 		r.mu.Lock()
 		r.status = chatfleet.RoomOffline
+		r.pid = st.PID // known now, so that a kill before the session starts reaches it
 		r.mu.Unlock()
 		go r.supervise(st.PID, conn)
 	}

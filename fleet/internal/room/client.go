@@ -284,7 +284,9 @@ func (c *client) stopPing() {
 	c.mu.Unlock()
 }
 
-func (r *Room) pingPeriod() time.Duration { return r.cfg.PongWait * 9 / 10 }
+// pingPeriod is half of PongWait: a pong has the other half to come back,
+// even from a peer (or a room process) that is starved for a while.
+func (r *Room) pingPeriod() time.Duration { return r.cfg.PongWait / 2 }
 
 // extend pushes the read deadline out: the peer is alive.
 func (c *client) extend() {

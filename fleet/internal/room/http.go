@@ -62,9 +62,10 @@ func (r *Room) originOK(req *http.Request) bool {
 	return r.origins[strings.ToLower(o)]
 }
 
-// cors lets an allowed cross-origin page read the SSE stream and POST.
+// cors lets an allowed cross-origin page read the SSE stream and the answers
+// to its POSTs, refusals included (a banned client's page reads why).
 func (r *Room) cors(w http.ResponseWriter, req *http.Request) {
-	if o := req.Header.Get("Origin"); o != "" {
+	if o := req.Header.Get("Origin"); o != "" && r.originOK(req) {
 		w.Header().Set("Access-Control-Allow-Origin", o)
 		w.Header().Add("Vary", "Origin")
 	}
@@ -167,6 +168,7 @@ func upgradeError(w http.ResponseWriter, _ *http.Request, status int, reason err
 }
 
 func (r *Room) serveEvents(w http.ResponseWriter, req *http.Request) {
+	r.cors(w, req)
 	info, anon, err := r.admit(req, true)
 	if err == nil {
 		err = r.entitled(req.Context(), info) // paid rooms: before the stream starts
@@ -183,7 +185,6 @@ func (r *Room) serveEvents(w http.ResponseWriter, req *http.Request) {
 	rc := http.NewResponseController(w)
 	// The stream outlives the server's read timeout, which would cancel it.
 	rc.SetReadDeadline(time.Time{})
-	r.cors(w, req)
 	hd := w.Header()
 	hd.Set("Content-Type", "text/event-stream")
 	hd.Set("Cache-Control", "no-cache")
@@ -229,12 +230,12 @@ func (r *Room) servePreflight(w http.ResponseWriter, req *http.Request) {
 // (an SSE stream, usually): 202 with {"data": reply} where reply is the ack
 // (or viewers, or pong), else the error envelope.
 func (r *Room) serveSend(w http.ResponseWriter, req *http.Request) {
+	r.cors(w, req)
 	info, _, err := r.admit(req, false)
 	if err != nil {
 		httpx.WriteError(w, nil, err)
 		return
 	}
-	r.cors(w, req)
 	limit := r.readLimit()
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, limit))
 	var tooLarge *http.MaxBytesError

@@ -70,7 +70,7 @@ type Config struct {
 	MaxConnsPerUser  int           // default 16; more are closed 1008
 	PresenceMax      int           // join/leave are broadcast while the room has at most this many users; default 500
 	WriteWait        time.Duration // deadline of one write; default 10 s
-	PongWait         time.Duration // read deadline, extended by every pong and message; pings every 9/10 of it; default 60 s
+	PongWait         time.Duration // read deadline, extended by every pong and message; pings every half of it; default 60 s
 	HandshakeTimeout time.Duration // WebSocket handshake; default 10 s
 	WriteDelay       time.Duration // least time between two writes to one connection (coalescing); default 10 ms, negative: none
 	CloseWait        time.Duration // how long Run waits for clients to take their close frame; default 3 s

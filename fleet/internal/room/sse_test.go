@@ -223,6 +223,22 @@ func TestSSEFallback(t *testing.T) {
 		if resp.StatusCode != 403 || env.Error == nil {
 			t.Fatalf("SSE from a bad origin: %d %+v", resp.StatusCode, env.Error)
 		}
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "" {
+			t.Errorf("a bad origin may read the refusal: Access-Control-Allow-Origin %q", got)
+		}
+		// A refusal to an allowed origin is readable: the page of a banned
+		// or expired client learns why.
+		req, _ = http.NewRequest("POST", e.url+"/send", strings.NewReader(`{"type":"ping"}`))
+		req.Header.Set("Origin", "https://app.example.com")
+		req.Header.Set("Authorization", "Bearer not-a-token")
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 403 || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+			t.Fatalf("refused send from an allowed origin: %d %v", resp.StatusCode, resp.Header)
+		}
 	})
 
 	t.Run("closed by the room", func(t *testing.T) {

@@ -19,6 +19,7 @@ export const Close = {
   replaced: 4001, // a newer producer connection took over
   kicked: 4003,
   banned: 4004,
+  notEntitled: 4005, // paid room: the entitlement hook said no (or is down past its grace)
   tooSlow: 4008,
 };
 
@@ -382,6 +383,8 @@ export class RoomConnection extends EventTarget {
         return this._end('banned', code, reason);
       case Close.kicked:
         return this._end('kicked', code, reason);
+      case Close.notEntitled:
+        return this._end('notEntitled', code, reason);
       case Close.replaced:
         return this._end('replaced', code, reason);
       case Close.goingAway:

@@ -12,6 +12,7 @@ const ENDED = {
   kicked: 'You were removed from the room by a moderator.',
   closed: 'The room has ended.',
   replaced: 'This room was opened in another tab or window.',
+  notEntitled: 'Your access to this paid room was refused.',
   gone: 'This room does not exist or has ended.',
   error: 'The connection was closed.',
 };
