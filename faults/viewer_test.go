@@ -153,13 +153,10 @@ func TestStalledViewerIsDropped(t *testing.T) {
 // connection (Toxiproxy timeout toxics with no timeout: bytes vanish, the
 // connection stays open): only the room's ping/pong can tell. The room
 // cuts the connection once PongWait passes without a pong or a message,
-// and serves the others meanwhile.
-//
-// The chatserver does not expose PongWait (room.Config.PongWait, 60 s), so
-// the test waits the full default.
+// and serves the others meanwhile. The host runs with PONG_WAIT=6s.
 func TestDeadPeerFoundByPing(t *testing.T) {
 	t.Parallel()
-	h := startHost(t)
+	h := startHost(t, "PONG_WAIT=6s")
 	port := h.create("ghosts")
 	px := newProxy(t, "dead-peer", fmt.Sprintf("127.0.0.1:%d", port))
 	// The live clients read all the time, as real ones do, so they answer
@@ -196,8 +193,11 @@ func TestDeadPeerFoundByPing(t *testing.T) {
 	px.add("void-down", "timeout", "downstream", map[string]any{"timeout": 0})
 	start := time.Now()
 	say("still here")
-	testutil.Eventually(t, 100*time.Second, conns(2))
-	t.Logf("dead peer cut after %v (PongWait 60 s)", time.Since(start).Round(time.Second))
+	testutil.Eventually(t, 30*time.Second, conns(2))
+	if d := time.Since(start); d < 2*time.Second {
+		t.Errorf("dead peer cut after %v: before PONG_WAIT (6s) minus a ping period could pass", d)
+	}
+	t.Logf("dead peer cut after %v (PONG_WAIT 6s)", time.Since(start).Round(time.Second))
 	say("after the cut")
 	if code := other.closeCode(); code != 0 {
 		t.Fatalf("the live viewer was closed too: %d", code)

@@ -83,6 +83,13 @@ func (e *env) dur(name string, def time.Duration) time.Duration {
 	return d
 }
 
+// fail records the first configuration error.
+func (e *env) fail(format string, a ...any) {
+	if e.err == nil {
+		e.err = fmt.Errorf(format, a...)
+	}
+}
+
 func list(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
@@ -91,6 +98,31 @@ func list(s string) []string {
 		}
 	}
 	return out
+}
+
+// roomTimings reads the connection settings every room gets as flags; unset
+// ones are left to the room's defaults (package room).
+func roomTimings(e *env) []string {
+	var args []string
+	if d := e.dur("PONG_WAIT", 0); d != 0 {
+		if d < 2*time.Second || d > 10*time.Minute {
+			e.fail("PONG_WAIT=%v: want 2s to 10m", d)
+		}
+		args = append(args, "-pong-wait", d.String())
+	}
+	if d := e.dur("WRITE_WAIT", 0); d != 0 {
+		if d < time.Second || d > 5*time.Minute {
+			e.fail("WRITE_WAIT=%v: want 1s to 5m", d)
+		}
+		args = append(args, "-write-wait", d.String())
+	}
+	if n := e.int("SEND_QUEUE_BYTES", 0); n != 0 {
+		if n < 16<<10 || n > 64<<20 {
+			e.fail("SEND_QUEUE_BYTES=%d: want 16384 to 67108864", n)
+		}
+		args = append(args, "-send-queue-bytes", strconv.Itoa(n))
+	}
+	return args
 }
 
 func run(log *slog.Logger) error {
@@ -130,6 +162,7 @@ func run(log *slog.Logger) error {
 	// One scheduler thread per room process: rooms are many per host, and a
 	// room on one thread spends less CPU per delivery (docs/performance.md).
 	cfg.RoomEnv = []string{"GOMAXPROCS=" + e.str("ROOM_GOMAXPROCS", "1")}
+	cfg.RoomArgs = roomTimings(&e)
 	if cfg.RoomPortMax == 0 {
 		cfg.RoomPortMax = cfg.RoomPortMin + 999
 	}

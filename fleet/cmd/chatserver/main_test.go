@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -333,5 +337,35 @@ func TestHostStatsAndMetrics(t *testing.T) {
 	}
 	if status, _ := testutil.Do(t, "GET", h.API+"/metrics", "", ""); status != 404 {
 		t.Fatalf("metrics on the API port: %d, want 404", status)
+	}
+}
+
+// TestBadConfiguration: a setting out of range stops the daemon at start
+// with an error naming the variable, before any port is bound.
+func TestBadConfiguration(t *testing.T) {
+	bin := testutil.Binary(t, "./fleet/cmd/chatserver")
+	for _, tc := range []struct{ env, want string }{
+		{"PONG_WAIT=1s", "PONG_WAIT=1s: want 2s to 10m"},
+		{"PONG_WAIT=soon", "PONG_WAIT=\"soon\": want a duration"},
+		{"WRITE_WAIT=10m", "WRITE_WAIT=10m0s: want 1s to 5m"},
+		{"SEND_QUEUE_BYTES=100", "SEND_QUEUE_BYTES=100: want 16384 to 67108864"},
+		{"ROOM_SPARES=two", "ROOM_SPARES=\"two\": want a whole number"},
+		{"ADMIN_KEY=" + userKey, "KEY and ADMIN_KEY must differ"},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin)
+			cmd.Env = append(os.Environ(), "KEY="+userKey, "ADMIN_KEY="+adminKey, "LOADBALANCERS=", "IMDS=0",
+				"PORT="+strconv.Itoa(testutil.FreePort(t)), "ADMIN_PORT="+strconv.Itoa(testutil.FreePort(t)),
+				"STATE_DIR="+t.TempDir(), tc.env)
+			out, err := cmd.CombinedOutput()
+			if err == nil || cmd.ProcessState.ExitCode() != 1 {
+				t.Fatalf("exit %v, want status 1; output:\n%s", err, out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Errorf("output %q does not say %q", out, tc.want)
+			}
+		})
 	}
 }

@@ -52,6 +52,9 @@ func Main(args []string, log *slog.Logger) int {
 	anon := fs.Bool("allow-anonymous", false, "let viewers in without a token")
 	history := fs.Int("history", 0, "messages kept for join and recovery (0: the fleet default)")
 	paid := fs.Bool("paid", false, "the room is paid (entitlement checks)")
+	pongWait := fs.Duration("pong-wait", 0, "read deadline, extended by every pong and message (0: the room default)")
+	writeWait := fs.Duration("write-wait", 0, "deadline of one write (0: the room default)")
+	sendQueue := fs.Int("send-queue-bytes", 0, "bytes queued for one connection before it is dropped (0: the room default)")
 	spare := fs.Bool("spare", false, "start ahead of need: the master gives the room later (fd 3 is a socket pair with it)")
 	if err := fs.Parse(args); err != nil {
 		return master.ExitUsage
@@ -71,6 +74,7 @@ func Main(args []string, log *slog.Logger) int {
 	// the terminal's signals are the master's to handle.
 	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP, syscall.SIGINT)
 	opts := ipc.Assignment{AllowAnonymous: *anon, HistorySize: *history, Paid: *paid}
+	timings := room.Config{PongWait: *pongWait, WriteWait: *writeWait, SendQueueBytes: *sendQueue}
 	// (An *os.File closes its fd when collected: only wrap fds that are ours.)
 	var tcpFile, ctlFile *os.File
 	if !*spare {
@@ -107,7 +111,7 @@ func Main(args []string, log *slog.Logger) int {
 		statsEvery: *statsEvery, orphanGrace: *orphanGrace,
 		cacheCh: make(chan *chatfleet.Cache, 1),
 	}
-	return p.run(tcp, tokens, opts)
+	return p.run(tcp, tokens, opts, timings)
 }
 
 // warmUp runs, once, what a room's first join runs (a token check, client
@@ -196,7 +200,9 @@ type proc struct {
 	orphaned     bool
 }
 
-func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment) int {
+// run serves the room; timings holds the connection settings the master set
+// (zero: the room's defaults).
+func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, timings room.Config) int {
 	go p.acceptMasters()
 	log := p.log
 	// The room needs the fleet's cache (bans, defaults) before it serves.
@@ -228,6 +234,7 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment) 
 	rcfg := room.Config{
 		Name: p.name, Settings: settings, Tokens: tokens, AllowedOrigins: origins, Log: log,
 		OnEvent: p.onEvent, LogEvents: true, Resume: resume, StartSeq: startSeq,
+		PongWait: timings.PongWait, WriteWait: timings.WriteWait, SendQueueBytes: timings.SendQueueBytes,
 	}
 	if opts.Paid {
 		if err := entitlements(&rcfg, log); err != nil {
