@@ -72,15 +72,18 @@ func (s *sourceAddrs) dial(ctx context.Context, network, addr string) (net.Conn,
 	return d.DialContext(ctx, network, addr)
 }
 
-// Small buffers: a viewer shares the machine with the room it measures.
-// The write buffer is pooled: viewers only write pongs and close frames.
+// A viewer shares the machine with the room it measures, so it reads
+// cheaply: a 16 KiB read buffer takes a coalesced message (up to 32 KiB) in
+// one or two reads (with 1 KiB, the frame headers cost a read of their own:
+// N=1,000 at 1,500 msg/s, generator p99 104-107 ms against 74-91 ms). The
+// write buffer is pooled: viewers only write pongs and close frames.
 var clientWritePool = &sync.Pool{}
 
 func (s *sourceAddrs) wsDialer() *websocket.Dialer {
 	return &websocket.Dialer{
 		NetDialContext:   s.dial,
 		HandshakeTimeout: 15 * time.Second,
-		ReadBufferSize:   1024,
+		ReadBufferSize:   16 << 10,
 		WriteBufferSize:  512,
 		WriteBufferPool:  clientWritePool,
 	}
