@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +20,9 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/devstore"
 	"github.com/chatfleet/chatfleet/internal/testutil"
+	"github.com/chatfleet/chatfleet/mongo"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/webhook"
 )
@@ -517,4 +520,72 @@ func TestRoomWebhookURLsSurviveReadoption(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestWebhooksSurviveMasterKill: events the receiver has not taken when the
+// master is SIGKILLed are delivered by the next master, which re-adopts the
+// room and queues them again from the store, after what was delivered.
+func TestWebhooksSurviveMasterKill(t *testing.T) {
+	ctx := context.Background()
+	srv, err := devstore.Start(ctx, devstore.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	db := "hooks_" + fmt.Sprint(time.Now().UnixNano())
+	st, err := mongo.Open(ctx, mongo.Config{URI: srv.URI(), Database: db, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(context.Background()) })
+
+	rc := newReceiver(t)
+	h := startHost(t, hookEnv(rc, "MONGODB_URI="+srv.URI(), "MONGODB_DATABASE="+db, "WEBHOOK_BACKOFF=200ms")...)
+	port := h.create("durable")
+	prod := join(t, port, "durable", "pia", chatfleet.RoleProducer)
+	say := func(text string) int64 {
+		prod.Send(protocol.ClientMsg{Type: protocol.TypeChat, Text: text, ClientID: text})
+		return prod.Next(protocol.TypeAck, 5*time.Second).Seq
+	}
+	first := say("delivered")
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if !rc.has(fmt.Sprintf("durable:%d", first)) {
+			return fmt.Errorf("durable:%d not delivered", first)
+		}
+		return nil
+	})
+
+	// The receiver goes down; the room goes on; its events reach the store
+	// but not the receiver before the master dies.
+	rc.down.Store(true)
+	var last int64
+	for i := range 5 {
+		last = say(fmt.Sprintf("queued %d", i))
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		evs, err := st.Events(ctx, "durable", last-1, 10)
+		if err != nil || len(evs) == 0 {
+			return fmt.Errorf("durable:%d not in the store yet (%v)", last, err)
+		}
+		return nil
+	})
+	h.Proc.Signal(syscall.SIGKILL)
+	h.Proc.Wait(t, 5*time.Second)
+	if rc.has(fmt.Sprintf("durable:%d", last)) {
+		t.Fatal("the receiver took the events while down")
+	}
+
+	rc.down.Store(false)
+	h.Start()
+	testutil.Eventually(t, 20*time.Second, func() error {
+		for seq := int64(1); seq <= last; seq++ {
+			if !rc.has(fmt.Sprintf("durable:%d", seq)) {
+				return fmt.Errorf("durable:%d never delivered", seq)
+			}
+		}
+		return nil
+	})
+	if !strings.Contains(h.Proc.Output(), "webhook events queued again after a restart") {
+		t.Error("the replay was not logged")
+	}
 }

@@ -291,7 +291,12 @@ func (m *Master) Run(ctx context.Context) error {
 		m.detachAll()
 		stopBG()
 		m.stopSpares()
-		m.hooks.stop(2 * time.Second) // what is queued now is lost with this image
+		if m.cfg.Store != nil { // the next image replays undelivered webhooks from the store
+			fctx, cancel := context.WithTimeout(context.Background(), 2*m.cfg.StoreTimeout)
+			m.events.flush(fctx)
+			cancel()
+		}
+		m.hooks.stop(2 * time.Second) // what is left is queued again by the next image (hookcursor.go)
 		return ErrRestart
 	}
 	m.shutdown()

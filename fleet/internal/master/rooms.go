@@ -249,6 +249,7 @@ func (r *room) supervise(adoptPID int, conn *ipc.Conn) {
 	for {
 		var wait func() (exitInfo, bool)
 		if adoptPID != 0 {
+			r.m.hooks.replay(r) // before the room's new events
 			wait = r.adopt(adoptPID, conn)
 			adoptPID, conn = 0, nil
 		} else {
@@ -620,9 +621,10 @@ func (r *room) finish(status chatfleet.RoomStatus) {
 	if r.ctl != nil {
 		r.ctl.Close()
 	}
-	for _, ext := range []string{".json", ".sock", ".stderr"} {
+	for _, ext := range []string{".json", ".sock", ".stderr", ".hooks"} {
 		os.Remove(r.path(ext))
 	}
+	r.m.hooks.forgetRoom(r.name)
 	r.m.forget(r, status)
 }
 

@@ -82,6 +82,9 @@ type hooks struct {
 	sinks    map[hookKey]*sink
 	stopping bool
 	lost     int64 // dropped since the last drop log line
+
+	curMu   sync.Mutex
+	cursors map[string]map[string]int64 // room → URL → seq done with (hookcursor.go)
 }
 
 type hookKey struct{ room, url string }
@@ -98,6 +101,7 @@ func newHooks(m *Master) *hooks {
 		dropLim: rate.NewLimiter(rate.Every(10*time.Second), 1),
 		failLim: rate.NewLimiter(rate.Every(10*time.Second), 3),
 		sinks:   map[hookKey]*sink{},
+		cursors: map[string]map[string]int64{},
 	}
 }
 
@@ -122,6 +126,12 @@ func (h *hooks) addLog(r *room, evs []chatfleet.Event) {
 	if len(evs) == 0 || !h.enabled(r) {
 		return
 	}
+	h.add(r, h.events(r, evs))
+}
+
+// events returns r's log events as webhook events, with their ids;
+// lifecycle events also say where the room is.
+func (h *hooks) events(r *room, evs []chatfleet.Event) []webhook.Event {
 	out := make([]webhook.Event, len(evs))
 	for i, ev := range evs {
 		out[i] = webhook.Event{ID: fmt.Sprintf("%s:%d", ev.Room, ev.Seq), Type: ev.Type, Room: ev.Room, Seq: ev.Seq, At: ev.At, Data: ev.Data}
@@ -130,7 +140,7 @@ func (h *hooks) addLog(r *room, evs []chatfleet.Event) {
 			r.describe(&out[i])
 		}
 	}
-	h.add(r, out)
+	return out
 }
 
 // add queues evs for every URL of r.
@@ -367,12 +377,14 @@ func (s *sink) deliver(batch []webhook.Event) {
 		err := s.post(body, id, attempt)
 		if err == nil {
 			h.m.metrics.hookDeliveries.Inc()
+			h.recordDone(s.key.room, s.key.url, maxSeq(batch))
 			return
 		}
 		h.m.metrics.hookFailures.Inc()
 		delay := retryDelay(cfg.WebhookBackoff, attempt)
 		if time.Since(start)+delay > cfg.WebhookMaxAge {
 			h.dropped(len(batch), fmt.Sprintf("gave up after %d attempts", attempt), s.key.room, s.key.url)
+			h.recordDone(s.key.room, s.key.url, maxSeq(batch))
 			return
 		}
 		if h.failLim.Allow() {
@@ -427,4 +439,13 @@ func (s *sink) post(body []byte, id string, attempt int) error {
 		return fmt.Errorf("receiver answered %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// maxSeq returns the highest seq in batch (room.viewers events have none).
+func maxSeq(batch []webhook.Event) int64 {
+	var m int64
+	for _, ev := range batch {
+		m = max(m, ev.Seq)
+	}
+	return m
 }
