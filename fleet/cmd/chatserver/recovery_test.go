@@ -73,6 +73,24 @@ func TestKilledRoomResumesHistoryAndSequence(t *testing.T) {
 	}
 }
 
+// startStore runs an embedded store for one test and returns a client of a
+// fresh database in it, and the host environment that points at it.
+func startStore(t *testing.T, prefix string) (*mongo.Store, []string) {
+	t.Helper()
+	srv, err := devstore.Start(context.Background(), devstore.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	db := prefix + "_" + fmt.Sprint(time.Now().UnixNano())
+	st, err := mongo.Open(context.Background(), mongo.Config{URI: srv.URI(), Database: db, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(context.Background()) })
+	return st, []string{"MONGODB_URI=" + srv.URI(), "MONGODB_DATABASE=" + db}
+}
+
 // TestKilledMasterThenRoomResumeFromStore runs a host on a store, kills its
 // master with SIGKILL and then its room: the next master finds the room dead
 // and starts it again from the events the store holds (its own ring is
@@ -80,19 +98,8 @@ func TestKilledRoomResumesHistoryAndSequence(t *testing.T) {
 // what it missed, and the sequence goes on without a gap or a duplicate.
 func TestKilledMasterThenRoomResumeFromStore(t *testing.T) {
 	ctx := context.Background()
-	srv, err := devstore.Start(ctx, devstore.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	db := "recovery_" + fmt.Sprint(time.Now().UnixNano())
-	st, err := mongo.Open(ctx, mongo.Config{URI: srv.URI(), Database: db, Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close(context.Background()) })
-
-	h := startHost(t, "MONGODB_URI="+srv.URI(), "MONGODB_DATABASE="+db, "STATS_EVERY=200ms", "SYNC_EVERY=200ms")
+	st, storeEnv := startStore(t, "recovery")
+	h := startHost(t, append(storeEnv, "STATS_EVERY=200ms", "SYNC_EVERY=200ms")...)
 	port := h.create("ledger")
 	prod := join(t, port, "ledger", "pia", chatfleet.RoleProducer)
 	viewer := join(t, port, "ledger", "vin", chatfleet.RoleViewer)

@@ -20,9 +20,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
-	"github.com/chatfleet/chatfleet/devstore"
 	"github.com/chatfleet/chatfleet/internal/testutil"
-	"github.com/chatfleet/chatfleet/mongo"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/webhook"
 )
@@ -527,20 +525,9 @@ func TestRoomWebhookURLsSurviveReadoption(t *testing.T) {
 // room and queues them again from the store, after what was delivered.
 func TestWebhooksSurviveMasterKill(t *testing.T) {
 	ctx := context.Background()
-	srv, err := devstore.Start(ctx, devstore.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	db := "hooks_" + fmt.Sprint(time.Now().UnixNano())
-	st, err := mongo.Open(ctx, mongo.Config{URI: srv.URI(), Database: db, Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close(context.Background()) })
-
+	st, storeEnv := startStore(t, "hooks")
 	rc := newReceiver(t)
-	h := startHost(t, hookEnv(rc, "MONGODB_URI="+srv.URI(), "MONGODB_DATABASE="+db, "WEBHOOK_BACKOFF=200ms")...)
+	h := startHost(t, hookEnv(rc, append(storeEnv, "WEBHOOK_BACKOFF=200ms")...)...)
 	port := h.create("durable")
 	prod := join(t, port, "durable", "pia", chatfleet.RoleProducer)
 	say := func(text string) int64 {
