@@ -207,7 +207,7 @@ func TestDemoHandler(t *testing.T) {
 func TestClientJS(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Fatal("node is needed for the client's unit tests (Node 20 or later): ", err)
+		t.Fatal("node is needed for the client's unit tests: apt-get install -y --no-install-recommends nodejs (.ci/run does it): ", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
