@@ -74,28 +74,25 @@ func TestHeartbeatThroughFaults(t *testing.T) {
 	px.remove("lag-up")
 	px.remove("lag-down")
 
+	// outage adds a toxic that stops every heartbeat: the host goes down
+	// while its rooms serve, and comes back once the toxic is removed.
+	outage := func(name, typ string) {
+		t.Helper()
+		px.add(name, typ, "upstream", map[string]any{"timeout": 0})
+		mark := time.Now()
+		testutil.Eventually(t, 25*time.Second, state("down"))
+		t.Logf("%s: host down after %v", typ, time.Since(mark).Round(100*time.Millisecond))
+		serving(name)
+		px.remove(name)
+		mark = time.Now()
+		testutil.Eventually(t, 25*time.Second, state("accepting"))
+		t.Logf("%s removed: host accepting again after %v", typ, time.Since(mark).Round(100*time.Millisecond))
+	}
 	// reset_peer: every connection is reset at its first request.
-	px.add("reset", "reset_peer", "upstream", map[string]any{"timeout": 0})
-	mark := time.Now()
-	testutil.Eventually(t, 25*time.Second, state("down"))
-	t.Logf("reset_peer: host down after %v", time.Since(mark).Round(100*time.Millisecond))
-	serving("reset")
-	px.remove("reset")
-	mark = time.Now()
-	testutil.Eventually(t, 25*time.Second, state("accepting"))
-	t.Logf("reset_peer removed: host accepting again after %v", time.Since(mark).Round(100*time.Millisecond))
-
+	outage("reset", "reset_peer")
 	// timeout 0: the link swallows every byte and never closes; heartbeats
 	// hit the registrar's request timeout.
-	px.add("blackhole", "timeout", "upstream", map[string]any{"timeout": 0})
-	mark = time.Now()
-	testutil.Eventually(t, 25*time.Second, state("down"))
-	t.Logf("timeout: host down after %v", time.Since(mark).Round(100*time.Millisecond))
-	serving("blackhole")
-	px.remove("blackhole")
-	mark = time.Now()
-	testutil.Eventually(t, 25*time.Second, state("accepting"))
-	t.Logf("timeout removed: host accepting again after %v", time.Since(mark).Round(100*time.Millisecond))
+	outage("blackhole", "timeout")
 
 	serving("after")
 	h.noPanic()

@@ -327,9 +327,9 @@ func (r *room) start() (func() (exitInfo, bool), error) {
 		}
 	}
 	r.mu.Lock()
-	r.pid, r.answered = proc.pid, false
+	r.pid, r.answered = proc.pid(), false
 	r.mu.Unlock()
-	if err := r.writeState(proc.pid); err != nil {
+	if err := r.writeState(proc.pid()); err != nil {
 		r.log.Error("write room state", "err", err)
 	}
 	// The master holds the control listener, so this connects at once; it is

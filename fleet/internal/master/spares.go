@@ -18,11 +18,13 @@ import (
 
 // child is a room process the master started.
 type child struct {
-	pid    int
 	p      *os.Process
 	exited chan struct{} // closed when the process has ended and been reaped
 	exit   exitInfo      // how it ended; set before exited is closed
 }
+
+// pid is the process id.
+func (c *child) pid() int { return c.p.Pid }
 
 // spawn starts a room process with files as its fds 3 and up, its stderr in
 // the file at stderrPath, and extra as its last flags.
@@ -46,7 +48,7 @@ func (m *Master) spawn(stderrPath string, extra []string, files ...*os.File) (*c
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start room process: %w", err)
 	}
-	ch := &child{pid: cmd.Process.Pid, p: cmd.Process, exited: make(chan struct{})}
+	ch := &child{p: cmd.Process, exited: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()
 		ch.exit = exitOf(cmd.ProcessState, err)
@@ -175,7 +177,7 @@ func (m *Master) startSpare(id int) (*spare, error) {
 	if err != nil {
 		return sp, fmt.Errorf("no ready from spare: %w", err)
 	}
-	if msg.Type != ipc.TypeReady || msg.PID != sp.proc.pid {
+	if msg.Type != ipc.TypeReady || msg.PID != sp.proc.pid() {
 		return sp, fmt.Errorf("unexpected %q from spare (pid %d)", msg.Type, msg.PID)
 	}
 	sp.link.SetReadDeadline(time.Time{})
@@ -192,7 +194,7 @@ func (sp *spare) assign(r *room) error {
 	}
 	if err != nil {
 		sp.release()
-		return fmt.Errorf("assign room to spare %d: %w", sp.proc.pid, err)
+		return fmt.Errorf("assign room to spare %d: %w", sp.proc.pid(), err)
 	}
 	sp.link.Close()
 	os.Rename(sp.stderr, r.path(".stderr"))
@@ -210,7 +212,7 @@ func (m *Master) watchSpare(sp *spare) {
 	}
 	m.spares = slices.Delete(m.spares, i, i+1)
 	m.mu.Unlock()
-	m.log.Error("spare room process ended", "pid", sp.proc.pid, "exit", sp.proc.exit.status, "stderr", tail(sp.stderr))
+	m.log.Error("spare room process ended", "pid", sp.proc.pid(), "exit", sp.proc.exit.status, "stderr", tail(sp.stderr))
 	sp.release()
 }
 
