@@ -63,6 +63,8 @@ type Room struct {
 	HLSURL       string     `json:"hlsUrl,omitempty" bson:"hlsUrl,omitempty"`
 	Viewers      int        `json:"viewers" bson:"viewers"`
 	Paid         bool       `json:"paid,omitempty" bson:"paid,omitempty"`
+	Instance     string     `json:"instance,omitempty" bson:"instance,omitempty"` // this life of the name: join tokens carry it
+	OwnerID      string     `json:"ownerId,omitempty" bson:"ownerId,omitempty"`   // the producer's user id
 	CreatedAt    time.Time  `json:"createdAt" bson:"createdAt"`
 	UpdatedAt    time.Time  `json:"updatedAt" bson:"updatedAt"`
 }

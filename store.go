@@ -55,14 +55,51 @@ type RoomStore interface {
 	ReapStale(ctx context.Context, staleBefore, closeBefore time.Time) (stale, closed int, err error)
 }
 
-// BanStore keeps bans.
+// BanFilter selects one page of bans, in the order of their IDs.
+type BanFilter struct {
+	Room  string    // "": the fleet's bans only; a room name: that room's bans only
+	Now   time.Time // if set, only bans active at Now
+	After string    // paging: only bans whose ID sorts after this; "" from the start
+	Limit int       // 100 if zero, at most MaxBanPage
+}
+
+// MaxBanPage is the largest page of bans a store returns.
+const MaxBanPage = 5000
+
+// BanStore keeps bans: the fleet's (Room empty) and each room's.
 type BanStore interface {
 	// AddBan stores b, filling ID and CreatedAt when empty.
 	AddBan(ctx context.Context, b *Ban) error
 	// RemoveBan deletes the ban with id; ENOTFOUND if none.
 	RemoveBan(ctx context.Context, id string) error
-	// Bans returns every ban active at now.
-	Bans(ctx context.Context, now time.Time) ([]Ban, error)
+	// RemoveUserBans deletes every ban of userID in room ("": the fleet's
+	// bans) and returns what it deleted; ENOTFOUND if there was none.
+	RemoveUserBans(ctx context.Context, room, userID string) ([]Ban, error)
+	// Bans returns one page of the bans f selects.
+	Bans(ctx context.Context, f BanFilter) ([]Ban, error)
+	// CountBans counts the bans of room ("": the fleet's) active at now.
+	CountBans(ctx context.Context, room string, now time.Time) (int, error)
+}
+
+// AllBans reads every ban f selects, page by page, up to max (f.After and
+// f.Limit are its own). It returns at most max bans, and whether there were more.
+func AllBans(ctx context.Context, s BanStore, f BanFilter, max int) ([]Ban, bool, error) {
+	var all []Ban
+	f.After, f.Limit = "", MaxBanPage
+	for {
+		page, err := s.Bans(ctx, f)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(all)+len(page) > max {
+			return append(all, page[:max-len(all)]...), true, nil
+		}
+		all = append(all, page...)
+		if len(page) < f.Limit {
+			return all, false, nil
+		}
+		f.After = page[len(page)-1].ID
+	}
 }
 
 // SettingsStore keeps the blocked-words list and the room setting defaults.
@@ -124,10 +161,11 @@ type Store interface {
 	Close(ctx context.Context) error
 }
 
-// LoadCache reads the shared cache from s; the host daemon calls it at start
+// LoadCache reads the shared cache from s: at most maxBans of the fleet's
+// bans (the rooms' own bans are not in it). The host daemon calls it at start
 // and periodically.
-func LoadCache(ctx context.Context, s Store, now time.Time) (*Cache, error) {
-	bans, err := s.Bans(ctx, now)
+func LoadCache(ctx context.Context, s Store, now time.Time, maxBans int) (*Cache, error) {
+	bans, _, err := AllBans(ctx, s, BanFilter{Now: now}, maxBans)
 	if err != nil {
 		return nil, err
 	}

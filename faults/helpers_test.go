@@ -175,7 +175,7 @@ func issueAt(t testing.TB, now time.Time, ttl time.Duration, room, user string, 
 		t.Fatal(err)
 	}
 	iss.Now = func() time.Time { return now }
-	tok, err := iss.Issue(room, user, user, role, ttl)
+	tok, err := iss.Issue(room, "", user, user, role, ttl)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -151,7 +151,7 @@ func TestSoak(t *testing.T) {
 	}
 	dialer := spreadDialer(40)
 	dial := func(room *soakRoom, user string, role chatfleet.Role) (*tally, error) {
-		tok, err := iss.Issue(room.name, user, user, role, 2*time.Hour)
+		tok, err := iss.Issue(room.name, "", user, user, role, 2*time.Hour)
 		if err != nil {
 			return nil, err
 		}

@@ -72,7 +72,7 @@ func TestWebSocketBadInput(t *testing.T) {
 
 	t.Run("tokens", func(t *testing.T) {
 		other, _ := token.NewIssuer("another-secret-0123456789")
-		forged, _ := other.Issue("gate", "mal", "mal", chatfleet.RoleProducer, time.Hour)
+		forged, _ := other.Issue("gate", "", "mal", "mal", chatfleet.RoleProducer, time.Hour)
 		good := issue(t, "gate", "vic", chatfleet.RoleViewer)
 		parts := strings.Split(good, ".")
 		claims, _ := base64.RawURLEncoding.DecodeString(parts[1])

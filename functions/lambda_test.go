@@ -281,7 +281,7 @@ func TestEvents(t *testing.T) {
 					Port        int
 				}
 				json.Unmarshal(env.Data, &c)
-				if claims, err := tokens.Verify(c.Token, "demo"); err != nil || claims.Role != "producer" || c.Port == 0 {
+				if claims, err := tokens.Verify(c.Token, "demo", ""); err != nil || claims.Role != "producer" || c.Port == 0 {
 					t.Errorf("created %s: token claims %+v, %v", env.Data, claims, err)
 				}
 			}

@@ -352,7 +352,7 @@ func TestNginxProxiesRoom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := issuer.Issue(roomName, "producer-1", "Producer", chatfleet.RoleProducer, 5*time.Minute)
+	tok, err := issuer.Issue(roomName, "", "producer-1", "Producer", chatfleet.RoleProducer, 5*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,14 +60,36 @@ func (s *Store) RemoveBan(ctx context.Context, id string) error {
 	return nil
 }
 
-// Bans returns every ban active at now (no Until, or Until after now),
-// oldest first. Expired bans stay stored until removed.
-func (s *Store) Bans(ctx context.Context, now time.Time) ([]chatfleet.Ban, error) {
-	filter := bson.D{{Key: "$or", Value: bson.A{
-		bson.D{{Key: "until", Value: bson.D{{Key: "$exists", Value: false}}}},
-		bson.D{{Key: "until", Value: bson.D{{Key: "$gt", Value: now}}}},
-	}}}
-	opts := options.Find().SetSort(bson.D{{Key: "createdAt", Value: 1}, {Key: "_id", Value: 1}})
+// banScope selects the bans of room, the fleet's ("" : bans with no room),
+// active at now if now is set.
+func banScope(room string, now time.Time) bson.D {
+	f := bson.D{{Key: "room", Value: room}}
+	if room == "" {
+		f = bson.D{{Key: "room", Value: bson.D{{Key: "$exists", Value: false}}}}
+	}
+	if !now.IsZero() {
+		f = append(f, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "until", Value: bson.D{{Key: "$exists", Value: false}}}},
+			bson.D{{Key: "until", Value: bson.D{{Key: "$gt", Value: now}}}},
+		}})
+	}
+	return f
+}
+
+// Bans returns one page of the bans f selects, by ID. Expired bans stay
+// stored until removed; f.Now leaves them out.
+func (s *Store) Bans(ctx context.Context, f chatfleet.BanFilter) ([]chatfleet.Ban, error) {
+	switch {
+	case f.Limit == 0:
+		f.Limit = 100
+	case f.Limit < 0 || f.Limit > chatfleet.MaxBanPage:
+		return nil, invalid("ban page size must be 1 to %d", chatfleet.MaxBanPage)
+	}
+	filter := banScope(f.Room, f.Now)
+	if f.After != "" {
+		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: f.After}}})
+	}
+	opts := options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(f.Limit))
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	cur, err := s.bans.Find(ctx, filter, opts)
@@ -77,6 +99,44 @@ func (s *Store) Bans(ctx context.Context, now time.Time) ([]chatfleet.Ban, error
 	bans := []chatfleet.Ban{}
 	if err := cur.All(ctx, &bans); err != nil {
 		return nil, fail("list bans", err)
+	}
+	return bans, nil
+}
+
+// CountBans counts the bans of room ("": the fleet's) active at now.
+func (s *Store) CountBans(ctx context.Context, room string, now time.Time) (int, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := s.bans.CountDocuments(ctx, banScope(room, now))
+	if err != nil {
+		return 0, fail("count bans", err)
+	}
+	return int(n), nil
+}
+
+// RemoveUserBans deletes every ban of userID in room ("": the fleet's bans)
+// and returns them; ENOTFOUND if there was none.
+func (s *Store) RemoveUserBans(ctx context.Context, room, userID string) ([]chatfleet.Ban, error) {
+	filter := append(banScope(room, time.Time{}), bson.E{Key: "userId", Value: userID})
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	cur, err := s.bans.Find(ctx, filter, options.Find().SetLimit(chatfleet.MaxBanPage))
+	if err != nil {
+		return nil, fail("find bans", err)
+	}
+	var bans []chatfleet.Ban
+	if err := cur.All(ctx, &bans); err != nil {
+		return nil, fail("find bans", err)
+	}
+	if len(bans) == 0 {
+		return nil, notFound("no ban of %q", userID)
+	}
+	ids := make(bson.A, len(bans))
+	for i, b := range bans {
+		ids[i] = b.ID
+	}
+	if _, err := s.bans.DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}); err != nil {
+		return nil, fail("remove bans", err)
 	}
 	return bans, nil
 }

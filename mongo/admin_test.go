@@ -16,20 +16,24 @@ func TestBans(t *testing.T) {
 	s := newStore(t, c)
 	now := c.Now()
 
-	forever := &chatfleet.Ban{UserID: "u1", By: "admin", Reason: "spam"}
+	forever := &chatfleet.Ban{ID: "b1", UserID: "u1", By: "admin", Reason: "spam"}
 	must(t, s.AddBan(ctx, forever))
-	if forever.ID == "" || !forever.CreatedAt.Equal(now) {
-		t.Fatalf("AddBan filled id %q createdAt %v, want an id and %v", forever.ID, forever.CreatedAt, now)
+	auto := &chatfleet.Ban{UserID: "u0", By: "admin"}
+	must(t, s.AddBan(ctx, auto))
+	if auto.ID == "" || !auto.CreatedAt.Equal(now) {
+		t.Fatalf("AddBan filled id %q createdAt %v, want an id and %v", auto.ID, auto.CreatedAt, now)
 	}
+	must(t, s.RemoveBan(ctx, auto.ID))
 	c.Add(time.Second)
 	inRoom := &chatfleet.Ban{ID: "b2", UserID: "u2", Room: "lobby", By: "mod", Until: now.Add(time.Hour)}
 	must(t, s.AddBan(ctx, inRoom))
+	must(t, s.AddBan(ctx, &chatfleet.Ban{ID: "b4", UserID: "u2", Room: "kitchen", By: "mod"}))
 	c.Add(time.Second)
 	must(t, s.AddBan(ctx, &chatfleet.Ban{ID: "b3", UserID: "u3", By: "mod", Until: now.Add(time.Minute)}))
 
-	ids := func(at time.Time) []string {
+	ids := func(f chatfleet.BanFilter) []string {
 		t.Helper()
-		bans, err := s.Bans(ctx, at)
+		bans, err := s.Bans(ctx, f)
 		must(t, err)
 		var ids []string
 		for _, b := range bans {
@@ -37,24 +41,60 @@ func TestBans(t *testing.T) {
 		}
 		return ids
 	}
-	if got := ids(now); !slices.Equal(got, []string{forever.ID, "b2", "b3"}) {
-		t.Fatalf("bans now: %v", got)
+	if got := ids(chatfleet.BanFilter{Now: now}); !slices.Equal(got, []string{"b1", "b3"}) {
+		t.Fatalf("fleet bans now: %v", got)
 	}
-	if got := ids(now.Add(2 * time.Minute)); !slices.Equal(got, []string{forever.ID, "b2"}) {
-		t.Fatalf("bans in 2 minutes: %v, want the forever and the hour-long ban", got)
+	if got := ids(chatfleet.BanFilter{Now: now.Add(2 * time.Minute)}); !slices.Equal(got, []string{"b1"}) {
+		t.Fatalf("fleet bans in 2 minutes: %v, want the forever ban", got)
 	}
-	bans, err := s.Bans(ctx, now)
+	if got := ids(chatfleet.BanFilter{}); !slices.Equal(got, []string{"b1", "b3"}) {
+		t.Fatalf("fleet bans, expired included: %v", got)
+	}
+	if got := ids(chatfleet.BanFilter{Room: "lobby", Now: now}); !slices.Equal(got, []string{"b2"}) {
+		t.Fatalf("lobby bans: %v", got)
+	}
+	if got := ids(chatfleet.BanFilter{Limit: 1}); !slices.Equal(got, []string{"b1"}) {
+		t.Fatalf("first page of one: %v", got)
+	}
+	if got := ids(chatfleet.BanFilter{Limit: 1, After: "b1"}); !slices.Equal(got, []string{"b3"}) {
+		t.Fatalf("second page of one: %v", got)
+	}
+	if _, err := s.Bans(ctx, chatfleet.BanFilter{Limit: chatfleet.MaxBanPage + 1}); chatfleet.ErrorCode(err) != chatfleet.EINVALID {
+		t.Fatalf("oversized page: %v", err)
+	}
+	bans, err := s.Bans(ctx, chatfleet.BanFilter{Room: "lobby"})
 	must(t, err)
-	if bans[0] != *forever || bans[1] != *inRoom {
-		t.Fatalf("stored bans %+v, want %+v and %+v", bans[:2], forever, inRoom)
+	if len(bans) != 1 || bans[0] != *inRoom {
+		t.Fatalf("stored room bans %+v, want %+v", bans, inRoom)
+	}
+	for room, want := range map[string]int{"": 2, "lobby": 1, "kitchen": 1, "nowhere": 0} {
+		n, err := s.CountBans(ctx, room, now)
+		must(t, err)
+		if n != want {
+			t.Fatalf("CountBans(%q) = %d, want %d", room, n, want)
+		}
 	}
 
-	must(t, s.RemoveBan(ctx, "b2"))
-	if got := ids(now); !slices.Equal(got, []string{forever.ID, "b3"}) {
-		t.Fatalf("bans after removing b2: %v", got)
+	// A user's bans in one scope go together; other scopes keep theirs.
+	removed, err := s.RemoveUserBans(ctx, "lobby", "u2")
+	must(t, err)
+	if len(removed) != 1 || removed[0].ID != "b2" {
+		t.Fatalf("RemoveUserBans(lobby, u2) = %+v", removed)
 	}
-	wantCode(t, s.RemoveBan(ctx, "b2"), chatfleet.ENOTFOUND)
-	wantCode(t, s.AddBan(ctx, &chatfleet.Ban{ID: "b3", UserID: "u9"}), chatfleet.ECONFLICT)
+	if got := ids(chatfleet.BanFilter{Room: "kitchen"}); !slices.Equal(got, []string{"b4"}) {
+		t.Fatalf("kitchen bans after removing lobby's: %v", got)
+	}
+	_, err = s.RemoveUserBans(ctx, "lobby", "u2")
+	wantCode(t, err, chatfleet.ENOTFOUND)
+	_, err = s.RemoveUserBans(ctx, "", "u2") // u2 has no fleet ban
+	wantCode(t, err, chatfleet.ENOTFOUND)
+
+	must(t, s.RemoveBan(ctx, "b3"))
+	if got := ids(chatfleet.BanFilter{Now: now}); !slices.Equal(got, []string{"b1"}) {
+		t.Fatalf("bans after removing b3: %v", got)
+	}
+	wantCode(t, s.RemoveBan(ctx, "b3"), chatfleet.ENOTFOUND)
+	wantCode(t, s.AddBan(ctx, &chatfleet.Ban{ID: "b1", UserID: "u9"}), chatfleet.ECONFLICT)
 	wantCode(t, s.AddBan(ctx, &chatfleet.Ban{}), chatfleet.EINVALID)
 }
 
@@ -95,7 +135,8 @@ func TestSettings(t *testing.T) {
 	// The host daemon's cache comes from the same calls.
 	must(t, s.SetBlockedWords(ctx, []string{"foo"}))
 	must(t, s.AddBan(ctx, &chatfleet.Ban{ID: "b1", UserID: "u1"}))
-	cache, err := chatfleet.LoadCache(ctx, s, time.Now())
+	must(t, s.AddBan(ctx, &chatfleet.Ban{ID: "b2", UserID: "u2", Room: "lobby"}))
+	cache, err := chatfleet.LoadCache(ctx, s, time.Now(), 100)
 	must(t, err)
 	if len(cache.Bans) != 1 || !slices.Equal(cache.BlockedWords, []string{"foo"}) || cache.Defaults != rs {
 		t.Fatalf("cache %+v", cache)

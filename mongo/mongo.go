@@ -181,6 +181,7 @@ func (s *Store) indexes() []index {
 		{s.rooms, "status_createdAt", bson.D{{Key: "status", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "name", Value: 1}}, false},
 		{s.rooms, "hostId", bson.D{{Key: "hostId", Value: 1}}, false},
 		{s.bans, "userId", bson.D{{Key: "userId", Value: 1}}, false},
+		{s.bans, "room_id", bson.D{{Key: "room", Value: 1}, {Key: "_id", Value: 1}}, false},
 		{s.audit, "at", bson.D{{Key: "at", Value: -1}}, false},
 		{s.audit, "target_at", bson.D{{Key: "target", Value: 1}, {Key: "at", Value: -1}}, false},
 		{s.events, "room_seq_unique", bson.D{{Key: "room", Value: 1}, {Key: "seq", Value: 1}}, true},

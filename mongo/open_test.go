@@ -126,7 +126,7 @@ func TestOutage(t *testing.T) {
 		"UpdateRoom":   func() error { return s.UpdateRoom(ctx, "lobby", chatfleet.RoomUpdate{Viewers: ptr(3)}) },
 		"SyncHost":     func() error { return s.SyncHost(ctx, "h1", []*chatfleet.Room{lobby}) },
 		"AppendEvents": func() error { return s.AppendEvents(ctx, events("lobby", 4, 4, time.Now())) },
-		"Bans":         func() error { _, err := s.Bans(ctx, time.Now()); return err },
+		"Bans":         func() error { _, err := s.Bans(ctx, chatfleet.BanFilter{}); return err },
 		"Ping":         func() error { return s.Ping(ctx) },
 	}
 	var wg sync.WaitGroup

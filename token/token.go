@@ -16,6 +16,8 @@ import (
 // Claims are what a join token carries.
 type Claims struct {
 	Room string         `json:"room"`
+	Inst string         `json:"inst,omitempty"` // the room's instance: a token of another room of the same name is refused
+
 	Name string         `json:"name"` // display name
 	Role chatfleet.Role `json:"role"`
 	jwt.RegisteredClaims
@@ -42,7 +44,8 @@ func NewIssuer(secret string) (*Issuer, error) {
 }
 
 // Issue returns a signed token for user in room with role, valid for ttl.
-func (i *Issuer) Issue(room, user, name string, role chatfleet.Role, ttl time.Duration) (string, error) {
+// inst is the room's instance id ("" for a room created without one).
+func (i *Issuer) Issue(room, inst, user, name string, role chatfleet.Role, ttl time.Duration) (string, error) {
 	if err := chatfleet.ValidateRoomName(room); err != nil {
 		return "", err
 	}
@@ -59,7 +62,7 @@ func (i *Issuer) Issue(room, user, name string, role chatfleet.Role, ttl time.Du
 		return "", chatfleet.Errorf(chatfleet.EINVALID, "display name is longer than 64 bytes")
 	}
 	now := i.Now()
-	c := Claims{Room: room, Name: name, Role: role, RegisteredClaims: jwt.RegisteredClaims{
+	c := Claims{Room: room, Inst: inst, Name: name, Role: role, RegisteredClaims: jwt.RegisteredClaims{
 		Subject:   user,
 		IssuedAt:  jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
@@ -67,10 +70,11 @@ func (i *Issuer) Issue(room, user, name string, role chatfleet.Role, ttl time.Du
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(i.secret)
 }
 
-// Verify checks tok's signature and expiry and that it was issued for room.
-// A missing token is EUNAUTHORIZED; a forged, expired, malformed or
-// other-room token is EFORBIDDEN.
-func (i *Issuer) Verify(tok, room string) (*Claims, error) {
+// Verify checks tok's signature and expiry and that it was issued for room
+// and, if inst is set, for that instance of it. A missing token is
+// EUNAUTHORIZED; a forged, expired, malformed, other-room or other-instance
+// token is EFORBIDDEN.
+func (i *Issuer) Verify(tok, room, inst string) (*Claims, error) {
 	if tok == "" {
 		return nil, chatfleet.Errorf(chatfleet.EUNAUTHORIZED, "missing join token")
 	}
@@ -87,6 +91,8 @@ func (i *Issuer) Verify(tok, room string) (*Claims, error) {
 		return nil, chatfleet.Errorf(chatfleet.EFORBIDDEN, "invalid join token")
 	case c.Room != room:
 		return nil, chatfleet.Errorf(chatfleet.EFORBIDDEN, "join token is for another room")
+	case inst != "" && c.Inst != inst:
+		return nil, chatfleet.Errorf(chatfleet.EFORBIDDEN, "join token is for an earlier room of this name")
 	case c.Subject == "" || !c.Role.Valid():
 		return nil, chatfleet.Errorf(chatfleet.EFORBIDDEN, "join token lacks a user or a valid role")
 	}

@@ -16,30 +16,32 @@ func TestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	iss.Now = func() time.Time { return now }
-	good, err := iss.Issue("lobby", "u1", "Ann", chatfleet.RoleModerator, time.Hour)
+	good, err := iss.Issue("lobby", "i1", "u1", "Ann", chatfleet.RoleModerator, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	other, _ := NewIssuer("another-secret-0123456789")
-	forged, _ := other.Issue("lobby", "u1", "Ann", chatfleet.RoleProducer, time.Hour)
-	expired, _ := iss.Issue("lobby", "u1", "Ann", chatfleet.RoleViewer, -time.Minute)
+	forged, _ := other.Issue("lobby", "", "u1", "Ann", chatfleet.RoleProducer, time.Hour)
+	expired, _ := iss.Issue("lobby", "", "u1", "Ann", chatfleet.RoleViewer, -time.Minute)
 	none := jwt.NewWithClaims(jwt.SigningMethodNone, Claims{Room: "lobby", Role: chatfleet.RoleProducer,
 		RegisteredClaims: jwt.RegisteredClaims{Subject: "u1", ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour))}})
 	alg, _ := none.SignedString(jwt.UnsafeAllowNoneSignatureType)
 	tests := []struct {
-		name, tok, room, code string
+		name, tok, room, inst, code string
 	}{
-		{"valid", good, "lobby", ""},
-		{"missing", "", "lobby", chatfleet.EUNAUTHORIZED},
-		{"other room", good, "kitchen", chatfleet.EFORBIDDEN},
-		{"forged", forged, "lobby", chatfleet.EFORBIDDEN},
-		{"expired", expired, "lobby", chatfleet.EFORBIDDEN},
-		{"alg none", alg, "lobby", chatfleet.EFORBIDDEN},
-		{"garbage", "a.b.c", "lobby", chatfleet.EFORBIDDEN},
+		{"valid", good, "lobby", "i1", ""},
+		{"any instance", good, "lobby", "", ""},
+		{"other instance", good, "lobby", "i2", chatfleet.EFORBIDDEN},
+		{"missing", "", "lobby", "i1", chatfleet.EUNAUTHORIZED},
+		{"other room", good, "kitchen", "i1", chatfleet.EFORBIDDEN},
+		{"forged", forged, "lobby", "i1", chatfleet.EFORBIDDEN},
+		{"expired", expired, "lobby", "i1", chatfleet.EFORBIDDEN},
+		{"alg none", alg, "lobby", "i1", chatfleet.EFORBIDDEN},
+		{"garbage", "a.b.c", "lobby", "i1", chatfleet.EFORBIDDEN},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := iss.Verify(tt.tok, tt.room)
+			c, err := iss.Verify(tt.tok, tt.room, tt.inst)
 			if code := chatfleet.ErrorCode(err); code != tt.code {
 				t.Fatalf("Verify = %v, want code %q", err, tt.code)
 			}
@@ -63,7 +65,7 @@ func TestIssueRejects(t *testing.T) {
 		{"ok", "", chatfleet.RoleViewer},
 		{"ok", "u", "admin"},
 	} {
-		if _, err := iss.Issue(tt.room, tt.user, "", tt.role, time.Hour); chatfleet.ErrorCode(err) != chatfleet.EINVALID {
+		if _, err := iss.Issue(tt.room, "", tt.user, "", tt.role, time.Hour); chatfleet.ErrorCode(err) != chatfleet.EINVALID {
 			t.Errorf("Issue(%q, %q, %q) = %v, want EINVALID", tt.room, tt.user, tt.role, err)
 		}
 	}

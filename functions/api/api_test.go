@@ -84,11 +84,11 @@ func TestControlAPI(t *testing.T) {
 		if want := fmt.Sprintf("http://127.0.0.1:%d/events", lobby.Port); lobby.SSEURL != want {
 			t.Errorf("sseUrl %q, want %q", lobby.SSEURL, want)
 		}
-		c, err := a.tokens.Verify(lobby.Token, "lobby")
+		c, err := a.tokens.Verify(lobby.Token, "lobby", "")
 		if err != nil || c.Role != chatfleet.RoleProducer || c.UserID() != lobby.UserID || lobby.Role != "producer" {
 			t.Fatalf("producer token: claims %+v, err %v", c, err)
 		}
-		if _, err := a.tokens.Verify(lobby.Token, "other"); chatfleet.ErrorCode(err) != chatfleet.EFORBIDDEN {
+		if _, err := a.tokens.Verify(lobby.Token, "other", ""); chatfleet.ErrorCode(err) != chatfleet.EFORBIDDEN {
 			t.Errorf("the token verifies for another room: %v", err)
 		}
 		if !lobby.ExpiresAt.Equal(c.ExpiresAt.Time) || lobby.ExpiresAt.Before(before.Add(24*time.Hour-time.Second)) {
@@ -210,7 +210,7 @@ func TestControlAPI(t *testing.T) {
 		if guest.Role != "viewer" || !strings.HasPrefix(guest.UserID, "guest-") || len(guest.UserID) != len("guest-")+8 || guest.WSURL != lobby.WSURL {
 			t.Errorf("default token %+v, want a viewer guest-xxxxxxxx", guest)
 		}
-		c, err := a.tokens.Verify(guest.Token, "lobby")
+		c, err := a.tokens.Verify(guest.Token, "lobby", "")
 		if err != nil || c.UserID() != guest.UserID || c.Role != chatfleet.RoleViewer {
 			t.Fatalf("viewer token: %+v %v", c, err)
 		}
@@ -225,7 +225,7 @@ func TestControlAPI(t *testing.T) {
 
 		var mod tokenAnswer
 		call(t, "POST", base, apiKey, `{"role":"moderator","userId":"u-42","name":"Ann","ttlSeconds":60}`).want(t, http.StatusCreated, "").decode(t, &mod)
-		c, err = a.tokens.Verify(mod.Token, "lobby")
+		c, err = a.tokens.Verify(mod.Token, "lobby", "")
 		if err != nil || c.Role != chatfleet.RoleModerator || c.UserID() != "u-42" || c.Name != "Ann" || mod.Name != "Ann" {
 			t.Fatalf("moderator token: %+v %v", c, err)
 		}

@@ -217,12 +217,28 @@ func (l *lazyStore) RemoveBan(ctx context.Context, id string) error {
 	return st.RemoveBan(ctx, id)
 }
 
-func (l *lazyStore) Bans(ctx context.Context, now time.Time) ([]chatfleet.Ban, error) {
+func (l *lazyStore) Bans(ctx context.Context, f chatfleet.BanFilter) ([]chatfleet.Ban, error) {
 	st, err := l.get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return st.Bans(ctx, now)
+	return st.Bans(ctx, f)
+}
+
+func (l *lazyStore) RemoveUserBans(ctx context.Context, room, userID string) ([]chatfleet.Ban, error) {
+	st, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st.RemoveUserBans(ctx, room, userID)
+}
+
+func (l *lazyStore) CountBans(ctx context.Context, room string, now time.Time) (int, error) {
+	st, err := l.get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return st.CountBans(ctx, room, now)
 }
 
 func (l *lazyStore) BlockedWords(ctx context.Context) ([]string, error) {

@@ -259,12 +259,12 @@ func (a *roomAPI) undo(ctx context.Context, host chatfleet.Host, name string) {
 
 // issue signs a join token and returns it with its expiry.
 func (a *roomAPI) issue(room, user, display string, role chatfleet.Role, ttl time.Duration) (string, time.Time, error) {
-	tok, err := a.cfg.Tokens.Issue(room, user, display, role, ttl)
+	tok, err := a.cfg.Tokens.Issue(room, "", user, display, role, ttl)
 	if err != nil {
 		return "", time.Time{}, err
 	}
 	// The expiry exactly as signed (whole seconds).
-	c, err := a.cfg.Tokens.Verify(tok, room)
+	c, err := a.cfg.Tokens.Verify(tok, room, "")
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("verify the token just issued: %w", err)
 	}

@@ -280,7 +280,7 @@ func (a *audience) compact() {
 // dialRoom opens one WebSocket to the room with a fresh join token, retrying
 // a refused handshake a few times (a backlog overflow under a burst).
 func dialRoom(ctx context.Context, d *websocket.Dialer, iss *token.Issuer, room string, port int, user string, role chatfleet.Role) (*websocket.Conn, error) {
-	tok, err := iss.Issue(room, user, "", role, 2*time.Hour)
+	tok, err := iss.Issue(room, "", user, "", role, 2*time.Hour)
 	if err != nil {
 		return nil, err
 	}

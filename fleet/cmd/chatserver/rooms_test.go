@@ -33,7 +33,7 @@ func issue(t *testing.T, room, user string, role chatfleet.Role) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := iss.Issue(room, user, user, role, time.Hour)
+	tok, err := iss.Issue(room, "", user, user, role, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,7 +106,7 @@ func TestStoreSyncAndOutage(t *testing.T) {
 		if _, err := st.Room(ctx, "during"); err != nil {
 			return fmt.Errorf("room made during the outage: %w", err)
 		}
-		bans, err := st.Bans(ctx, time.Now())
+		bans, err := st.Bans(ctx, chatfleet.BanFilter{Now: time.Now()})
 		if err != nil {
 			return err
 		}

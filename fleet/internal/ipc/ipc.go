@@ -42,6 +42,7 @@ const (
 	TypeDrain  = "drain"
 	TypeResume = "resume"
 	TypeAssign = "assign"
+	TypeBans   = "bans"
 )
 
 // Msg is one IPC message; Type says which other fields are set.
@@ -73,8 +74,12 @@ type Msg struct {
 	Events []chatfleet.Event `json:"events,omitempty"`
 	Seq    int64             `json:"seq,omitempty"`
 
-	// Cache (master to room).
+	// Cache (master to room): blocked words and defaults; its Bans are empty.
 	Cache *chatfleet.Cache `json:"cache,omitempty"`
+
+	// Bans (master to room): changes to the bans the room applies (the
+	// fleet's and its own), in frames of at most MaxBansPerFrame bans.
+	Bans *BanUpdate `json:"bans,omitempty"`
 
 	// Global, Close and Drain (master to room); Closed events (room to master).
 	Text     string        `json:"text,omitempty"`
@@ -85,9 +90,27 @@ type Msg struct {
 // Assignment is what a spare room process needs to become a room besides its
 // name: the options a started room gets as flags.
 type Assignment struct {
+	Instance string `json:"instance,omitempty"`
+	Owner    string `json:"owner,omitempty"`
 	AllowAnonymous bool `json:"allowAnonymous,omitempty"`
 	HistorySize    int  `json:"historySize,omitempty"`
 	Paid           bool `json:"paid,omitempty"`
+}
+
+// MaxBansPerFrame bounds the bans of one Bans frame: a ban is at most about
+// 2 KiB of JSON (ids of 128 bytes, a reason of 200 escaped), so a frame stays
+// far below MaxFrame.
+const MaxBansPerFrame = 1000
+
+// BanUpdate changes the bans a room applies: Reset empties the list first,
+// then Remove (ban ids) and Add apply. After a master connects it sends the
+// whole list as Reset plus frames of Add, the last with Done; from then on
+// deltas. A room serves new clients only once it has seen Done.
+type BanUpdate struct {
+	Reset  bool            `json:"reset,omitempty"`
+	Remove []string        `json:"remove,omitempty"`
+	Add    []chatfleet.Ban `json:"add,omitempty"`
+	Done   bool            `json:"done,omitempty"`
 }
 
 // Conn frames Msgs over a net.Conn. Send is safe for concurrent use; Recv

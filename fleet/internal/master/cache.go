@@ -50,7 +50,7 @@ func (k *cacheKeeper) load(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, cfg.StoreTimeout)
 		defer cancel()
 		var err error
-		if c, err = chatfleet.LoadCache(ctx, cfg.Store, cfg.Now()); err != nil {
+		if c, err = chatfleet.LoadCache(ctx, cfg.Store, cfg.Now(), 100000); err != nil {
 			k.m.metrics.storeErrors.Inc()
 			k.m.log.Warn("load cache from store", "err", err)
 			return err

@@ -31,6 +31,13 @@ const (
 
 // RoomOptions are chosen when a room is created and kept across restarts.
 type RoomOptions struct {
+	// Instance is this life of the room's name; join tokens must carry it.
+	// OwnerID is the producer's user id, whom moderation never acts on.
+	Instance string `json:"instance,omitempty"`
+	OwnerID  string `json:"ownerId,omitempty"`
+	// WebhookSecret signs the deliveries to WebhookURLs (the host's
+	// WEBHOOK_SECRET signs only WEBHOOK_URLS deliveries).
+	WebhookSecret string `json:"webhookSecret,omitempty"`
 	AllowAnonymous bool `json:"allowAnonymous,omitempty"`
 	HistorySize    int  `json:"historySize,omitempty"`
 	Paid           bool `json:"paid,omitempty"`

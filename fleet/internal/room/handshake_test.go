@@ -31,11 +31,11 @@ func TestRoomName(t *testing.T) {
 func TestHandshakeRefusals(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.AllowedOrigins = []string{"https://app.example.com", "http://localhost:3000"} })
 	forger, _ := token.NewIssuer("another-secret-0123456789")
-	forged, _ := forger.Issue(testRoom, "eve", "Eve", chatfleet.RoleProducer, time.Hour)
+	forged, _ := forger.Issue(testRoom, "", "eve", "Eve", chatfleet.RoleProducer, time.Hour)
 	past, _ := token.NewIssuer(testSecret)
 	past.Now = func() time.Time { return time.Now().Add(-2 * time.Hour) }
-	expired, _ := past.Issue(testRoom, "ann", "Ann", chatfleet.RoleViewer, time.Hour)
-	otherRoom, _ := e.tokens.Issue("other-room", "ann", "Ann", chatfleet.RoleViewer, time.Hour)
+	expired, _ := past.Issue(testRoom, "", "ann", "Ann", chatfleet.RoleViewer, time.Hour)
+	otherRoom, _ := e.tokens.Issue("other-room", "", "ann", "Ann", chatfleet.RoleViewer, time.Hour)
 	valid := e.token("ann", chatfleet.RoleViewer)
 
 	// A cache ban, fleet-wide, and one for this room.

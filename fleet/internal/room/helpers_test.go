@@ -146,7 +146,7 @@ func (e *env) event(typ string, ok func(Event) bool) Event {
 
 func (e *env) token(user string, role chatfleet.Role) string {
 	e.t.Helper()
-	tok, err := e.tokens.Issue(testRoom, user, strings.ToUpper(user[:1])+user[1:], role, time.Hour)
+	tok, err := e.tokens.Issue(testRoom, "", user, strings.ToUpper(user[:1])+user[1:], role, time.Hour)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -92,7 +92,7 @@ func (r *Room) admit(req *http.Request, guest bool) (protocol.User, bool, error)
 	if tok == "" && guest && p.anonymous {
 		return guestUser(), true, nil
 	}
-	claims, err := r.cfg.Tokens.Verify(tok, r.name)
+	claims, err := r.cfg.Tokens.Verify(tok, r.name, r.cfg.Instance)
 	if err != nil {
 		return protocol.User{}, false, err
 	}

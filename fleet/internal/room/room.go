@@ -34,6 +34,8 @@ import (
 // Config is what a room is built from. Zero fields take their defaults.
 type Config struct {
 	Name           string                 // the room's name; required
+	Instance       string                 // the room's instance id: join tokens must carry it (none: tokens without one)
+	Owner          string                 // the owner's user id: the producer; moderation never acts on it
 	Settings       chatfleet.RoomSettings // zero fields follow the cache's defaults, then chatfleet.DefaultRoomSettings
 	Tokens         *token.Issuer          // verifies join tokens; required
 	AllowedOrigins []string               // browser origins allowed, exactly "scheme://host[:port]"; empty: same origin only; "*": any

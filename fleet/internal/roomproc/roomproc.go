@@ -118,9 +118,9 @@ func Main(args []string, log *slog.Logger) int {
 // and server messages through JSON), so that a spare's room does not pay
 // for the first use of those code paths and their caches.
 func warmUp(tokens *token.Issuer) {
-	tok, err := tokens.Issue("warm-up", "warm-up", "warm-up", chatfleet.RoleViewer, time.Minute)
+	tok, err := tokens.Issue("warm-up", "", "warm-up", "warm-up", chatfleet.RoleViewer, time.Minute)
 	if err == nil {
-		tokens.Verify(tok, "warm-up")
+		tokens.Verify(tok, "warm-up", "")
 	}
 	protocol.Decode([]byte(`{"type":"chat","text":"warm-up","clientId":"w"}`))
 	u := protocol.User{UserID: "warm-up", Name: "warm-up", Role: chatfleet.RoleViewer}
