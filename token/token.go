@@ -15,8 +15,8 @@ import (
 
 // Claims are what a join token carries.
 type Claims struct {
-	Room string         `json:"room"`
-	Inst string         `json:"inst,omitempty"` // the room's instance: a token of another room of the same name is refused
+	Room string `json:"room"`
+	Inst string `json:"inst,omitempty"` // the room's instance: a token of another room of the same name is refused
 
 	Name string         `json:"name"` // display name
 	Role chatfleet.Role `json:"role"`

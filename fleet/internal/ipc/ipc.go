@@ -90,11 +90,11 @@ type Msg struct {
 // Assignment is what a spare room process needs to become a room besides its
 // name: the options a started room gets as flags.
 type Assignment struct {
-	Instance string `json:"instance,omitempty"`
-	Owner    string `json:"owner,omitempty"`
-	AllowAnonymous bool `json:"allowAnonymous,omitempty"`
-	HistorySize    int  `json:"historySize,omitempty"`
-	Paid           bool `json:"paid,omitempty"`
+	Instance       string `json:"instance,omitempty"`
+	Owner          string `json:"owner,omitempty"`
+	AllowAnonymous bool   `json:"allowAnonymous,omitempty"`
+	HistorySize    int    `json:"historySize,omitempty"`
+	Paid           bool   `json:"paid,omitempty"`
 }
 
 // MaxBansPerFrame bounds the bans of one Bans frame: a ban is at most about

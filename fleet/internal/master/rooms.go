@@ -37,10 +37,10 @@ type RoomOptions struct {
 	OwnerID  string `json:"ownerId,omitempty"`
 	// WebhookSecret signs the deliveries to WebhookURLs (the host's
 	// WEBHOOK_SECRET signs only WEBHOOK_URLS deliveries).
-	WebhookSecret string `json:"webhookSecret,omitempty"`
-	AllowAnonymous bool `json:"allowAnonymous,omitempty"`
-	HistorySize    int  `json:"historySize,omitempty"`
-	Paid           bool `json:"paid,omitempty"`
+	WebhookSecret  string `json:"webhookSecret,omitempty"`
+	AllowAnonymous bool   `json:"allowAnonymous,omitempty"`
+	HistorySize    int    `json:"historySize,omitempty"`
+	Paid           bool   `json:"paid,omitempty"`
 	// WebhookURLs get the room's events, besides the host's WEBHOOK_URLS
 	// (docs/events.md): at most 5 http(s) URLs of at most 1024 bytes.
 	WebhookURLs []string `json:"webhookUrls,omitempty"`
