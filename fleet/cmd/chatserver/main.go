@@ -157,6 +157,9 @@ func run(log *slog.Logger) error {
 		WebhookSecret:   os.Getenv("WEBHOOK_SECRET"),
 		WebhookQueue:    e.int("WEBHOOK_QUEUE", 0),
 		WebhookBackoff:  e.dur("WEBHOOK_BACKOFF", 0),
+		MaxFleetBans:    e.int("MAX_FLEET_BANS", 0),
+		MaxRoomBans:     e.int("MAX_ROOM_BANS", 0),
+		MaxPendingBans:  e.int("MAX_PENDING_BANS", 0),
 		Log:             log,
 	}
 	// One scheduler thread per room process: rooms are many per host, and a
