@@ -283,9 +283,14 @@ func (k *banKeeper) diff(have map[string]chatfleet.Ban, want []chatfleet.Ban, si
 	return add, remove
 }
 
+// sameBan compares a and b as the store keeps them: times to the millisecond.
 func sameBan(a, b chatfleet.Ban) bool {
 	return a.ID == b.ID && a.UserID == b.UserID && a.Room == b.Room && a.By == b.By && a.Reason == b.Reason &&
-		a.Until.Equal(b.Until) && a.CreatedAt.Equal(b.CreatedAt)
+		sameMs(a.Until, b.Until) && sameMs(a.CreatedAt, b.CreatedAt)
+}
+
+func sameMs(a, b time.Time) bool {
+	return a.IsZero() == b.IsZero() && (a.IsZero() || a.UnixMilli() == b.UnixMilli())
 }
 
 func byID(a, b chatfleet.Ban) int { return cmp.Compare(a.ID, b.ID) }
@@ -513,6 +518,9 @@ func (k *banKeeper) runFeed(f *banFeed) {
 			}
 			k.m.metrics.banFrames.Inc()
 			k.m.metrics.banBytes.Add(float64(len(frame)))
+			if &frame[0] == &doneFrame[0] {
+				k.m.metrics.banLists.Inc()
+			}
 		}
 	}
 }

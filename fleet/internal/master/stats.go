@@ -131,6 +131,7 @@ type metrics struct {
 
 	banFrames    prometheus.Counter
 	banBytes     prometheus.Counter
+	banLists     prometheus.Counter
 	bansRefused  *prometheus.CounterVec
 	fleetEncodes prometheus.Counter
 
@@ -187,6 +188,7 @@ func newMetrics(m *Master) *metrics {
 	return &metrics{
 		banFrames:    counter("ban_frames_sent_total", "Bans frames written to rooms' control connections."),
 		banBytes:     counter("ban_bytes_sent_total", "Bytes of bans frames written to rooms' control connections."),
+		banLists:     counter("ban_lists_sent_total", "Whole ban lists (Reset to Done) sent to rooms: one per room session."),
 		bansRefused:  refused,
 		fleetEncodes: counter("fleet_ban_encodes_total", "Times the fleet's whole ban list was encoded (once per version, shared by every room)."),
 
