@@ -45,6 +45,10 @@ const (
 type banKeeper struct {
 	m    *Master
 	kick chan struct{} // bans are waiting to be stored
+	// loaded is closed once the first read of the fleet's bans ended (well
+	// or not): rooms get their list after it.
+	loaded     chan struct{}
+	loadedOnce sync.Once
 
 	buildMu sync.Mutex // one build of the fleet's frames at a time
 	logMu   sync.Mutex
@@ -98,7 +102,7 @@ type banFeed struct {
 }
 
 func newBanKeeper(m *Master) *banKeeper {
-	return &banKeeper{m: m, kick: make(chan struct{}, 1), logged: map[string]time.Time{},
+	return &banKeeper{m: m, kick: make(chan struct{}, 1), loaded: make(chan struct{}), logged: map[string]time.Time{},
 		fleet: map[string]chatfleet.Ban{}, rooms: map[string]*roomBans{}, touched: map[string]time.Time{}}
 }
 
@@ -122,6 +126,7 @@ func (k *banKeeper) refresh(ctx context.Context) {
 
 // loadFleet reads the fleet's bans and applies the difference.
 func (k *banKeeper) loadFleet(ctx context.Context) {
+	defer k.loadedOnce.Do(func() { close(k.loaded) })
 	cfg := &k.m.cfg
 	since := time.Now()
 	var want []chatfleet.Ban
@@ -501,6 +506,11 @@ func (k *banKeeper) runFeed(f *banFeed) {
 	}()
 	defer cancel()
 	k.loadRoom(ctx, f.rb.name) // on failure: what is held, and again at the next refresh
+	select {
+	case <-k.loaded: // a host that just started sends the fleet's bans once it has them
+	case <-f.stop:
+		return
+	}
 	k.mu.Lock()
 	k.resync(f)
 	k.mu.Unlock()

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/devstore/storetest"
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
@@ -381,4 +383,51 @@ func metricValue(t *testing.T, m *Master, name string) float64 {
 		}
 	}
 	return v
+}
+
+// TestRoomBanBounds: a room's bans beyond MAX_ROOM_BANS, or beyond
+// MAX_PENDING_BANS waiting for the store (without a store: held until they
+// expire), are refused and counted; admin bans beyond MAX_FLEET_BANS too.
+func TestRoomBanBounds(t *testing.T) {
+	m, dir := fakeRooms(t, Config{MaxRoomBans: 3, MaxPendingBans: 4, MaxFleetBans: 2})
+	ctx := context.Background()
+	for _, name := range []string{"a", "b"} {
+		if _, err := m.CreateRoom(ctx, name, RoomOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantBans(t, dir, "a", 5*time.Second)
+	refused := func(reason string) float64 {
+		var d dto.Metric
+		m.metrics.bansRefused.WithLabelValues(reason).Write(&d)
+		return d.GetCounter().GetValue()
+	}
+	for i := range 4 {
+		m.Global("ban a " + banJSON(fmt.Sprint("a", i), "u", "a"))
+	}
+	wantBans(t, dir, "a", 2*time.Second, "a0", "a1", "a2")
+	testutil.Eventually(t, 2*time.Second, func() error {
+		if refused("cap") != 1 {
+			return fmt.Errorf("refused at the cap: %v, want 1", refused("cap"))
+		}
+		return nil
+	})
+	for i := range 2 {
+		m.Global("ban b " + banJSON(fmt.Sprint("b", i), "u", "b"))
+	}
+	wantBans(t, dir, "b", 2*time.Second, "b0")
+	testutil.Eventually(t, 2*time.Second, func() error {
+		if refused("queue") != 1 {
+			return fmt.Errorf("refused for the queue: %v, want 1", refused("queue"))
+		}
+		return nil
+	})
+	status, body := postBans(t, m, `{"add":[`+banJSON("f1", "u", "")+`,`+banJSON("f2", "u", "")+`,`+banJSON("f3", "u", "")+`]}`)
+	if status != 200 {
+		t.Fatalf("post: %d %s", status, body)
+	}
+	wantBans(t, dir, "b", 2*time.Second, "b0", "f1", "f2")
+	if refused("cap") != 2 {
+		t.Fatalf("refused at the cap: %v, want 2", refused("cap"))
+	}
 }

@@ -187,6 +187,7 @@ func (k *cacheKeeper) run(ctx context.Context) {
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
 	bans := k.m.bans
+	bans.refresh(ctx) // rooms get their lists once the fleet's bans are read
 	for {
 		select {
 		case <-ctx.Done():

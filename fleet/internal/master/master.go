@@ -279,7 +279,6 @@ func (m *Master) Run(ctx context.Context) error {
 		return err
 	}
 	m.cache.load(ctx)
-	m.bans.refresh(ctx) // the fleet's bans, before any room is adopted
 	m.adoptAll(ctx)
 
 	api := newServer(m.apiHandler(), m.log)
