@@ -431,3 +431,33 @@ func TestRoomBanBounds(t *testing.T) {
 		t.Fatalf("refused at the cap: %v, want 2", refused("cap"))
 	}
 }
+
+// TestBlockedWordsBounded: whatever the store holds, the cache frame keeps
+// at most 5,000 words of at most 100 bytes, and fits in a frame even when
+// every byte is escaped.
+func TestBlockedWordsBounded(t *testing.T) {
+	words := []string{strings.Repeat("<", maxBlockedWordLen+1)}
+	for range maxBlockedWords + 1000 {
+		words = append(words, strings.Repeat("<", maxBlockedWordLen))
+	}
+	kept, cut := boundWords(words)
+	if len(kept) != maxBlockedWords || cut != 1001 {
+		t.Fatalf("kept %d, cut %d; want %d and 1001", len(kept), cut, maxBlockedWords)
+	}
+	m, err := New(Config{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.cache.set(&chatfleet.Cache{BlockedWords: words, Defaults: chatfleet.DefaultRoomSettings})
+	frame := m.cache.currentFrame()
+	if n := len(m.cache.current().BlockedWords); n != maxBlockedWords {
+		t.Fatalf("cache holds %d words", n)
+	}
+	if len(frame) > ipc.MaxFrame {
+		t.Fatalf("cache frame of %d bytes, over %d", len(frame), ipc.MaxFrame)
+	}
+	t.Logf("worst cache frame: %d bytes", len(frame))
+	if m.cache.cutWords() != 1001 {
+		t.Fatalf("words left out = %d", m.cache.cutWords())
+	}
+}
