@@ -340,15 +340,25 @@ func (k *banKeeper) changeFleet(add []chatfleet.Ban, remove []string) int {
 	}
 	k.fleetVer++
 	k.frames = nil
-	frames := k.banFrames(add, remove)
+	var frames [][]byte // encoded once for every room, if a room takes changes
 	n := 0
 	for _, rb := range k.rooms {
+		if !takesChanges(rb.feed) {
+			continue
+		}
+		if frames == nil {
+			frames = k.banFrames(add, remove)
+		}
 		if k.enqueue(rb.feed, frames) {
 			n++
 		}
 	}
 	return n
 }
+
+// takesChanges reports whether f queues changes (it does once its room's
+// bans are read); k.mu must be held.
+func takesChanges(f *banFeed) bool { return f != nil && f.state != feedLoading }
 
 // changeRoom applies a change to rb's bans and queues it for that room
 // only; k.mu must be held. It reports whether it queued it.
@@ -362,13 +372,16 @@ func (k *banKeeper) changeRoom(rb *roomBans, add []chatfleet.Ban, remove []strin
 	for _, b := range add {
 		rb.bans[b.ID] = b
 	}
+	if !takesChanges(rb.feed) {
+		return false
+	}
 	return k.enqueue(rb.feed, k.banFrames(add, remove))
 }
 
 // enqueue queues frames for f; k.mu must be held. A feed too far behind is
 // given its whole list again. It reports whether f will send them.
 func (k *banKeeper) enqueue(f *banFeed, frames [][]byte) bool {
-	if f == nil || f.state == feedLoading {
+	if !takesChanges(f) {
 		return false
 	}
 	if len(f.queue)+len(frames) > maxFeedQueue {
@@ -743,7 +756,7 @@ func (k *banKeeper) apply(ch BanChanges) int {
 		c.add = k.capped(c.add, k.fleet, c.remove, cfg.MaxFleetBans, "")
 		if k.changeFleet(c.add, c.remove) > 0 {
 			for name, rb := range k.rooms {
-				if rb.feed != nil {
+				if takesChanges(rb.feed) {
 					pushed[name] = true
 				}
 			}
