@@ -504,3 +504,34 @@ func BenchmarkBanList(b *testing.B) {
 		b.ReportMetric(float64(n), "bytes/list")
 	})
 }
+
+// TestCacheFileBans: without a store, CACHE_FILE's bans without a room are
+// the fleet's and go to every room, the others to their room only; a
+// changed file reaches the rooms as changes, and a room's own ban is kept.
+func TestCacheFileBans(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "cache.json")
+	write := func(bans ...chatfleet.Ban) {
+		b, _ := json.Marshal(chatfleet.Cache{Bans: bans, BlockedWords: []string{"darn"}, Defaults: chatfleet.DefaultRoomSettings})
+		os.WriteFile(file, b, 0o600)
+	}
+	write(chatfleet.Ban{ID: "f1", UserID: "troll"}, chatfleet.Ban{ID: "a1", UserID: "u", Room: "a"}, chatfleet.Ban{ID: "z1", UserID: "u", Room: "z"})
+	m, dir := fakeRooms(t, Config{CacheFile: file, CacheEvery: time.Hour})
+	ctx := context.Background()
+	for _, name := range []string{"a", "b"} {
+		if _, err := m.CreateRoom(ctx, name, RoomOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantBans(t, dir, "a", 5*time.Second, "f1", "a1")
+	wantBans(t, dir, "b", 5*time.Second, "f1")
+	m.Global("ban b " + banJSON("b1", "rude", "b"))
+	wantBans(t, dir, "b", 2*time.Second, "f1", "b1")
+
+	write(chatfleet.Ban{ID: "f2", UserID: "troll2"}, chatfleet.Ban{ID: "a1", UserID: "u", Room: "a"})
+	later := time.Now().Add(time.Minute)
+	os.Chtimes(file, later, later)
+	m.cache.load(ctx)
+	m.bans.refresh(ctx)
+	wantBans(t, dir, "a", 2*time.Second, "f2", "a1")
+	wantBans(t, dir, "b", 2*time.Second, "f2", "b1")
+}
