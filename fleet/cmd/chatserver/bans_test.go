@@ -266,3 +266,31 @@ func TestManyBansRoomStart(t *testing.T) {
 	h.waitMetric("chatserver_ban_frames_sent_total", frames+3, time.Second)
 	t.Logf("a fleet ban reached the 3 rooms in %v", time.Since(start))
 }
+
+// TestAdoptedRoomsGetTheirBans: a master that comes back after a crash
+// adopts the rooms still running and sends each its whole list again, read
+// from the store: the fleet's bans and that room's own.
+func TestAdoptedRoomsGetTheirBans(t *testing.T) {
+	st, _, env := banStore(t)
+	ctx := context.Background()
+	for _, b := range []chatfleet.Ban{{ID: "f1", UserID: "troll"}, {ID: "k1", UserID: "u", Room: "kept"}, {ID: "o1", UserID: "u", Room: "other"}} {
+		if err := st.AddBan(ctx, &b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := startHost(t, env...)
+	port := h.create("kept")
+	h.waitMetric("chatserver_ban_lists_sent_total", 1, 10*time.Second)
+	h.Proc.Signal(syscall.SIGKILL)
+	h.Proc.Wait(t, 5*time.Second)
+	if err := st.AddBan(ctx, &chatfleet.Ban{ID: "k2", UserID: "u2", Room: "kept"}); err != nil {
+		t.Fatal(err)
+	}
+	h.Start()
+	h.waitMetric("chatserver_ban_lists_sent_total", 1, 10*time.Second)
+	h.waitMetric("chatserver_fleet_bans", 1, time.Second)
+	h.waitMetric("chatserver_room_bans", 2, time.Second)
+	if err := roomAnswers(port, "kept"); err != nil {
+		t.Fatal(err)
+	}
+}
