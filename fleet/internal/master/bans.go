@@ -22,9 +22,11 @@ const (
 	// maxBanFrameBytes bounds one bans frame besides ipc.MaxBansPerFrame: a
 	// chunk that encodes larger is split.
 	maxBanFrameBytes = 1 << 20
-	// maxFeedQueue bounds the frames queued for one room; a room that falls
-	// this far behind gets its whole list again instead.
-	maxFeedQueue = 256
+	// maxFeedQueue and maxFeedQueueBytes bound the frames queued for one
+	// room; a room that falls this far behind gets its whole list again
+	// instead.
+	maxFeedQueue      = 256
+	maxFeedQueueBytes = 16 << 20
 	// maxTouched bounds the ban ids remembered as changed during a load.
 	maxTouched = 200000
 )
@@ -99,6 +101,7 @@ type banFeed struct {
 	state  int
 	minVer int64    // a resync sends the fleet's frames of at least this version
 	queue  [][]byte // change frames in order
+	queued int      // bytes in queue
 }
 
 func newBanKeeper(m *Master) *banKeeper {
@@ -384,18 +387,23 @@ func (k *banKeeper) enqueue(f *banFeed, frames [][]byte) bool {
 	if !takesChanges(f) {
 		return false
 	}
-	if len(f.queue)+len(frames) > maxFeedQueue {
+	n := 0
+	for _, fr := range frames {
+		n += len(fr)
+	}
+	if len(f.queue)+len(frames) > maxFeedQueue || f.queued+n > maxFeedQueueBytes {
 		k.resync(f)
 		return true
 	}
 	f.queue = append(f.queue, frames...)
+	f.queued += n
 	kick(f.kick)
 	return true
 }
 
 // resync makes the next send of f the whole list; k.mu must be held.
 func (k *banKeeper) resync(f *banFeed) {
-	f.state, f.queue, f.minVer = feedResync, nil, k.fleetVer
+	f.state, f.queue, f.queued, f.minVer = feedResync, nil, 0, k.fleetVer
 	kick(f.kick)
 }
 
@@ -560,7 +568,7 @@ func (k *banKeeper) next(f *banFeed) [][]byte {
 	k.mu.Lock()
 	if f.state != feedResync {
 		q := f.queue
-		f.queue = nil
+		f.queue, f.queued = nil, 0
 		k.mu.Unlock()
 		return q
 	}
@@ -576,7 +584,7 @@ func (k *banKeeper) next(f *banFeed) [][]byte {
 	// Changes queued since the resync began follow the list; those already
 	// in it apply again to no effect.
 	frames = append(frames, f.queue...)
-	f.queue, f.state = nil, feedLive
+	f.queue, f.queued, f.state = nil, 0, feedLive
 	k.mu.Unlock()
 	return frames
 }

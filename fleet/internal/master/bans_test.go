@@ -535,3 +535,41 @@ func TestCacheFileBans(t *testing.T) {
 	wantBans(t, dir, "a", 2*time.Second, "f2", "a1")
 	wantBans(t, dir, "b", 2*time.Second, "f2", "b1")
 }
+
+// TestFeedFallsBehind: a room that does not take its changes has at most
+// maxFeedQueue frames (maxFeedQueueBytes) queued; beyond, the queue is
+// dropped and the room's whole list is due instead.
+func TestFeedFallsBehind(t *testing.T) {
+	m, err := New(Config{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := m.bans
+	rb := &roomBans{name: "slow", bans: map[string]chatfleet.Ban{}, feed: &banFeed{state: feedLive}}
+	rb.feed.rb = rb
+	k.rooms["slow"] = rb
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for i := range maxFeedQueue {
+		k.changeFleet([]chatfleet.Ban{{ID: fmt.Sprint("f", i), UserID: "u"}}, nil)
+	}
+	if f := rb.feed; f.state != feedLive || len(f.queue) != maxFeedQueue {
+		t.Fatalf("after %d changes: state %d, %d queued", maxFeedQueue, f.state, len(f.queue))
+	}
+	k.changeFleet([]chatfleet.Ban{{ID: "one-more", UserID: "u"}}, nil)
+	if f := rb.feed; f.state != feedResync || len(f.queue) != 0 || f.minVer != k.fleetVer {
+		t.Fatalf("one change more: state %d, %d queued, minVer %d of %d; want a resync", f.state, len(f.queue), f.minVer, k.fleetVer)
+	}
+	big := strings.Repeat("<", maxBanReasonLen)
+	var bans []chatfleet.Ban
+	for i := range ipc.MaxBansPerFrame {
+		bans = append(bans, chatfleet.Ban{ID: fmt.Sprintf("%0128d", i), UserID: fmt.Sprintf("%0128d", i), Reason: big})
+	}
+	rb.feed.state = feedLive
+	for i := 0; rb.feed.state == feedLive; i++ {
+		if i > maxFeedQueueBytes/ipc.MaxBansPerFrame/100 {
+			t.Fatalf("%d bytes queued and no resync", rb.feed.queued)
+		}
+		k.changeRoom(rb, bans, nil)
+	}
+}
