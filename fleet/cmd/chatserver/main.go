@@ -143,6 +143,7 @@ func run(log *slog.Logger) error {
 		RoomURL:         os.Getenv("ROOM_URL"),
 		CacheFile:       os.Getenv("CACHE_FILE"),
 		CacheEvery:      e.dur("CACHE_REFRESH", 0),
+		StoreTimeout:    e.dur("STORE_TIMEOUT", 0),
 		SyncEvery:       e.dur("SYNC_EVERY", 0),
 		StatsEvery:      e.dur("STATS_EVERY", 0),
 		StaleAfter:      e.dur("STALE_AFTER", 0),
@@ -157,6 +158,9 @@ func run(log *slog.Logger) error {
 		WebhookSecret:   os.Getenv("WEBHOOK_SECRET"),
 		WebhookQueue:    e.int("WEBHOOK_QUEUE", 0),
 		WebhookBackoff:  e.dur("WEBHOOK_BACKOFF", 0),
+		MaxFleetBans:    e.int("MAX_FLEET_BANS", 0),
+		MaxRoomBans:     e.int("MAX_ROOM_BANS", 0),
+		MaxPendingBans:  e.int("MAX_PENDING_BANS", 0),
 		Log:             log,
 	}
 	// One scheduler thread per room process: rooms are many per host, and a
@@ -206,7 +210,7 @@ func run(log *slog.Logger) error {
 	cfg.HostID, cfg.PublicHost, cfg.Region, cfg.Zone = info.ID, info.PublicHost, info.Region, info.Zone
 
 	if uri := os.Getenv("MONGODB_URI"); uri != "" {
-		st, err := mongo.Open(ctx, mongo.Config{URI: uri, Database: os.Getenv("MONGODB_DATABASE")})
+		st, err := mongo.Open(ctx, mongo.Config{URI: uri, Database: os.Getenv("MONGODB_DATABASE"), Timeout: cfg.StoreTimeout})
 		if err != nil {
 			return err
 		}

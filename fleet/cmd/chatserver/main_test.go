@@ -350,6 +350,7 @@ func TestBadConfiguration(t *testing.T) {
 		{"WRITE_WAIT=10m", "WRITE_WAIT=10m0s: want 1s to 5m"},
 		{"SEND_QUEUE_BYTES=100", "SEND_QUEUE_BYTES=100: want 16384 to 67108864"},
 		{"ROOM_SPARES=two", "ROOM_SPARES=\"two\": want a whole number"},
+		{"MAX_ROOM_BANS=200000", "MAX_ROOM_BANS=200000: want 1 to 100000"},
 		{"ADMIN_KEY=" + userKey, "KEY and ADMIN_KEY must differ"},
 	} {
 		t.Run(tc.env, func(t *testing.T) {

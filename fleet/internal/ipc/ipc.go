@@ -136,10 +136,16 @@ func (c *Conn) SendWithin(m Msg, d time.Duration) error {
 	if err != nil {
 		return err
 	}
+	return c.SendFrame(b, d)
+}
+
+// SendFrame writes frame, as Encode returned it, giving up after d: a
+// message encoded once can be sent to many rooms.
+func (c *Conn) SendFrame(frame []byte, d time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.c.SetWriteDeadline(time.Now().Add(d))
-	_, err = c.c.Write(b)
+	_, err := c.c.Write(frame)
 	return err
 }
 

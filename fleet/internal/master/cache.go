@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
-	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,43 +14,72 @@ import (
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
 )
 
-// cacheKeeper holds the shared data rooms need (bans, blocked words, room
-// defaults), loads it from the store (or CacheFile) at start and every
-// CacheEvery, and pushes every change to all rooms. Bans issued in a room are
-// applied fleet-wide at once and written to the store in the background,
-// retried until the store takes them: a ban is never lost to a store outage.
+// Bounds of the blocked words a host takes from the store or CacheFile,
+// whatever it holds, so that the cache frame stays far below ipc.MaxFrame:
+// 5,000 words of 100 bytes, each escaped to at most 6 bytes a byte, is
+// about 3 MB.
+const (
+	maxBlockedWords   = 5000
+	maxBlockedWordLen = 100 // bytes
+)
+
+// cacheKeeper holds what every room gets in the cache frame (blocked words
+// and room defaults; never bans, see bans.go), loads it from the store (or
+// CacheFile) at start and every CacheEvery, and pushes a change to every
+// room. The frame is encoded once per version and shared by every room.
 type cacheKeeper struct {
-	m    *Master
-	kick chan struct{}
+	m *Master
 
 	mu      sync.Mutex
 	c       *chatfleet.Cache // immutable snapshot; replaced on change
-	pending []chatfleet.Ban  // bans not yet written to the store
+	frame   []byte           // c encoded as a cache frame
+	cut     int              // blocked words the bounds left out of c
 	fileMod time.Time
 }
 
 func newCacheKeeper(m *Master) *cacheKeeper {
-	return &cacheKeeper{m: m, kick: make(chan struct{}, 1),
-		c: &chatfleet.Cache{Version: 1, Defaults: chatfleet.DefaultRoomSettings}}
+	k := &cacheKeeper{m: m}
+	// Versions continue across masters (an adopted room ignores a cache
+	// older than the one it has), so they start from the clock.
+	k.install(&chatfleet.Cache{Version: m.cfg.Now().UnixNano(), Defaults: chatfleet.DefaultRoomSettings})
+	return k
 }
 
-// current returns the snapshot to send to a room.
+// current returns the snapshot.
 func (k *cacheKeeper) current() *chatfleet.Cache {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.c
 }
 
-// load reads the cache once; on failure the previous snapshot stays.
+// currentFrame returns the snapshot encoded as a cache frame, to send to a room.
+func (k *cacheKeeper) currentFrame() []byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.frame
+}
+
+// cutWords returns how many blocked words the bounds left out.
+func (k *cacheKeeper) cutWords() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.cut
+}
+
+// load reads blocked words and defaults once (and, from CacheFile, its bans
+// for bans.go); on failure the previous snapshot stays.
 func (k *cacheKeeper) load(ctx context.Context) error {
 	cfg := &k.m.cfg
-	var c *chatfleet.Cache
+	c := &chatfleet.Cache{Defaults: chatfleet.DefaultRoomSettings}
 	switch {
 	case cfg.Store != nil:
 		ctx, cancel := context.WithTimeout(ctx, cfg.StoreTimeout)
 		defer cancel()
 		var err error
-		if c, err = chatfleet.LoadCache(ctx, cfg.Store, cfg.Now(), 100000); err != nil {
+		if c.BlockedWords, err = cfg.Store.BlockedWords(ctx); err == nil {
+			c.Defaults, err = cfg.Store.RoomDefaults(ctx)
+		}
+		if err != nil {
 			k.m.metrics.storeErrors.Inc()
 			k.m.log.Warn("load cache from store", "err", err)
 			return err
@@ -71,7 +100,6 @@ func (k *cacheKeeper) load(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		c = &chatfleet.Cache{Defaults: chatfleet.DefaultRoomSettings}
 		if err := json.Unmarshal(b, c); err != nil {
 			k.m.log.Error("cache file is not a JSON cache", "file", cfg.CacheFile, "err", err)
 			return err
@@ -79,6 +107,8 @@ func (k *cacheKeeper) load(ctx context.Context) error {
 		k.mu.Lock()
 		k.fileMod = fi.ModTime()
 		k.mu.Unlock()
+		k.m.bans.setFile(c.Bans)
+		c.Bans = nil
 	default:
 		return nil
 	}
@@ -86,120 +116,91 @@ func (k *cacheKeeper) load(ctx context.Context) error {
 	return nil
 }
 
-// set installs c (plus bans not yet stored) and pushes it if it changed.
-func (k *cacheKeeper) set(c *chatfleet.Cache) {
-	k.mu.Lock()
-	have := map[string]bool{}
-	for _, b := range c.Bans {
-		have[b.ID] = true
-	}
-	for _, b := range k.pending {
-		if !have[b.ID] {
-			c.Bans = append(c.Bans, b)
+// boundWords returns words without those longer than maxBlockedWordLen and
+// beyond maxBlockedWords, and how many it left out.
+func boundWords(words []string) ([]string, int) {
+	out := make([]string, 0, min(len(words), maxBlockedWords))
+	for _, w := range words {
+		if len(w) <= maxBlockedWordLen && len(out) < maxBlockedWords {
+			out = append(out, w)
 		}
 	}
+	return out, len(words) - len(out)
+}
+
+// set installs c (its bans are ignored) and pushes it if it changed.
+func (k *cacheKeeper) set(c *chatfleet.Cache) {
+	words, cut := boundWords(c.BlockedWords)
+	c = &chatfleet.Cache{BlockedWords: words, Defaults: c.Defaults}
+	k.mu.Lock()
 	old := k.c
-	if reflect.DeepEqual(old.Bans, c.Bans) && reflect.DeepEqual(old.BlockedWords, c.BlockedWords) && old.Defaults == c.Defaults {
+	if slices.Equal(old.BlockedWords, c.BlockedWords) && old.Defaults == c.Defaults {
 		k.mu.Unlock()
 		return
 	}
 	c.Version = old.Version + 1
-	k.c = c
 	k.mu.Unlock()
-	k.push(c)
-}
-
-// addBan applies b fleet-wide at once and queues it for the store.
-func (k *cacheKeeper) addBan(b chatfleet.Ban) {
-	if b.ID == "" {
-		b.ID = newID()
+	if cut > 0 {
+		k.m.log.Warn("blocked words left out: at most 5000 words of at most 100 bytes are pushed to rooms",
+			"words", len(words)+cut, "left_out", cut)
 	}
-	if b.CreatedAt.IsZero() {
-		b.CreatedAt = k.m.cfg.Now()
+	if !k.install(c) {
+		return
 	}
 	k.mu.Lock()
-	for _, have := range k.c.Bans {
-		if have.ID == b.ID {
-			k.mu.Unlock()
-			return
-		}
-	}
-	c := *k.c
-	c.Bans = append(append([]chatfleet.Ban(nil), k.c.Bans...), b)
-	c.Version++
-	k.c = &c
-	if k.m.cfg.Store != nil {
-		k.pending = append(k.pending, b)
-	}
+	k.cut = cut
+	frame := k.frame
 	k.mu.Unlock()
-	k.m.log.Info("ban issued", "ban", b.ID, "room", b.Room, "by", b.By)
-	k.push(&c)
-	select {
-	case k.kick <- struct{}{}:
-	default:
-	}
+	k.push(frame)
 }
 
-// push sends c to every connected room.
-func (k *cacheKeeper) push(c *chatfleet.Cache) {
+// install encodes c and makes it current; it reports whether it could.
+func (k *cacheKeeper) install(c *chatfleet.Cache) bool {
+	c.Bans = []chatfleet.Ban{}
+	frame, err := ipc.Encode(ipc.Msg{Type: ipc.TypeCache, Cache: c})
+	if err != nil { // cannot happen within the bounds; keep the last good one
+		k.m.log.Error("encode cache", "err", err)
+		return false
+	}
+	k.mu.Lock()
+	k.c, k.frame = c, frame
+	k.mu.Unlock()
+	return true
+}
+
+// push sends the cache frame to every connected room.
+func (k *cacheKeeper) push(frame []byte) {
 	k.m.mu.Lock()
 	rooms := k.m.roomList()
 	k.m.mu.Unlock()
 	for _, r := range rooms {
-		r.send(ipc.Msg{Type: ipc.TypeCache, Cache: c})
+		r.sendFrame(ipc.TypeCache, frame)
 	}
 }
 
-// flush writes pending bans to the store; it reports whether all were written.
-func (k *cacheKeeper) flush(ctx context.Context) bool {
-	k.mu.Lock()
-	pending := append([]chatfleet.Ban(nil), k.pending...)
-	k.mu.Unlock()
-	for _, b := range pending {
-		cctx, cancel := context.WithTimeout(ctx, k.m.cfg.StoreTimeout)
-		err := k.m.cfg.Store.AddBan(cctx, &b)
-		cancel()
-		if err != nil && chatfleet.ErrorCode(err) != chatfleet.ECONFLICT {
-			k.m.metrics.storeErrors.Inc()
-			k.m.log.Warn("store ban (will retry)", "ban", b.ID, "err", err)
-			return false
-		}
-		k.mu.Lock()
-		for i := range k.pending {
-			if k.pending[i].ID == b.ID {
-				k.pending = append(k.pending[:i], k.pending[i+1:]...)
-				break
-			}
-		}
-		k.mu.Unlock()
-	}
-	return true
-}
-
-// run refreshes the cache every CacheEvery and writes pending bans, retrying
-// every second while the store is down.
+// run refreshes the cache and the fleet's and rooms' bans every CacheEvery,
+// and writes rooms' bans not yet stored, retrying every second while the
+// store is down.
 func (k *cacheKeeper) run(ctx context.Context) {
 	refresh := time.NewTicker(k.m.cfg.CacheEvery)
 	defer refresh.Stop()
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
+	bans := k.m.bans
+	bans.refresh(ctx) // rooms get their lists once the fleet's bans are read
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-refresh.C:
-			if k.m.cfg.Store != nil {
-				k.flush(ctx)
-			}
+			bans.flush(ctx)
 			k.load(ctx)
-		case <-k.kick:
-			k.flush(ctx)
+			bans.refresh(ctx)
+		case <-bans.kick:
+			bans.flush(ctx)
 		case <-retry.C:
-			k.mu.Lock()
-			n := len(k.pending)
-			k.mu.Unlock()
-			if n > 0 {
-				k.flush(ctx)
+			if bans.unstored() > 0 {
+				bans.flush(ctx)
 			}
 		}
 	}

@@ -51,6 +51,7 @@ func (m *Master) adminHandler() http.Handler {
 	mux.Handle("GET /api/v1/rooms/{name}", key(http.HandlerFunc(m.handleGet)))
 	mux.Handle("DELETE /api/v1/rooms/{name}", key(http.HandlerFunc(m.handleClose)))
 	mux.Handle("POST /api/v1/messages", key(http.HandlerFunc(m.handleGlobal)))
+	mux.Handle("POST /api/v1/bans", key(http.HandlerFunc(m.handleBans)))
 	mux.Handle("POST /api/v1/drain", key(http.HandlerFunc(m.handleDrain(true))))
 	mux.Handle("POST /api/v1/resume", key(http.HandlerFunc(m.handleDrain(false))))
 	mux.Handle("POST /api/v1/restart", key(http.HandlerFunc(m.handleRestart)))
@@ -156,6 +157,23 @@ func (m *Master) handleGlobal(w http.ResponseWriter, r *http.Request) {
 	}
 	n := m.Global(req.Text)
 	m.audit("global.message", "*", req.Text)
+	httpx.WriteData(w, http.StatusOK, map[string]int{"rooms": n})
+}
+
+// handleBans applies ban changes the control API made in the store to
+// this host's rooms at once (ApplyBans).
+func (m *Master) handleBans(w http.ResponseWriter, r *http.Request) {
+	var req BanChanges
+	// 2 x 1000 bans of at most about 4 KiB of JSON each, escapes included.
+	if err := httpx.DecodeJSON(w, r, 8<<20, &req); err != nil {
+		httpx.WriteError(w, m.log, err)
+		return
+	}
+	n, err := m.ApplyBans(req)
+	if err != nil {
+		httpx.WriteError(w, m.log, err)
+		return
+	}
 	httpx.WriteData(w, http.StatusOK, map[string]int{"rooms": n})
 }
 

@@ -73,6 +73,13 @@ type Config struct {
 	StatsEvery      time.Duration   // room stats reports; default 2s
 	StoreTimeout    time.Duration   // per store call; default 3s
 
+	// Bans (bans.go) the host holds and pushes to its rooms: the fleet's
+	// (MAX_FLEET_BANS), each room's own (MAX_ROOM_BANS), and the rooms' bans
+	// waiting for the store while it is down (MAX_PENDING_BANS).
+	MaxFleetBans   int // default 100000
+	MaxRoomBans    int // default 10000
+	MaxPendingBans int // default 10000
+
 	ReadyTimeout   time.Duration // room start to ready; default 5s
 	CrashLimit     int           // crashes within CrashWindow before a room is failed; default 5
 	CrashWindow    time.Duration // default 60s
@@ -174,6 +181,22 @@ func (c *Config) setDefaults() error {
 	if len(c.WebhookURLs) > 0 && c.WebhookSecret == "" {
 		return errors.New("master: WEBHOOK_SECRET is required with WEBHOOK_URLS")
 	}
+	for _, v := range []struct {
+		p        *int
+		def, max int
+		name     string
+	}{
+		{&c.MaxFleetBans, 100000, 1000000, "MAX_FLEET_BANS"},
+		{&c.MaxRoomBans, 10000, 100000, "MAX_ROOM_BANS"},
+		{&c.MaxPendingBans, 10000, 1000000, "MAX_PENDING_BANS"},
+	} {
+		if *v.p == 0 {
+			*v.p = v.def
+		}
+		if *v.p < 1 || *v.p > v.max {
+			return fmt.Errorf("master: %s=%d: want 1 to %d", v.name, *v.p, v.max)
+		}
+	}
 	if c.CrashLimit == 0 {
 		c.CrashLimit = 5
 	}
@@ -192,6 +215,7 @@ type Master struct {
 	log     *slog.Logger
 	metrics *metrics
 	cache   *cacheKeeper
+	bans    *banKeeper
 	events  *eventWriter
 	hooks   *hooks
 
@@ -238,6 +262,7 @@ func New(cfg Config) (*Master, error) {
 		started:    cfg.Now(),
 	}
 	m.metrics = newMetrics(m)
+	m.bans = newBanKeeper(m)
 	m.cache = newCacheKeeper(m)
 	m.events = newEventWriter(m)
 	m.hooks = newHooks(m)

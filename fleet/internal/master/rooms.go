@@ -187,6 +187,20 @@ func (r *room) send(msg ipc.Msg) error {
 	return nil
 }
 
+// sendFrame delivers a frame encoded once for many rooms, if r is connected.
+func (r *room) sendFrame(typ string, frame []byte) error {
+	r.mu.Lock()
+	c := r.conn
+	r.mu.Unlock()
+	if c == nil {
+		return chatfleet.Errorf(chatfleet.EUNAVAILABLE, "room %q is not connected", r.name)
+	}
+	if err := c.SendFrame(frame, 5*time.Second); err != nil {
+		return fmt.Errorf("send %s to room %s: %w", typ, r.name, err)
+	}
+	return nil
+}
+
 // closeRoom asks the room to tell its clients why and exit; a room that is
 // not connected is killed.
 func (r *room) closeRoom(reason string) {
@@ -533,7 +547,8 @@ func (r *room) session(c *ipc.Conn, started bool) {
 			return
 		}
 	}
-	if err := c.Send(ipc.Msg{Type: ipc.TypeCache, Cache: r.m.cache.current()}); err != nil {
+	cache := r.m.cache.currentFrame()
+	if err := c.SendFrame(cache, 5*time.Second); err != nil {
 		r.log.Error("room cache", "err", err)
 		return
 	}
@@ -547,6 +562,12 @@ func (r *room) session(c *ipc.Conn, started bool) {
 		r.status = chatfleet.RoomOffline
 	}
 	r.mu.Unlock()
+	// A cache pushed while the room was not yet connected is sent now.
+	if now := r.m.cache.currentFrame(); !bytes.Equal(now, cache) {
+		c.SendFrame(now, 5*time.Second)
+	}
+	// Then the room's bans: its whole list, then changes (bans.go).
+	defer r.m.bans.attach(r, c)()
 	r.readyOnce.Do(func() { close(r.ready) })
 	r.log.Info("room ready", "pid", msg.PID)
 	for {
@@ -589,7 +610,7 @@ func (r *room) handle(msg ipc.Msg) {
 		switch msg.Event {
 		case "ban":
 			if msg.Ban != nil {
-				r.m.cache.addBan(*msg.Ban)
+				r.m.bans.roomBan(r, *msg.Ban)
 			}
 		case "log":
 			r.logEvents(msg.Events)
@@ -632,6 +653,7 @@ func (r *room) finish(status chatfleet.RoomStatus) {
 		os.Remove(r.path(ext))
 	}
 	r.m.hooks.forgetRoom(r.name)
+	r.m.bans.forgetRoom(r.name)
 	r.m.forget(r, status)
 }
 

@@ -129,6 +129,12 @@ type metrics struct {
 	storeErrors   prometheus.Counter
 	eventsDropped prometheus.Counter
 
+	banFrames    prometheus.Counter
+	banBytes     prometheus.Counter
+	banLists     prometheus.Counter
+	bansRefused  *prometheus.CounterVec
+	fleetEncodes prometheus.Counter
+
 	hookDeliveries prometheus.Counter
 	hookFailures   prometheus.Counter
 	hookDropped    prometheus.Counter
@@ -163,7 +169,29 @@ func newMetrics(m *Master) *metrics {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "chatserver", Name: "webhook_queued",
 		Help: "Webhook events waiting for delivery, over every room and URL."},
 		func() float64 { return float64(m.hooks.queued()) }))
+	bans := func(name, help string, f func(fleet, rooms int) int) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "chatserver", Name: name, Help: help},
+			func() float64 { return float64(f(m.bans.counts())) }))
+	}
+	bans("fleet_bans", "Fleet bans held and applied to every room (MAX_FLEET_BANS).", func(f, _ int) int { return f })
+	bans("room_bans", "Rooms' own bans held, summed over the rooms of this host (MAX_ROOM_BANS each).", func(_, r int) int { return r })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "chatserver", Name: "bans_unstored",
+		Help: "Bans issued in rooms waiting to be written to the store (MAX_PENDING_BANS)."},
+		func() float64 { return float64(m.bans.unstored()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "chatserver", Name: "blocked_words_left_out",
+		Help: "Blocked words of the store not pushed to rooms: beyond 5000 words or longer than 100 bytes."},
+		func() float64 { return float64(m.cache.cutWords()) }))
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "chatserver", Name: "bans_refused_total",
+		Help: "Bans refused, by reason: scope (a room's fleet ban or another room's), invalid, cap (MAX_*_BANS), queue (MAX_PENDING_BANS)."},
+		[]string{"reason"})
+	reg.MustRegister(refused)
 	return &metrics{
+		banFrames:    counter("ban_frames_sent_total", "Bans frames written to rooms' control connections."),
+		banBytes:     counter("ban_bytes_sent_total", "Bytes of bans frames written to rooms' control connections."),
+		banLists:     counter("ban_lists_sent_total", "Whole ban lists (Reset to Done) sent to rooms: one per room session."),
+		bansRefused:  refused,
+		fleetEncodes: counter("fleet_ban_encodes_total", "Times the fleet's whole ban list was encoded (once per version, shared by every room)."),
+
 		reg:           reg,
 		roomsCreated:  counter("rooms_created_total", "Rooms created on this host."),
 		roomCrashes:   counter("room_crashes_total", "Room processes that exited unexpectedly."),
