@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -40,6 +41,7 @@ type client struct {
 	id         uint64
 	info       protocol.User
 	anon       bool
+	addr       netip.Addr // the client's address, holding a slot of Room.limits (WebSocket)
 	lastSeq    int64 // asked for at the handshake
 	hasLastSeq bool
 
@@ -375,6 +377,9 @@ func (r *Room) connDone(c *client) {
 	r.connsMu.Lock()
 	delete(r.conns, c)
 	r.connsMu.Unlock()
+	if c.ws != nil {
+		r.limits.release(c.addr)
+	}
 	r.live.Add(-1)
 }
 

@@ -1,0 +1,165 @@
+package room
+
+import (
+	"sync"
+	"time"
+
+	"github.com/chatfleet/chatfleet"
+)
+
+// BanList holds the bans a room applies: the fleet's and the room's own, as
+// the master sends them (ipc "bans" frames), plus the bans the room's
+// moderators made that the master has not echoed yet. Lookups by user id
+// (handshakes, on connection goroutines) and updates (the hub, or the room
+// process before the room exists) are O(1) per ban; nothing copies the list.
+// It is safe for concurrent use.
+type BanList struct {
+	room string
+
+	mu     sync.RWMutex
+	byID   map[string]*chatfleet.Ban
+	byUser map[string][]*chatfleet.Ban // usually one ban per user
+	local  map[string]bool             // ids of bans made here, not yet echoed by the master
+	own    int                         // bans of this room (Room == room), local ones included
+}
+
+// NewBanList returns an empty list for room.
+func NewBanList(room string) *BanList {
+	l := &BanList{room: room}
+	l.reset(nil)
+	return l
+}
+
+func (l *BanList) reset(keep []*chatfleet.Ban) {
+	l.byID, l.byUser, l.local, l.own = map[string]*chatfleet.Ban{}, map[string][]*chatfleet.Ban{}, map[string]bool{}, 0
+	for _, b := range keep {
+		l.insert(b)
+		l.local[b.ID] = true
+	}
+}
+
+// Update applies one change from the master: reset empties the list first
+// (except the room's own bans the master has not echoed yet: it may not have
+// them yet), then remove (ban ids) and add apply. A ban in add that matches
+// a local ban (same id, or same user, room and end) replaces it. Bans of
+// other rooms are ignored. It returns the bans added.
+func (l *BanList) Update(reset bool, remove []string, add []chatfleet.Ban) []chatfleet.Ban {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if reset {
+		var keep []*chatfleet.Ban
+		for id := range l.local {
+			keep = append(keep, l.byID[id])
+		}
+		l.reset(keep)
+	}
+	for _, id := range remove {
+		l.delete(id)
+	}
+	var added []chatfleet.Ban
+	for _, b := range add {
+		if b.ID == "" || b.UserID == "" || (b.Room != "" && b.Room != l.room) {
+			continue
+		}
+		l.unlocal(b)
+		l.delete(b.ID)
+		nb := b
+		l.insert(&nb)
+		added = append(added, b)
+	}
+	return added
+}
+
+// AddLocal adds a ban the room's moderators made; it applies at once and
+// stays until the master echoes it (see Update) or removes it.
+func (l *BanList) AddLocal(b chatfleet.Ban) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.delete(b.ID)
+	nb := b
+	l.insert(&nb)
+	l.local[b.ID] = true
+}
+
+// unlocal forgets the local ban that b echoes, if any.
+func (l *BanList) unlocal(b chatfleet.Ban) {
+	if l.local[b.ID] {
+		l.delete(b.ID)
+		return
+	}
+	for _, lb := range l.byUser[b.UserID] {
+		if l.local[lb.ID] && lb.Room == b.Room && lb.Until.Equal(b.Until) {
+			l.delete(lb.ID)
+			return
+		}
+	}
+}
+
+func (l *BanList) insert(b *chatfleet.Ban) {
+	l.byID[b.ID] = b
+	l.byUser[b.UserID] = append(l.byUser[b.UserID], b)
+	if b.Room != "" {
+		l.own++
+	}
+}
+
+func (l *BanList) delete(id string) {
+	b := l.byID[id]
+	if b == nil {
+		return
+	}
+	delete(l.byID, id)
+	delete(l.local, id)
+	if b.Room != "" {
+		l.own--
+	}
+	bs := l.byUser[b.UserID]
+	for i, x := range bs {
+		if x == b {
+			bs = append(bs[:i], bs[i+1:]...)
+			break
+		}
+	}
+	if len(bs) == 0 {
+		delete(l.byUser, b.UserID)
+	} else {
+		l.byUser[b.UserID] = bs
+	}
+}
+
+// Banned returns the ban that keeps user out of the room at time now.
+func (l *BanList) Banned(user string, now time.Time) (chatfleet.Ban, bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	for _, b := range l.byUser[user] {
+		if b.Applies(user, l.room, now) {
+			return *b, true
+		}
+	}
+	return chatfleet.Ban{}, false
+}
+
+// Len returns the number of bans held, and how many of them are the room's
+// own (counted against Config.MaxRoomBans).
+func (l *BanList) Len() (all, own int) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.byID), l.own
+}
+
+// Prune drops the bans that ended before now. It walks the whole list: call
+// it rarely (the hub does once a minute).
+func (l *BanList) Prune(now time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var ended []string
+	for id, b := range l.byID {
+		if !b.Active(now) {
+			ended = append(ended, id)
+		}
+	}
+	for _, id := range ended {
+		l.delete(id)
+	}
+	return len(ended)
+}
