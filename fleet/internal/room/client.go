@@ -42,7 +42,7 @@ type client struct {
 	info       protocol.User
 	anon       bool
 	addr       netip.Addr // the client's address, holding a slot of Room.limits (WebSocket)
-	lastSeq    int64 // asked for at the handshake
+	lastSeq    int64      // asked for at the handshake
 	hasLastSeq bool
 
 	// Owned by the hub.

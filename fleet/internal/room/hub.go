@@ -53,19 +53,19 @@ type user struct {
 	lim      *rate.Limiter // every message; a producer's or moderator's is the room's ceiling
 	modLim   *rate.Limiter // moderation messages (producer and moderators)
 	lastChat time.Time     // for slow mode
-	strikes  int       // refused messages ...
-	strikeAt time.Time // ... since this time
+	strikes  int           // refused messages ...
+	strikeAt time.Time     // ... since this time
 }
 
 // hub is the room's state, owned by the goroutine running Run.
 type hub struct {
 	r *Room
 
-	clients    []*client // registered connections; client.idx is the position
-	users      map[string]*user
-	sorted     []protocol.User // users sorted for the viewers list; nil when stale
-	producer   *client
-	roles      map[string]chatfleet.Role // highest role seen per user id, for those above viewer (at most MaxRolesSeen)
+	clients  []*client // registered connections; client.idx is the position
+	users    map[string]*user
+	sorted   []protocol.User // users sorted for the viewers list; nil when stale
+	producer *client
+	roles    map[string]chatfleet.Role // highest role seen per user id, for those above viewer (at most MaxRolesSeen)
 
 	seq      int64
 	hist     history
