@@ -38,14 +38,30 @@ func (l *BanList) reset(keep []*chatfleet.Ban) {
 	}
 }
 
-// Update applies one change from the master: reset empties the list first
-// (except the room's own bans the master has not echoed yet: it may not have
-// them yet), then remove (ban ids) and add apply. A ban in add that matches
-// a local ban (same id, or same user, room and end) replaces it. Bans of
-// other rooms are ignored. It returns the bans added.
-func (l *BanList) Update(reset bool, remove []string, add []chatfleet.Ban) []chatfleet.Ban {
+// BanStep is one change from the master (an ipc "bans" frame): Reset
+// empties the list first (except the room's own bans the master has not
+// echoed yet: it may not have them yet), then Remove (ban ids) and Add apply.
+type BanStep struct {
+	Reset  bool
+	Remove []string
+	Add    []chatfleet.Ban
+}
+
+// Update applies steps in order, at once for handshakes: a list sent again
+// as several frames is never seen half applied. A ban added that matches a
+// local ban (same id, or same user, room and end) replaces it. Bans of other
+// rooms are ignored. It returns the bans added.
+func (l *BanList) Update(steps ...BanStep) []chatfleet.Ban {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	var added []chatfleet.Ban
+	for _, st := range steps {
+		added = append(added, l.update(st.Reset, st.Remove, st.Add)...)
+	}
+	return added
+}
+
+func (l *BanList) update(reset bool, remove []string, add []chatfleet.Ban) []chatfleet.Ban {
 	if reset {
 		var keep []*chatfleet.Ban
 		for id := range l.local {

@@ -39,11 +39,11 @@ func TestHandshakeRefusals(t *testing.T) {
 	valid := e.token("ann", chatfleet.RoleViewer)
 
 	// A fleet ban, one for this room, and one of another room (ignored).
-	e.room.ApplyBans(true, nil, []chatfleet.Ban{
+	e.room.ApplyBans(BanStep{Reset: true, Add: []chatfleet.Ban{
 		{ID: "b1", UserID: "troll"},
 		{ID: "b2", UserID: "pest", Room: testRoom, Until: time.Now().Add(time.Hour)},
 		{ID: "b3", UserID: "ann", Room: "other-room"},
-	})
+	}})
 	testutil.Eventually(t, waitFor, func() error {
 		if all, own := e.room.bans.Len(); all != 2 || own != 1 {
 			return io.EOF

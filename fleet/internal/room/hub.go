@@ -895,9 +895,9 @@ func (h *hub) applyCache(c *chatfleet.Cache) {
 
 // applyBans changes the ban list; connected users a new ban keeps out are
 // told and closed.
-func (h *hub) applyBans(reset bool, remove []string, add []chatfleet.Ban) {
-	added := h.r.bans.Update(reset, remove, add)
-	if reset {
+func (h *hub) applyBans(steps []BanStep) {
+	added := h.r.bans.Update(steps...)
+	if slices.ContainsFunc(steps, func(st BanStep) bool { return st.Reset }) {
 		// The whole list changed: check everyone present.
 		ids := make([]string, 0, len(h.users))
 		for id := range h.users {

@@ -257,7 +257,7 @@ func TestBan(t *testing.T) {
 	})
 	t.Run("survives a reset without it", func(t *testing.T) {
 		// The master has not stored the ban yet: its list must not lift it.
-		e.room.ApplyBans(true, nil, []chatfleet.Ban{{ID: "f1", UserID: "someone"}})
+		e.room.ApplyBans(BanStep{Reset: true, Add: []chatfleet.Ban{{ID: "f1", UserID: "someone"}}})
 		e.room.Global("sync") // the list is applied once this arrives
 		prod.await(protocol.TypeSystem, func(m protocol.ServerMsg) bool { return m.Text == "sync" })
 		if _, resp, err := e.dialURL(e.wsURL(url.Values{"token": {e.token("vic", chatfleet.RoleViewer)}}), nil); err == nil || resp.StatusCode != 403 {
@@ -270,11 +270,11 @@ func TestApplyBans(t *testing.T) {
 	e := newEnv(t, nil)
 	vic := e.dial("vic", chatfleet.RoleViewer)
 	other := e.dial("other", chatfleet.RoleViewer)
-	e.room.ApplyBans(false, nil, []chatfleet.Ban{
+	e.room.ApplyBans(BanStep{Add: []chatfleet.Ban{
 		{ID: "b1", UserID: "vic", Reason: "fleet-wide"},
 		{ID: "b2", UserID: "other", Room: "another-room"},
 		{ID: "b3", UserID: "other", Until: time.Now().Add(-time.Minute)}, // over
-	})
+	}})
 	if m := vic.await(protocol.TypeSystem, func(m protocol.ServerMsg) bool { return m.Kind == protocol.KindBanned }); m.Text != "you are banned: fleet-wide" {
 		t.Fatalf("system %+v", m)
 	}
@@ -291,7 +291,7 @@ func TestApplyBans(t *testing.T) {
 		return nil
 	})
 	// A removal lets the user in at once.
-	e.room.ApplyBans(false, []string{"b1"}, nil)
+	e.room.ApplyBans(BanStep{Remove: []string{"b1"}})
 	testutil.Eventually(t, waitFor, func() error {
 		c, _, err := e.dialURL(e.wsURL(url.Values{"token": {e.token("vic", chatfleet.RoleViewer)}}), nil)
 		if err != nil {

@@ -374,9 +374,9 @@ func (r *Room) ApplyCache(c *chatfleet.Cache) {
 // BanList.Update): connected users a new ban keeps out are closed with 4004
 // at once, and their handshakes are refused with 403; a removed ban lets its
 // user in at once.
-func (r *Room) ApplyBans(reset bool, remove []string, add []chatfleet.Ban) {
-	add = slices.Clone(add)
-	r.do(func() { r.h.applyBans(reset, remove, add) })
+func (r *Room) ApplyBans(steps ...BanStep) {
+	steps = slices.Clone(steps)
+	r.do(func() { r.h.applyBans(steps) })
 }
 
 // Global sends every client a sequenced system message of kind "global".
