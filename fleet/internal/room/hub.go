@@ -65,7 +65,7 @@ type hub struct {
 	users    map[string]*user
 	sorted   []protocol.User // users sorted for the viewers list; nil when stale
 	producer *client
-	roles    map[string]chatfleet.Role // highest role seen per user id, for those above viewer (at most MaxRolesSeen)
+	staff    map[string]*staff // user ids seen with a role above viewer (at most MaxRolesSeen)
 
 	seq      int64
 	hist     history
@@ -112,7 +112,7 @@ func newHub(r *Room) *hub {
 		r:        r,
 		users:    map[string]*user{},
 		mutes:    map[string]time.Time{},
-		roles:    map[string]chatfleet.Role{},
+		staff:    map[string]*staff{},
 		slowMode: r.cfg.Settings.SlowModeSeconds,
 		roomLim:  rate.NewLimiter(rate.Limit(r.cfg.RoomMsgRate), r.cfg.RoomMsgBurst),
 	}
@@ -259,7 +259,6 @@ func (h *hub) add(c *client) {
 		h.setLimits(u)
 		h.sorted = nil
 	}
-	h.seenRole(c.info.UserID, c.info.Role)
 	c.user = u
 	u.conns++
 	c.idx = len(h.clients)
@@ -281,6 +280,14 @@ func (h *hub) add(c *client) {
 	h.publishCounts()
 }
 
+// staff is what the room remembers of a user id seen with a role above
+// viewer, present or not: the highest role, by which moderation ranks it, and
+// its rate limiters, so that reconnecting does not refill them.
+type staff struct {
+	role        chatfleet.Role
+	lim, modLim *rate.Limiter
+}
+
 // setLimits gives u the rate limits of its role: a viewer's own rate; a
 // producer or moderator the room's chat ceiling for every message (the room's
 // limiter still applies to chat) and ModRate for moderation.
@@ -290,22 +297,48 @@ func (h *hub) setLimits(u *user) {
 		u.lim = rate.NewLimiter(rate.Limit(cfg.MsgRate), cfg.MsgBurst)
 		return
 	}
+	if st := h.seenRole(u.info.UserID, u.info.Role); st != nil {
+		u.lim, u.modLim = st.lim, st.modLim
+		return
+	}
 	u.lim = rate.NewLimiter(rate.Limit(cfg.RoomMsgRate), cfg.RoomMsgBurst)
 	u.modLim = rate.NewLimiter(rate.Limit(cfg.ModRate), cfg.ModBurst)
 }
 
-// seenRole remembers the highest role user id has held in the room, for
-// those above viewer: moderation ranks a user by it, present or absent. At
-// MaxRolesSeen ids, new ones are not remembered (logged).
-func (h *hub) seenRole(id string, role chatfleet.Role) {
-	if rank(role) == 0 || rank(h.roles[id]) >= rank(role) {
-		return
+// seenRole remembers that user id held role, if above viewer, and returns
+// what the room keeps of it. At MaxRolesSeen ids, new ones are not
+// remembered (nil, logged).
+func (h *hub) seenRole(id string, role chatfleet.Role) *staff {
+	st := h.staff[id]
+	if rank(role) == 0 {
+		return st
 	}
-	if _, ok := h.roles[id]; !ok && len(h.roles) >= h.r.cfg.MaxRolesSeen {
-		h.r.warn("too many producers and moderators to remember", "max", h.r.cfg.MaxRolesSeen)
-		return
+	if st == nil {
+		if len(h.staff) >= h.r.cfg.MaxRolesSeen {
+			h.r.warn("too many producers and moderators to remember", "max", h.r.cfg.MaxRolesSeen)
+			return nil
+		}
+		cfg := &h.r.cfg
+		st = &staff{role: role, lim: rate.NewLimiter(rate.Limit(cfg.RoomMsgRate), cfg.RoomMsgBurst),
+			modLim: rate.NewLimiter(rate.Limit(cfg.ModRate), cfg.ModBurst)}
+		h.staff[id] = st
 	}
-	h.roles[id] = role
+	if rank(role) > rank(st.role) {
+		st.role = role
+	}
+	return st
+}
+
+// highestRole is the highest role user id has held in the room.
+func (h *hub) highestRole(id string) chatfleet.Role {
+	role := chatfleet.RoleViewer
+	if st := h.staff[id]; st != nil {
+		role = st.role
+	}
+	if u := h.users[id]; u != nil && rank(u.info.Role) > rank(role) {
+		role = u.info.Role
+	}
+	return role
 }
 
 // remove unregisters c (if it still is) and tells the room when its user's
@@ -770,15 +803,9 @@ func (h *hub) moderate(req *request, now time.Time) {
 		return
 	}
 	target := h.users[m.UserID]
-	role, name := h.roles[m.UserID], ""
+	role, name := h.highestRole(m.UserID), ""
 	if target != nil {
 		name = target.info.Name
-		if rank(target.info.Role) > rank(role) {
-			role = target.info.Role
-		}
-	}
-	if role == "" {
-		role = chatfleet.RoleViewer
 	}
 	if rank(role) >= rank(by.Role) {
 		h.fail(req, protocol.CodeForbidden, fmt.Sprintf("%s: a %s cannot act on a %s", m.Type, by.Role, role))

@@ -93,6 +93,12 @@ func TestTrustModerationRateLimited(t *testing.T) {
 		t.Fatalf("mute over the rate: %q", code)
 	}
 	mod.chat("chat is not moderation") // its own limit
+	// Reconnecting does not refill the moderation limiter.
+	mod.ws.Close()
+	mod = e.dial("mod", chatfleet.RoleModerator)
+	if code := mod.errorCode(protocol.ClientMsg{Type: protocol.TypeKick, UserID: "u1"}); code != protocol.CodeRateLimited {
+		t.Fatalf("moderation after reconnecting: %q", code)
+	}
 }
 
 // Finding 8: the mutes a room holds are capped, and ended mutes make room.
