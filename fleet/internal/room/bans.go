@@ -17,10 +17,16 @@ type BanList struct {
 	room string
 
 	mu     sync.RWMutex
-	byID   map[string]*chatfleet.Ban
-	byUser map[string][]*chatfleet.Ban // usually one ban per user
-	local  map[string]bool             // ids of bans made here, not yet echoed by the master
-	own    int                         // bans of this room (Room == room), local ones included
+	byID   map[string]*banEntry
+	byUser map[string]*banEntry // the user's bans, linked through next (usually one)
+	local  map[string]bool      // ids of bans made here, not yet echoed by the master
+	own    int                  // bans of this room (Room == room), local ones included
+}
+
+// banEntry is one ban held: one allocation, in both indexes.
+type banEntry struct {
+	chatfleet.Ban
+	next *banEntry // the same user's next ban
 }
 
 // NewBanList returns an empty list for room.
@@ -30,8 +36,8 @@ func NewBanList(room string) *BanList {
 	return l
 }
 
-func (l *BanList) reset(keep []*chatfleet.Ban) {
-	l.byID, l.byUser, l.local, l.own = map[string]*chatfleet.Ban{}, map[string][]*chatfleet.Ban{}, map[string]bool{}, 0
+func (l *BanList) reset(keep []chatfleet.Ban) {
+	l.byID, l.byUser, l.local, l.own = map[string]*banEntry{}, map[string]*banEntry{}, map[string]bool{}, 0
 	for _, b := range keep {
 		l.insert(b)
 		l.local[b.ID] = true
@@ -63,9 +69,9 @@ func (l *BanList) Update(steps ...BanStep) []chatfleet.Ban {
 
 func (l *BanList) update(reset bool, remove []string, add []chatfleet.Ban) []chatfleet.Ban {
 	if reset {
-		var keep []*chatfleet.Ban
+		var keep []chatfleet.Ban
 		for id := range l.local {
-			keep = append(keep, l.byID[id])
+			keep = append(keep, l.byID[id].Ban)
 		}
 		l.reset(keep)
 	}
@@ -79,8 +85,7 @@ func (l *BanList) update(reset bool, remove []string, add []chatfleet.Ban) []cha
 		}
 		l.unlocal(b)
 		l.delete(b.ID)
-		nb := b
-		l.insert(&nb)
+		l.insert(b)
 		added = append(added, b)
 	}
 	return added
@@ -92,8 +97,7 @@ func (l *BanList) AddLocal(b chatfleet.Ban) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.delete(b.ID)
-	nb := b
-	l.insert(&nb)
+	l.insert(b)
 	l.local[b.ID] = true
 }
 
@@ -103,43 +107,47 @@ func (l *BanList) unlocal(b chatfleet.Ban) {
 		l.delete(b.ID)
 		return
 	}
-	for _, lb := range l.byUser[b.UserID] {
-		if l.local[lb.ID] && lb.Room == b.Room && lb.Until.Equal(b.Until) {
-			l.delete(lb.ID)
+	for e := l.byUser[b.UserID]; e != nil; e = e.next {
+		if l.local[e.ID] && e.Room == b.Room && e.Until.Equal(b.Until) {
+			l.delete(e.ID)
 			return
 		}
 	}
 }
 
-func (l *BanList) insert(b *chatfleet.Ban) {
-	l.byID[b.ID] = b
-	l.byUser[b.UserID] = append(l.byUser[b.UserID], b)
+func (l *BanList) insert(b chatfleet.Ban) {
+	e := &banEntry{Ban: b, next: l.byUser[b.UserID]}
+	l.byID[b.ID] = e
+	l.byUser[b.UserID] = e
 	if b.Room != "" {
 		l.own++
 	}
 }
 
 func (l *BanList) delete(id string) {
-	b := l.byID[id]
-	if b == nil {
+	e := l.byID[id]
+	if e == nil {
 		return
 	}
 	delete(l.byID, id)
 	delete(l.local, id)
-	if b.Room != "" {
+	if e.Room != "" {
 		l.own--
 	}
-	bs := l.byUser[b.UserID]
-	for i, x := range bs {
-		if x == b {
-			bs = append(bs[:i], bs[i+1:]...)
-			break
+	head := l.byUser[e.UserID]
+	if head == e {
+		if e.next == nil {
+			delete(l.byUser, e.UserID)
+		} else {
+			l.byUser[e.UserID] = e.next
 		}
+		return
 	}
-	if len(bs) == 0 {
-		delete(l.byUser, b.UserID)
-	} else {
-		l.byUser[b.UserID] = bs
+	for p := head; p != nil; p = p.next {
+		if p.next == e {
+			p.next = e.next
+			return
+		}
 	}
 }
 
@@ -147,9 +155,9 @@ func (l *BanList) delete(id string) {
 func (l *BanList) Banned(user string, now time.Time) (chatfleet.Ban, bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	for _, b := range l.byUser[user] {
-		if b.Applies(user, l.room, now) {
-			return *b, true
+	for e := l.byUser[user]; e != nil; e = e.next {
+		if e.Applies(user, l.room, now) {
+			return e.Ban, true
 		}
 	}
 	return chatfleet.Ban{}, false
@@ -169,8 +177,8 @@ func (l *BanList) Prune(now time.Time) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var ended []string
-	for id, b := range l.byID {
-		if !b.Active(now) {
+	for id, e := range l.byID {
+		if !e.Active(now) {
 			ended = append(ended, id)
 		}
 	}

@@ -172,6 +172,18 @@ func TestBanListUpdates(t *testing.T) {
 	if n := l.Prune(now.Add(2 * time.Minute)); n != 1 {
 		t.Fatalf("pruned %d", n)
 	}
+	// Several bans of one user: each removal takes one.
+	l.Update(BanStep{Add: []chatfleet.Ban{{ID: "d1", UserID: "dup"}, {ID: "d2", UserID: "dup", Room: testRoom}, {ID: "d3", UserID: "dup"}}})
+	for _, id := range []string{"d2", "d1"} {
+		l.Update(BanStep{Remove: []string{id}})
+		if _, ok := l.Banned("dup", now); !ok {
+			t.Fatalf("after removing %s of 3: not banned", id)
+		}
+	}
+	l.Update(BanStep{Remove: []string{"d3"}})
+	if _, ok := l.Banned("dup", now); ok {
+		t.Fatal("all removed: still banned")
+	}
 }
 
 // 100,000 bans: lookups stay fast and updates do not copy the list.
