@@ -798,7 +798,7 @@ func (h *hub) moderate(req *request, now time.Time) {
 		h.fail(req, protocol.CodeInvalid, m.Type+": not on yourself")
 		return
 	}
-	if m.UserID == h.r.cfg.Owner {
+	if h.r.cfg.Owner != "" && m.UserID == h.r.cfg.Owner {
 		h.fail(req, protocol.CodeForbidden, m.Type+": the room's owner cannot be moderated")
 		return
 	}
