@@ -36,7 +36,7 @@ type ClientMsg struct {
 	Seconds int    // mute (optional, 0: until unmuted), slowmode (0: off)
 	Reason  string // kick, ban, close (optional)
 	Minutes int    // ban (optional, 0: forever)
-	Fleet   bool   // ban (optional): every room of the fleet, not just this one
+	Fleet   bool   // ban: refused (forbidden) when true; fleet bans are the operator's, made through the admin API
 }
 
 type kind uint8

@@ -81,14 +81,15 @@ const (
 	CodeInvalidField = "invalid_field" // a field has the wrong JSON type or is out of range, or is unknown
 	CodeUnsupported  = "unsupported"   // binary frame, or a message the transport cannot carry
 
-	CodeInvalid     = chatfleet.EINVALID   // well-formed but not acceptable: empty text, bad URL, self-target
-	CodeTooLarge    = chatfleet.ETOOLARGE  // chat text longer than the room's MaxMessageLen characters
-	CodeForbidden   = chatfleet.EFORBIDDEN // the sender's role may not do this
-	CodeNotFound    = chatfleet.ENOTFOUND  // no such message or user
-	CodeRateLimited = chatfleet.ERATELIMIT // the sender's or the room's rate is exceeded
-	CodeInternal    = chatfleet.EINTERNAL
-	CodeMuted       = "muted"     // the sender is muted
-	CodeSlowMode    = "slow_mode" // slow mode: wait before the next message
+	CodeInvalid      = chatfleet.EINVALID   // well-formed but not acceptable: empty text, bad URL, self-target
+	CodeTooLarge     = chatfleet.ETOOLARGE  // chat text longer than the room's MaxMessageLen characters
+	CodeForbidden    = chatfleet.EFORBIDDEN // the sender's role may not do this
+	CodeNotFound     = chatfleet.ENOTFOUND  // no such message or user
+	CodeRateLimited  = chatfleet.ERATELIMIT // the sender's or the room's rate is exceeded
+	CodeInternal     = chatfleet.EINTERNAL
+	CodeMuted        = "muted"         // the sender is muted
+	CodeSlowMode     = "slow_mode"     // slow mode: wait before the next message
+	CodeLimitReached = "limit_reached" // the room holds as many bans or mutes as it may: lift some first
 )
 
 // WebSocket close codes a room uses. 1xxx are the standard ones (RFC 6455);

@@ -126,6 +126,9 @@ func startServer(bin, dir string, roomPorts int, extraEnv ...string) (*server, e
 		"ROOM_PORT_MIN=" + strconv.Itoa(roomMin), "ROOM_PORT_MAX=" + strconv.Itoa(roomMin+roomPorts-1),
 		"ROOM_BIND=127.0.0.1", "PUBLIC_HOST=127.0.0.1", "HOST_ID=chatbench",
 		"STATE_DIR=" + state, "LOG_LEVEL=error", "DRAIN_WINDOW=500ms", "STOP_DEADLINE=5s",
+		// Every viewer comes from loopback: no per-address cap (MAX_ROOM_CONNS,
+		// 20,000 by default, stays above the 10,000 viewers of one room).
+		"MAX_CONNS_PER_IP=0",
 	}, extraEnv...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -185,6 +185,9 @@ func run(log *slog.Logger) error {
 	if _, err := entitle.ConfigFromEnv(os.Getenv); err != nil {
 		return err
 	}
+	if err := roomproc.CheckEnv(os.Getenv); err != nil {
+		return err
+	}
 	if os.Getenv("TOKEN_SECRET") == "" {
 		// Rooms need a secret to check join tokens; without one shared with
 		// the control API no issued token verifies, but the host still runs.

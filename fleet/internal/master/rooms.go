@@ -62,12 +62,18 @@ func (o RoomOptions) validate(cfg *Config) error {
 
 // assignment returns o as a spare room process is given it.
 func (o RoomOptions) assignment() *ipc.Assignment {
-	return &ipc.Assignment{AllowAnonymous: o.AllowAnonymous, HistorySize: o.HistorySize, Paid: o.Paid}
+	return &ipc.Assignment{Instance: o.Instance, Owner: o.OwnerID, AllowAnonymous: o.AllowAnonymous, HistorySize: o.HistorySize, Paid: o.Paid}
 }
 
 // args returns the room process flags for o.
 func (o RoomOptions) args() []string {
 	var a []string
+	if o.Instance != "" {
+		a = append(a, "-instance", o.Instance)
+	}
+	if o.OwnerID != "" {
+		a = append(a, "-owner", o.OwnerID)
+	}
 	if o.AllowAnonymous {
 		a = append(a, "-allow-anonymous")
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -40,7 +41,8 @@ type client struct {
 	id         uint64
 	info       protocol.User
 	anon       bool
-	lastSeq    int64 // asked for at the handshake
+	addr       netip.Addr // the client's address, holding a slot of Room.limits (WebSocket)
+	lastSeq    int64      // asked for at the handshake
 	hasLastSeq bool
 
 	// Owned by the hub.
@@ -375,6 +377,9 @@ func (r *Room) connDone(c *client) {
 	r.connsMu.Lock()
 	delete(r.conns, c)
 	r.connsMu.Unlock()
+	if c.ws != nil {
+		r.limits.release(c.addr)
+	}
 	r.live.Add(-1)
 }
 

@@ -38,14 +38,14 @@ func TestHandshakeRefusals(t *testing.T) {
 	otherRoom, _ := e.tokens.Issue("other-room", "", "ann", "Ann", chatfleet.RoleViewer, time.Hour)
 	valid := e.token("ann", chatfleet.RoleViewer)
 
-	// A cache ban, fleet-wide, and one for this room.
-	e.room.ApplyCache(&chatfleet.Cache{Bans: []chatfleet.Ban{
+	// A fleet ban, one for this room, and one of another room (ignored).
+	e.room.ApplyBans(BanStep{Reset: true, Add: []chatfleet.Ban{
 		{ID: "b1", UserID: "troll"},
 		{ID: "b2", UserID: "pest", Room: testRoom, Until: time.Now().Add(time.Hour)},
 		{ID: "b3", UserID: "ann", Room: "other-room"},
 	}})
 	testutil.Eventually(t, waitFor, func() error {
-		if len(e.room.policy.Load().bans) != 3 {
+		if all, own := e.room.bans.Len(); all != 2 || own != 1 {
 			return io.EOF
 		}
 		return nil

@@ -100,11 +100,11 @@ func (r *Room) admit(req *http.Request, guest bool) (protocol.User, bool, error)
 	if u.Name == "" {
 		u.Name = u.UserID
 	}
-	now := r.now()
-	for _, b := range p.bans {
-		if b.Applies(u.UserID, r.name, now) {
-			return protocol.User{}, false, chatfleet.Errorf(chatfleet.EFORBIDDEN, "banned")
-		}
+	if r.cfg.Owner != "" && u.UserID == r.cfg.Owner && u.Role != chatfleet.RoleProducer {
+		return protocol.User{}, false, chatfleet.Errorf(chatfleet.EFORBIDDEN, "this user id is the room owner's: only a producer token may carry it")
+	}
+	if _, banned := r.bans.Banned(u.UserID, r.now()); banned {
+		return protocol.User{}, false, chatfleet.Errorf(chatfleet.EFORBIDDEN, "banned")
 	}
 	return u, false, nil
 }
@@ -153,12 +153,18 @@ func (r *Room) serveWS(w http.ResponseWriter, req *http.Request) {
 		httpx.WriteError(w, nil, chatfleet.Errorf(chatfleet.EINVALID, "expected a WebSocket upgrade"))
 		return
 	}
+	addr := r.limits.clientAddr(req)
+	if err := r.limits.acquire(addr); err != nil {
+		httpx.WriteError(w, nil, err)
+		return
+	}
 	ws, err := r.upgrader.Upgrade(w, req, nil)
 	if err != nil {
+		r.limits.release(addr)
 		return // the upgrader answered
 	}
 	c := r.newClient(info, anon, seq, has)
-	c.ws = ws
+	c.ws, c.addr = ws, addr
 	r.connStart(c)
 	go r.readLoop(c)
 }
@@ -182,6 +188,12 @@ func (r *Room) serveEvents(w http.ResponseWriter, req *http.Request) {
 		httpx.WriteError(w, nil, err)
 		return
 	}
+	addr := r.limits.clientAddr(req)
+	if err := r.limits.acquire(addr); err != nil {
+		httpx.WriteError(w, nil, err)
+		return
+	}
+	defer r.limits.release(addr)
 	rc := http.NewResponseController(w)
 	// The stream outlives the server's read timeout, which would cancel it.
 	rc.SetReadDeadline(time.Time{})
@@ -237,6 +249,7 @@ func (r *Room) serveSend(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	limit := r.readLimit()
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(r.cfg.BodyTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, limit))
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
@@ -286,6 +299,8 @@ func writeErr(w http.ResponseWriter, err error) {
 		status = http.StatusForbidden
 	case protocol.CodeSlowMode:
 		status = http.StatusTooManyRequests
+	case protocol.CodeLimitReached:
+		status = http.StatusConflict
 	}
 	httpx.WriteJSON(w, status, httpx.Envelope{Error: &chatfleet.Error{Code: code, Message: chatfleet.ErrorMessage(err)}})
 }

@@ -50,31 +50,32 @@ type request struct {
 type user struct {
 	info     protocol.User
 	conns    int
-	lim      *rate.Limiter
-	lastChat time.Time // for slow mode
-	strikes  int       // refused messages ...
-	strikeAt time.Time // ... since this time
+	lim      *rate.Limiter // every message; a producer's or moderator's is the room's ceiling
+	modLim   *rate.Limiter // moderation messages (producer and moderators)
+	lastChat time.Time     // for slow mode
+	strikes  int           // refused messages ...
+	strikeAt time.Time     // ... since this time
 }
 
 // hub is the room's state, owned by the goroutine running Run.
 type hub struct {
 	r *Room
 
-	clients    []*client // registered connections; client.idx is the position
-	users      map[string]*user
-	sorted     []protocol.User // users sorted for the viewers list; nil when stale
-	producer   *client
-	producerID string // the last producer's user id
+	clients  []*client // registered connections; client.idx is the position
+	users    map[string]*user
+	sorted   []protocol.User // users sorted for the viewers list; nil when stale
+	producer *client
+	staff    map[string]*staff // user ids seen with a role above viewer (at most MaxRolesSeen)
 
 	seq      int64
 	hist     history
 	stream   protocol.StreamState
 	slowMode int
-	mutes    map[string]time.Time // user id -> end of the mute; zero: until unmuted
+	mutes    map[string]time.Time // user id -> end of the mute; zero: until unmuted or the room ends; at most MaxMutes
 
-	cache     *chatfleet.Cache
-	localBans []chatfleet.Ban // bans this room made that the cache may not hold yet
-	blocked   map[string]bool // lower-cased blocked words
+	cache   *chatfleet.Cache // its Bans are not used: see Room.bans
+	blocked map[string]bool  // lower-cased blocked words
+	pruneAt time.Time        // when expired bans were last dropped
 
 	maxLen      int // characters in a chat message
 	idleTimeout int // seconds without a producer; <0: never
@@ -111,6 +112,7 @@ func newHub(r *Room) *hub {
 		r:        r,
 		users:    map[string]*user{},
 		mutes:    map[string]time.Time{},
+		staff:    map[string]*staff{},
 		slowMode: r.cfg.Settings.SlowModeSeconds,
 		roomLim:  rate.NewLimiter(rate.Limit(r.cfg.RoomMsgRate), r.cfg.RoomMsgBurst),
 	}
@@ -248,11 +250,13 @@ func (h *hub) add(c *client) {
 	}
 	joined := u == nil
 	if joined {
-		u = &user{info: c.info, lim: rate.NewLimiter(rate.Limit(r.cfg.MsgRate), r.cfg.MsgBurst)}
+		u = &user{info: c.info}
+		h.setLimits(u)
 		h.users[c.info.UserID] = u
 		h.sorted = nil
 	} else if rank(c.info.Role) > rank(u.info.Role) {
 		u.info.Role = c.info.Role
+		h.setLimits(u)
 		h.sorted = nil
 	}
 	c.user = u
@@ -262,7 +266,7 @@ func (h *hub) add(c *client) {
 
 	if c.info.Role == chatfleet.RoleProducer {
 		old := h.producer
-		h.producer, h.producerID = c, c.info.UserID
+		h.producer = c
 		h.stopIdle()
 		if old != nil {
 			h.drop(old, protocol.CloseReplaced, "replaced by a new producer connection", false)
@@ -274,6 +278,67 @@ func (h *hub) add(c *client) {
 		h.presenceChange(protocol.TypeJoin, u)
 	}
 	h.publishCounts()
+}
+
+// staff is what the room remembers of a user id seen with a role above
+// viewer, present or not: the highest role, by which moderation ranks it, and
+// its rate limiters, so that reconnecting does not refill them.
+type staff struct {
+	role        chatfleet.Role
+	lim, modLim *rate.Limiter
+}
+
+// setLimits gives u the rate limits of its role: a viewer's own rate; a
+// producer or moderator the room's chat ceiling for every message (the room's
+// limiter still applies to chat) and ModRate for moderation.
+func (h *hub) setLimits(u *user) {
+	cfg := &h.r.cfg
+	if !u.info.Role.CanModerate() {
+		u.lim = rate.NewLimiter(rate.Limit(cfg.MsgRate), cfg.MsgBurst)
+		return
+	}
+	if st := h.seenRole(u.info.UserID, u.info.Role); st != nil {
+		u.lim, u.modLim = st.lim, st.modLim
+		return
+	}
+	u.lim = rate.NewLimiter(rate.Limit(cfg.RoomMsgRate), cfg.RoomMsgBurst)
+	u.modLim = rate.NewLimiter(rate.Limit(cfg.ModRate), cfg.ModBurst)
+}
+
+// seenRole remembers that user id held role, if above viewer, and returns
+// what the room keeps of it. At MaxRolesSeen ids, new ones are not
+// remembered (nil, logged).
+func (h *hub) seenRole(id string, role chatfleet.Role) *staff {
+	st := h.staff[id]
+	if rank(role) == 0 {
+		return st
+	}
+	if st == nil {
+		if len(h.staff) >= h.r.cfg.MaxRolesSeen {
+			h.r.warn("too many producers and moderators to remember", "max", h.r.cfg.MaxRolesSeen)
+			return nil
+		}
+		cfg := &h.r.cfg
+		st = &staff{role: role, lim: rate.NewLimiter(rate.Limit(cfg.RoomMsgRate), cfg.RoomMsgBurst),
+			modLim: rate.NewLimiter(rate.Limit(cfg.ModRate), cfg.ModBurst)}
+		h.staff[id] = st
+	}
+	if rank(role) > rank(st.role) {
+		st.role = role
+	}
+	return st
+}
+
+// highestRole is the highest role user id has held in the room.
+func (h *hub) highestRole(id string) chatfleet.Role {
+	role := chatfleet.RoleViewer
+	if st := h.staff[id]; st != nil {
+		role = st.role
+	}
+	if u := h.users[id]; u != nil && rank(u.info.Role) > rank(role) {
+		role = u.info.Role
+	}
+	return role
 }
 
 // remove unregisters c (if it still is) and tells the room when its user's
@@ -357,10 +422,10 @@ func (h *hub) tick() {
 	h.reportPresence()
 	h.flushLog()
 	now := h.now()
-	for id, until := range h.mutes {
-		if !until.IsZero() && !now.Before(until) {
-			delete(h.mutes, id)
-		}
+	h.pruneMutes(now)
+	if now.Sub(h.pruneAt) >= time.Minute {
+		h.pruneAt = now
+		h.r.bans.Prune(now)
 	}
 }
 
@@ -518,7 +583,7 @@ func (h *hub) fail(req *request, code, msg string) {
 func (h *hub) message(req *request, anon bool) {
 	now := h.now()
 	u := req.u
-	if !req.who.Role.CanModerate() && !u.lim.AllowN(now, 1) {
+	if !u.lim.AllowN(now, 1) {
 		h.limited(req, now)
 		return
 	}
@@ -561,6 +626,10 @@ func (h *hub) message(req *request, anon bool) {
 	default:
 		if !req.who.Role.CanModerate() {
 			h.fail(req, protocol.CodeForbidden, m.Type+": only the producer and moderators may moderate")
+			return
+		}
+		if u.modLim == nil || !u.modLim.AllowN(now, 1) {
+			h.limited(req, now)
 			return
 		}
 		h.moderate(req, now)
@@ -719,17 +788,24 @@ func (h *hub) moderate(req *request, now time.Time) {
 		return
 	}
 
-	// The rest act on a user, who must rank below the moderator.
+	if m.Type == protocol.TypeBan && m.Fleet {
+		h.fail(req, protocol.CodeForbidden, "ban: fleet bans are made by the operator through the admin API; leave out fleet for a ban from this room")
+		return
+	}
+	// The rest act on a user, who must rank below the moderator by the
+	// highest role seen in the room, present or not; never on the owner.
 	if m.UserID == by.UserID {
 		h.fail(req, protocol.CodeInvalid, m.Type+": not on yourself")
 		return
 	}
+	if h.r.cfg.Owner != "" && m.UserID == h.r.cfg.Owner {
+		h.fail(req, protocol.CodeForbidden, m.Type+": the room's owner cannot be moderated")
+		return
+	}
 	target := h.users[m.UserID]
-	role, name := chatfleet.RoleViewer, ""
+	role, name := h.highestRole(m.UserID), ""
 	if target != nil {
-		role, name = target.info.Role, target.info.Name
-	} else if m.UserID == h.producerID {
-		role = chatfleet.RoleProducer
+		name = target.info.Name
 	}
 	if rank(role) >= rank(by.Role) {
 		h.fail(req, protocol.CodeForbidden, fmt.Sprintf("%s: a %s cannot act on a %s", m.Type, by.Role, role))
@@ -742,6 +818,13 @@ func (h *hub) moderate(req *request, now time.Time) {
 		if m.Seconds > 0 {
 			until = now.Add(time.Duration(m.Seconds) * time.Second)
 			untilMS = until.UnixMilli()
+		}
+		if _, ok := h.mutes[m.UserID]; !ok && len(h.mutes) >= h.r.cfg.MaxMutes {
+			h.pruneMutes(now)
+			if len(h.mutes) >= h.r.cfg.MaxMutes {
+				h.fail(req, protocol.CodeLimitReached, fmt.Sprintf("mute: the room holds %d mutes, its most; unmute someone first", len(h.mutes)))
+				return
+			}
 		}
 		h.mutes[m.UserID] = until
 		req.seq = h.broadcast(&protocol.ServerMsg{Type: protocol.TypeMuted, UserID: m.UserID, Name: name, Seconds: m.Seconds, Until: untilMS, By: &by})
@@ -764,15 +847,15 @@ func (h *hub) moderate(req *request, now time.Time) {
 		req.seq = h.broadcast(&protocol.ServerMsg{Type: protocol.TypeKicked, UserID: m.UserID, Name: name, Reason: m.Reason, By: &by})
 		h.disconnect(m.UserID, protocol.KindKicked, reason, protocol.CloseKicked)
 	case protocol.TypeBan:
-		b := chatfleet.Ban{ID: newID(), UserID: m.UserID, Room: h.r.name, By: by.UserID, Reason: m.Reason, CreatedAt: now}
-		if m.Fleet {
-			b.Room = ""
+		if _, own := h.r.bans.Len(); own >= h.r.cfg.MaxRoomBans {
+			h.fail(req, protocol.CodeLimitReached, fmt.Sprintf("ban: the room holds %d bans, its most; the operator can lift some", own))
+			return
 		}
+		b := chatfleet.Ban{ID: newID(), UserID: m.UserID, Room: h.r.name, By: by.UserID, Reason: m.Reason, CreatedAt: now}
 		if m.Minutes > 0 {
 			b.Until = now.Add(time.Duration(m.Minutes) * time.Minute)
 		}
-		h.localBans = append(h.localBans, b)
-		h.publishPolicy()
+		h.r.bans.AddLocal(b)
 		req.seq = h.ban(b, name, &by)
 		h.r.emit(Event{Type: EventBan, Ban: &b})
 	}
@@ -822,31 +905,10 @@ func newID() string { return strings.ToLower(rand.Text()[:20]) }
 
 // banned reports whether a ban keeps user id out of this room now.
 func (h *hub) banned(id string) (chatfleet.Ban, bool) {
-	now := h.now()
-	if h.cache != nil {
-		if b, ok := h.cache.Banned(id, h.r.name, now); ok {
-			return b, true
-		}
-	}
-	for _, b := range h.localBans {
-		if b.Applies(id, h.r.name, now) {
-			return b, true
-		}
-	}
-	return chatfleet.Ban{}, false
+	return h.r.bans.Banned(id, h.now())
 }
 
-func (h *hub) publishPolicy() {
-	p := &policy{anonymous: h.r.cfg.Settings.AllowAnonymous}
-	if h.cache != nil {
-		p.bans = append(p.bans, h.cache.Bans...)
-	}
-	p.bans = append(p.bans, h.localBans...)
-	h.r.policy.Store(p)
-}
-
-// applyCache takes a new cache: bans (connected banned users are closed),
-// blocked words, setting defaults.
+// applyCache takes a new cache: blocked words, setting defaults.
 func (h *hub) applyCache(c *chatfleet.Cache) {
 	h.cache = c
 	h.blocked = map[string]bool{}
@@ -855,22 +917,41 @@ func (h *hub) applyCache(c *chatfleet.Cache) {
 			h.blocked[w] = true
 		}
 	}
-	// The master now holds the bans this room made once they show up here.
-	h.localBans = slices.DeleteFunc(h.localBans, func(lb chatfleet.Ban) bool {
-		return slices.ContainsFunc(c.Bans, func(b chatfleet.Ban) bool {
-			return b.ID == lb.ID || (b.UserID == lb.UserID && b.Room == lb.Room && b.Until.Equal(lb.Until))
-		})
-	})
-	h.publishPolicy()
 	h.applySettings()
-	var ids []string
-	for id := range h.users {
-		ids = append(ids, id)
+}
+
+// applyBans changes the ban list; connected users a new ban keeps out are
+// told and closed.
+func (h *hub) applyBans(steps []BanStep) {
+	added := h.r.bans.Update(steps...)
+	if slices.ContainsFunc(steps, func(st BanStep) bool { return st.Reset }) {
+		// The whole list changed: check everyone present.
+		ids := make([]string, 0, len(h.users))
+		for id := range h.users {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			if b, ok := h.banned(id); ok {
+				h.ban(b, h.users[id].info.Name, nil)
+			}
+		}
+		return
 	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		if b, ok := h.banned(id); ok {
-			h.ban(b, h.users[id].info.Name, nil)
+	for _, b := range added {
+		if u := h.users[b.UserID]; u != nil {
+			if b, ok := h.banned(b.UserID); ok {
+				h.ban(b, u.info.Name, nil)
+			}
+		}
+	}
+}
+
+// pruneMutes drops the mutes that ended.
+func (h *hub) pruneMutes(now time.Time) {
+	for id, until := range h.mutes {
+		if !until.IsZero() && !now.Before(until) {
+			delete(h.mutes, id)
 		}
 	}
 }

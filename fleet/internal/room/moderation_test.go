@@ -249,18 +249,16 @@ func TestBan(t *testing.T) {
 		t.Fatalf("banned user's handshake: %v %v", err, resp)
 	}
 
-	t.Run("fleet", func(t *testing.T) {
-		prod.send(protocol.ClientMsg{Type: protocol.TypeBan, UserID: "other", Fleet: true})
-		other.expectClose(protocol.CloseBanned)
-		ev := e.event(EventBan, func(ev Event) bool { return ev.Ban.UserID == "other" })
-		if ev.Ban.Room != "" || !ev.Ban.Until.IsZero() {
-			t.Fatalf("fleet ban %+v", ev.Ban)
+	t.Run("fleet refused", func(t *testing.T) {
+		if code := prod.errorCode(protocol.ClientMsg{Type: protocol.TypeBan, UserID: "other", Fleet: true}); code != protocol.CodeForbidden {
+			t.Fatalf("fleet ban from a room: %q", code)
 		}
+		other.chat("still here")
 	})
-	t.Run("survives a cache without it", func(t *testing.T) {
-		// The master has not stored the ban yet: an older cache must not lift it.
-		e.room.ApplyCache(&chatfleet.Cache{Version: 1})
-		e.room.Global("sync") // the cache is applied once this arrives
+	t.Run("survives a reset without it", func(t *testing.T) {
+		// The master has not stored the ban yet: its list must not lift it.
+		e.room.ApplyBans(BanStep{Reset: true, Add: []chatfleet.Ban{{ID: "f1", UserID: "someone"}}})
+		e.room.Global("sync") // the list is applied once this arrives
 		prod.await(protocol.TypeSystem, func(m protocol.ServerMsg) bool { return m.Text == "sync" })
 		if _, resp, err := e.dialURL(e.wsURL(url.Values{"token": {e.token("vic", chatfleet.RoleViewer)}}), nil); err == nil || resp.StatusCode != 403 {
 			t.Fatalf("after an older cache: %v %v", err, resp)
@@ -268,11 +266,11 @@ func TestBan(t *testing.T) {
 	})
 }
 
-func TestApplyCacheBan(t *testing.T) {
+func TestApplyBans(t *testing.T) {
 	e := newEnv(t, nil)
 	vic := e.dial("vic", chatfleet.RoleViewer)
 	other := e.dial("other", chatfleet.RoleViewer)
-	e.room.ApplyCache(&chatfleet.Cache{Version: 2, Bans: []chatfleet.Ban{
+	e.room.ApplyBans(BanStep{Add: []chatfleet.Ban{
 		{ID: "b1", UserID: "vic", Reason: "fleet-wide"},
 		{ID: "b2", UserID: "other", Room: "another-room"},
 		{ID: "b3", UserID: "other", Until: time.Now().Add(-time.Minute)}, // over
@@ -290,6 +288,16 @@ func TestApplyCacheBan(t *testing.T) {
 		if st := e.room.Stats(); st.Viewers != 1 {
 			return fmt.Errorf("stats %+v", st)
 		}
+		return nil
+	})
+	// A removal lets the user in at once.
+	e.room.ApplyBans(BanStep{Remove: []string{"b1"}})
+	testutil.Eventually(t, waitFor, func() error {
+		c, _, err := e.dialURL(e.wsURL(url.Values{"token": {e.token("vic", chatfleet.RoleViewer)}}), nil)
+		if err != nil {
+			return err
+		}
+		c.ws.Close()
 		return nil
 	})
 }

@@ -13,11 +13,14 @@
 package room
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,6 +79,22 @@ type Config struct {
 	HandshakeTimeout time.Duration // WebSocket handshake; default 10 s
 	WriteDelay       time.Duration // least time between two writes to one connection (coalescing); default 10 ms, negative: none
 	CloseWait        time.Duration // how long Run waits for clients to take their close frame; default 3 s
+
+	// Bans is the list the room applies (the master's, see ApplyBans);
+	// nil: an empty one. The room process fills it before the room exists.
+	Bans        *BanList
+	MaxRoomBans int // bans of this room (its own, the master's and local) before a moderator's ban is refused; default 10,000
+
+	ModRate       float64 // moderation messages per second per producer or moderator; default 10
+	ModBurst      int     // default 50
+	MaxMutes      int     // mutes held at once; at the cap a mute is refused (limit_reached); default 10,000
+	MaxRolesSeen  int     // user ids remembered with a role above viewer (moderation protects them absent); default 10,000
+	MaxConnsPerIP int     // open connections from one client address; default 1000, negative: no cap
+	MaxRoomConns  int     // open connections in the room; default 20,000
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// address (the right-most address not in them); none: the TCP peer.
+	TrustedProxies []netip.Prefix
+	BodyTimeout    time.Duration // reading a POST /send body; default 10 s
 }
 
 // Event types reported through Config.OnEvent.
@@ -137,15 +156,17 @@ type Room struct {
 	nextID  atomic.Uint64
 	logLim  *rate.Limiter // rate of per-connection warnings
 
-	stats stats
-	ent   *entitlements // nil unless Config.Entitle is set
+	stats  stats
+	ent    *entitlements // nil unless Config.Entitle is set
+	bans   *BanList      // Config.Bans
+	limits *connLimits
 
 	h *hub // the hub's state; touched by the hub goroutine only
 }
 
-// policy is the hub's immutable snapshot of who may enter, read by handshakes.
+// policy is the hub's immutable snapshot of who may enter, read by
+// handshakes (bans are in Room.bans).
 type policy struct {
-	bans      []chatfleet.Ban // the cache's bans and the room's own
 	anonymous bool
 }
 
@@ -215,6 +236,23 @@ func New(cfg Config) (*Room, error) {
 	if cfg.CloseWait <= 0 {
 		cfg.CloseWait = 3 * time.Second
 	}
+	if cfg.Bans == nil {
+		cfg.Bans = NewBanList(cfg.Name)
+	}
+	cfg.MaxRoomBans = cmp.Or(max(cfg.MaxRoomBans, 0), 10000)
+	if cfg.ModRate <= 0 {
+		cfg.ModRate = 10
+	}
+	cfg.ModBurst = cmp.Or(max(cfg.ModBurst, 0), 50)
+	cfg.MaxMutes = cmp.Or(max(cfg.MaxMutes, 0), 10000)
+	cfg.MaxRolesSeen = cmp.Or(max(cfg.MaxRolesSeen, 0), 10000)
+	if cfg.MaxConnsPerIP == 0 {
+		cfg.MaxConnsPerIP = 1000
+	}
+	cfg.MaxRoomConns = cmp.Or(max(cfg.MaxRoomConns, 0), 20000)
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 10 * time.Second
+	}
 	r := &Room{
 		cfg:     cfg,
 		name:    cfg.Name,
@@ -248,6 +286,8 @@ func New(cfg Config) (*Room, error) {
 		Error:            upgradeError,
 	}
 	r.ent = newEntitlements(cfg)
+	r.bans = cfg.Bans
+	r.limits = newConnLimits(cfg)
 	r.h = newHub(r)
 	r.policy.Store(&policy{anonymous: cfg.Settings.AllowAnonymous})
 	r.stats.lastAt = r.now()
@@ -317,17 +357,26 @@ func (r *Room) do(f func()) {
 	}
 }
 
-// ApplyCache takes the fleet's shared data: bans (connected users it bans are
-// closed with 4004 at once, and their handshakes refused with 403), blocked
-// words, and setting defaults for the settings the room's Config left zero.
+// ApplyCache takes the fleet's shared data: blocked words, and setting
+// defaults for the settings the room's Config left zero. Its bans are not
+// read: they come through ApplyBans.
 func (r *Room) ApplyCache(c *chatfleet.Cache) {
 	if c == nil {
 		return
 	}
 	cp := *c
-	cp.Bans = append([]chatfleet.Ban(nil), c.Bans...)
+	cp.Bans = nil
 	cp.BlockedWords = append([]string(nil), c.BlockedWords...)
 	r.do(func() { r.h.applyCache(&cp) })
+}
+
+// ApplyBans changes the room's ban list as the master says (see
+// BanList.Update): connected users a new ban keeps out are closed with 4004
+// at once, and their handshakes are refused with 403; a removed ban lets its
+// user in at once.
+func (r *Room) ApplyBans(steps ...BanStep) {
+	steps = slices.Clone(steps)
+	r.do(func() { r.h.applyBans(steps) })
 }
 
 // Global sends every client a sequenced system message of kind "global".

@@ -55,6 +55,8 @@ func Main(args []string, log *slog.Logger) int {
 	pongWait := fs.Duration("pong-wait", 0, "read deadline, extended by every pong and message (0: the room default)")
 	writeWait := fs.Duration("write-wait", 0, "deadline of one write (0: the room default)")
 	sendQueue := fs.Int("send-queue-bytes", 0, "bytes queued for one connection before it is dropped (0: the room default)")
+	instance := fs.String("instance", "", "the room's instance id: join tokens must carry it (empty: any)")
+	owner := fs.String("owner", "", "the owner's user id: the producer, whom moderation never acts on")
 	spare := fs.Bool("spare", false, "start ahead of need: the master gives the room later (fd 3 is a socket pair with it)")
 	if err := fs.Parse(args); err != nil {
 		return master.ExitUsage
@@ -65,6 +67,11 @@ func Main(args []string, log *slog.Logger) int {
 		return master.ExitUsage
 	}
 	log = log.With("pid", os.Getpid())
+	limits, err := readEnv(os.Getenv)
+	if err != nil {
+		log.Error("room cannot start", "err", err)
+		return master.ExitUsage
+	}
 	tokens, err := token.NewIssuer(os.Getenv("TOKEN_SECRET"))
 	if err != nil {
 		log.Error("room cannot start", "err", err)
@@ -73,7 +80,7 @@ func Main(args []string, log *slog.Logger) int {
 	// A room outlives its master: a broken stdout pipe must not kill it, and
 	// the terminal's signals are the master's to handle.
 	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP, syscall.SIGINT)
-	opts := ipc.Assignment{AllowAnonymous: *anon, HistorySize: *history, Paid: *paid}
+	opts := ipc.Assignment{Instance: *instance, Owner: *owner, AllowAnonymous: *anon, HistorySize: *history, Paid: *paid}
 	timings := room.Config{PongWait: *pongWait, WriteWait: *writeWait, SendQueueBytes: *sendQueue}
 	// (An *os.File closes its fd when collected: only wrap fds that are ours.)
 	var tcpFile, ctlFile *os.File
@@ -110,8 +117,9 @@ func Main(args []string, log *slog.Logger) int {
 		name: *name, port: *port, log: log, ctl: ctl,
 		statsEvery: *statsEvery, orphanGrace: *orphanGrace,
 		cacheCh: make(chan *chatfleet.Cache, 1),
+		bans:    room.NewBanList(*name), bansDone: make(chan struct{}),
 	}
-	return p.run(tcp, tokens, opts, timings)
+	return p.run(tcp, tokens, opts, timings, limits)
 }
 
 // warmUp runs, once, what a room's first join runs (a token check, client
@@ -186,6 +194,11 @@ type proc struct {
 	statsEvery  time.Duration
 	orphanGrace time.Duration
 	cacheCh     chan *chatfleet.Cache // the first cache, before the room exists
+	bans        *room.BanList         // filled by the master's bans frames, before and after the room exists
+	bansDone    chan struct{}         // closed at the first complete ban list
+	doneOnce    sync.Once
+	staged      []room.BanStep // a ban list being sent again (Reset...Done), applied at once at Done
+	stagedBans  int
 
 	qmu   sync.Mutex // serialises deliveries to the master, keeping their order
 	queue []ipc.Msg  // events not yet delivered (no master, or a slow one)
@@ -201,15 +214,12 @@ type proc struct {
 }
 
 // run serves the room; timings holds the connection settings the master set
-// (zero: the room's defaults).
-func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, timings room.Config) int {
+// (zero: the room's defaults), limits those of the environment.
+func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, timings room.Config, limits envSettings) int {
 	go p.acceptMasters()
 	log := p.log
-	// The room needs the fleet's cache (bans, defaults) before it serves.
-	var cache *chatfleet.Cache
-	select {
-	case cache = <-p.cacheCh:
-	case <-time.After(10 * time.Second):
+	cache := p.awaitMaster()
+	if cache == nil {
 		log.Error("no cache from the master; starting with defaults")
 		cache = &chatfleet.Cache{Defaults: chatfleet.DefaultRoomSettings}
 	}
@@ -232,9 +242,13 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, 
 	p.resumeEvents = nil
 	p.mu.Unlock()
 	rcfg := room.Config{
-		Name: p.name, Settings: settings, Tokens: tokens, AllowedOrigins: origins, Log: log,
+		Name: p.name, Instance: opts.Instance, Owner: opts.Owner,
+		Settings: settings, Tokens: tokens, AllowedOrigins: origins, Log: log,
 		OnEvent: p.onEvent, LogEvents: true, Resume: resume, StartSeq: startSeq,
 		PongWait: timings.PongWait, WriteWait: timings.WriteWait, SendQueueBytes: timings.SendQueueBytes,
+		Bans: p.bans, MaxRoomBans: limits.maxBans, ModRate: limits.modRate, ModBurst: limits.modBurst,
+		MaxConnsPerIP: limits.perIP, MaxRoomConns: limits.roomConns, TrustedProxies: limits.proxies,
+		BodyTimeout: min(10*time.Second, limits.idle), // a POST /send body idle as long as a keep-alive is cut too
 	}
 	if opts.Paid {
 		if err := entitlements(&rcfg, log); err != nil {
@@ -265,7 +279,7 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, 
 		}
 	}()
 
-	srv := &http.Server{Handler: rm.Handler(), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10,
+	srv := &http.Server{Handler: rm.Handler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: limits.idle, MaxHeaderBytes: 16 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	go func() {
 		if err := srv.Serve(tcp); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -295,6 +309,67 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, 
 		return master.ExitOrphaned
 	}
 	return master.ExitClosed
+}
+
+// awaitMaster waits until the master has sent the first cache and the whole
+// ban list (its bans frames up to Done), or 10 seconds; it returns the cache,
+// nil if none came. A room serves no client before, so that nobody banned
+// slips in.
+func (p *proc) awaitMaster() *chatfleet.Cache {
+	var cache *chatfleet.Cache
+	done := p.bansDone
+	timeout := time.After(10 * time.Second)
+	for cache == nil || done != nil {
+		select {
+		case cache = <-p.cacheCh:
+		case <-done:
+			done = nil
+		case <-timeout:
+			if done != nil {
+				all, _ := p.bans.Len()
+				p.log.Error("no complete ban list from the master; serving with the bans received so far", "bans", all)
+			}
+			return cache
+		}
+	}
+	return cache
+}
+
+// maxStaged bounds the bans held while a ban list is sent again: beyond it,
+// the frames apply as they come.
+const maxStaged = 1 << 20
+
+// applyBans takes one bans frame. Before the room exists it fills the list
+// the room will start with; afterwards the room applies it (closing the
+// users a new ban keeps out). A list sent again (Reset ... Done) to a running
+// room is staged and applied at once at Done, so that handshakes never see
+// it half sent.
+func (p *proc) applyBans(u *ipc.BanUpdate) {
+	if u == nil {
+		return
+	}
+	step := room.BanStep{Reset: u.Reset, Remove: u.Remove, Add: u.Add}
+	p.mu.Lock()
+	rm := p.room
+	var steps []room.BanStep
+	switch {
+	case rm == nil:
+		p.bans.Update(step) // under p.mu: the room cannot start serving meanwhile
+	case u.Reset && !u.Done:
+		p.staged, p.stagedBans = []room.BanStep{step}, len(step.Add)
+	case p.staged != nil && !u.Done && p.stagedBans+len(step.Add) <= maxStaged:
+		p.staged, p.stagedBans = append(p.staged, step), p.stagedBans+len(step.Add)
+	default:
+		steps = append(p.staged, step)
+		p.staged, p.stagedBans = nil, 0
+	}
+	p.mu.Unlock()
+	if len(steps) > 0 {
+		rm.ApplyBans(steps...)
+	}
+	if u.Done {
+		p.doneOnce.Do(func() { close(p.bansDone) })
+	}
 }
 
 // entitlements configures the entitlement hook of a paid room from the
@@ -384,6 +459,10 @@ func (p *proc) orphan() {
 
 // handle applies one master command.
 func (p *proc) handle(msg ipc.Msg) {
+	if msg.Type == ipc.TypeBans {
+		p.applyBans(msg.Bans)
+		return
+	}
 	p.mu.Lock()
 	rm := p.room
 	if msg.Type == ipc.TypeCache && msg.Cache != nil {
