@@ -63,7 +63,8 @@ func (o RoomOptions) validate(cfg *Config) error {
 // validateWebhooks checks the room's own webhook URLs and secret: the URLs
 // as validateWebhookURLs does, and none at a literal address that is not
 // public unless cfg.WebhookAllowPrivate (a name is checked when it is
-// dialled); a secret given must be 16 to 256 bytes.
+// dialled); a secret given with URLs must be 16 to 256 bytes (without URLs
+// it is ignored: withWebhookSecret drops it).
 func (o RoomOptions) validateWebhooks(cfg *Config) error {
 	if err := validateWebhookURLs("options.webhookUrls", o.WebhookURLs); err != nil {
 		return err
@@ -75,7 +76,7 @@ func (o RoomOptions) validateWebhooks(cfg *Config) error {
 			}
 		}
 	}
-	if n := len(o.WebhookSecret); n > 0 && (n < minHookSecretLen || n > maxHookSecretLen) {
+	if n := len(o.WebhookSecret); len(o.WebhookURLs) > 0 && n > 0 && (n < minHookSecretLen || n > maxHookSecretLen) {
 		return chatfleet.Errorf(chatfleet.EINVALID, "options.webhookSecret must be %d to %d bytes", minHookSecretLen, maxHookSecretLen)
 	}
 	return nil
