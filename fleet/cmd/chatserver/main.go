@@ -83,9 +83,9 @@ func (e *env) dur(name string, def time.Duration) time.Duration {
 	return d
 }
 
-// flag reads a 0/1 setting.
-func (e *env) flag(name string) bool {
-	switch v := os.Getenv(name); v {
+// flag reads v, the value of the 0/1 setting name.
+func (e *env) flag(name, v string) bool {
+	switch v {
 	case "", "0":
 		return false
 	case "1":
@@ -171,7 +171,7 @@ func run(log *slog.Logger) error {
 		WebhookQueue:    e.int("WEBHOOK_QUEUE", 0),
 		WebhookBackoff:  e.dur("WEBHOOK_BACKOFF", 0),
 		// Rooms' own webhookUrls may reach private addresses: development only.
-		WebhookAllowPrivate: e.flag("WEBHOOK_ALLOW_PRIVATE"),
+		WebhookAllowPrivate: e.flag("WEBHOOK_ALLOW_PRIVATE", e.str("WEBHOOK_ALLOW_PRIVATE", "")),
 		Log:                 log,
 	}
 	// One scheduler thread per room process: rooms are many per host, and a

@@ -279,8 +279,8 @@ type entRequest struct {
 // are signed with ENTITLEMENT_SECRET under their own header and signed
 // string: they verify as entitlement requests only, never as a webhook (with
 // either secret), and a webhook delivery never verifies as an entitlement
-// request. A host with ENTITLEMENT_URL and no ENTITLEMENT_SECRET does not
-// start.
+// request. (TestTrustSettingsRefusedAtStart: a host with ENTITLEMENT_URL and
+// no ENTITLEMENT_SECRET does not start.)
 func TestEntitlementSignatureIsNotAWebhook(t *testing.T) {
 	var mu sync.Mutex
 	var ents []entRequest
@@ -300,17 +300,6 @@ func TestEntitlementSignatureIsNotAWebhook(t *testing.T) {
 		json.NewEncoder(w).Encode(out)
 	}))
 	t.Cleanup(srv.Close)
-
-	// Without its own key the host refuses to start, saying why.
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, testutil.Binary(t, "./fleet/cmd/chatserver"))
-	cmd.Env = append(os.Environ(), "KEY="+userKey, "ADMIN_KEY="+adminKey, "LOADBALANCERS=", "IMDS=0",
-		"PORT="+strconv.Itoa(testutil.FreePort(t)), "ADMIN_PORT="+strconv.Itoa(testutil.FreePort(t)),
-		"STATE_DIR="+t.TempDir(), "ENTITLEMENT_URL="+srv.URL, "WEBHOOK_SECRET="+hookSecret, "ENTITLEMENT_SECRET=")
-	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "ENTITLEMENT_SECRET is required with ENTITLEMENT_URL") {
-		t.Fatalf("host with ENTITLEMENT_URL and no ENTITLEMENT_SECRET: %v, %s", err, out)
-	}
 
 	rc := newReceiver(t)
 	h := startHost(t, hookEnv(rc, "ENTITLEMENT_URL="+srv.URL, "ENTITLEMENT_SECRET="+entSecret)...)
@@ -353,6 +342,35 @@ func TestEntitlementSignatureIsNotAWebhook(t *testing.T) {
 		if err := webhook.VerifyEntitlement(s, d.ts, d.body, d.sig, 0); err == nil {
 			t.Error("a webhook signature verifies as an entitlement request's")
 		}
+	}
+}
+
+// TestTrustSettingsRefusedAtStart: ENTITLEMENT_URL without its own
+// ENTITLEMENT_SECRET (WEBHOOK_SECRET no longer signs entitlement requests),
+// a short ENTITLEMENT_SECRET or a WEBHOOK_ALLOW_PRIVATE other than 0 or 1
+// stop the daemon at start, saying why.
+func TestTrustSettingsRefusedAtStart(t *testing.T) {
+	bin := testutil.Binary(t, "./fleet/cmd/chatserver")
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"ENTITLEMENT_URL=http://127.0.0.1:9/ent", "WEBHOOK_SECRET=" + hookSecret}, "ENTITLEMENT_SECRET is required with ENTITLEMENT_URL"},
+		{[]string{"ENTITLEMENT_URL=http://127.0.0.1:9/ent", "ENTITLEMENT_SECRET=short"}, "ENTITLEMENT_SECRET must be at least 16 bytes"},
+		{[]string{"WEBHOOK_ALLOW_PRIVATE=yes"}, `WEBHOOK_ALLOW_PRIVATE="yes": want 0 or 1`},
+	} {
+		t.Run(tc.env[len(tc.env)-1], func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin)
+			cmd.Env = append(append(os.Environ(), "KEY="+userKey, "ADMIN_KEY="+adminKey, "LOADBALANCERS=", "IMDS=0",
+				"PORT="+strconv.Itoa(testutil.FreePort(t)), "ADMIN_PORT="+strconv.Itoa(testutil.FreePort(t)),
+				"STATE_DIR="+t.TempDir(), "ENTITLEMENT_URL=", "ENTITLEMENT_SECRET=", "WEBHOOK_ALLOW_PRIVATE="), tc.env...)
+			out, err := cmd.CombinedOutput()
+			if err == nil || cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("exit %v, output %q: want status 1 saying %q", err, out, tc.want)
+			}
+		})
 	}
 }
 
