@@ -153,17 +153,19 @@ func newHooks(m *Master) *hooks {
 // with the host's secret.
 func (h *hooks) targets(r *room) []hookKey {
 	var ks []hookKey
+	add := func(k hookKey) {
+		if !slices.Contains(ks, k) {
+			ks = append(ks, k)
+		}
+	}
 	if h.m.cfg.WebhookSecret != "" {
 		for _, u := range h.m.cfg.WebhookURLs {
-			ks = append(ks, hookKey{room: r.name, url: u, secret: h.m.cfg.WebhookSecret})
+			add(hookKey{room: r.name, url: u, secret: h.m.cfg.WebhookSecret})
 		}
 	}
 	if r.opts.WebhookSecret != "" {
 		for _, u := range r.opts.WebhookURLs {
-			k := hookKey{room: r.name, url: u, own: true, secret: r.opts.WebhookSecret}
-			if !slices.Contains(ks, k) {
-				ks = append(ks, k)
-			}
+			add(hookKey{room: r.name, url: u, own: true, secret: r.opts.WebhookSecret})
 		}
 	}
 	return ks
