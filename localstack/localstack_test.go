@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet/internal/testutil"
+	"github.com/chatfleet/chatfleet/webhook"
 )
 
 // Keys the stack runs with: the seed's example keys, set explicitly so
@@ -211,6 +214,44 @@ func TestQuickStart(t *testing.T) {
 		status, body := call(t, "GET", s.URL("/"), "", "")
 		if status != 200 || !strings.Contains(body, "chatfleet") {
 			t.Fatalf("GET /: %d %.200s", status, body)
+		}
+	})
+	// The local stack runs its hosts with WEBHOOK_ALLOW_PRIVATE=1 and says
+	// so: a room's webhooks reach a receiver on this machine, signed with
+	// the secret the create answer gave.
+	t.Run("webhooks to a local receiver", func(t *testing.T) {
+		if !strings.Contains(s.proc.Output(), "WEBHOOK_ALLOW_PRIVATE=1") {
+			t.Error("the banner does not say rooms' webhooks may reach private addresses")
+		}
+		type delivery struct {
+			ts, sig string
+			body    []byte
+		}
+		got := make(chan delivery, 16)
+		rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			select {
+			case got <- delivery{r.Header.Get(webhook.HeaderTimestamp), r.Header.Get(webhook.HeaderSignature), body}:
+			default:
+			}
+		}))
+		defer rc.Close()
+		status, body := call(t, "POST", host+"/api/v1/room/hooked", testKey, `{"options":{"webhookUrls":["`+rc.URL+`"]}}`)
+		var out struct {
+			Data struct {
+				WebhookSecret string `json:"webhookSecret"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(body), &out); err != nil || status != http.StatusCreated || out.Data.WebhookSecret == "" {
+			t.Fatalf("create with a local webhook: %d %s, want 201 with a webhookSecret", status, body)
+		}
+		select {
+		case d := <-got:
+			if err := webhook.Verify(out.Data.WebhookSecret, d.ts, d.body, d.sig, webhook.DefaultMaxSkew); err != nil {
+				t.Fatalf("the delivery does not verify with the room's secret: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the local receiver got no delivery")
 		}
 	})
 }

@@ -51,7 +51,11 @@ type config struct {
 	StorePort   int    // STORE_PORT, default 27018 (embedded store)
 	MongoURI    string // MONGODB_URI: use this MongoDB instead of the embedded store
 	LogLevel    string // LOG_LEVEL of the children, default info
-	keys        keys
+	// AllowPrivateHooks is the hosts' WEBHOOK_ALLOW_PRIVATE: "1" (the
+	// default here) lets rooms' webhookUrls reach receivers on this
+	// machine; "0" refuses them as a production host does.
+	AllowPrivateHooks string
+	keys              keys
 }
 
 // keys are the stack's credentials: the seed's example keys unless the
@@ -92,6 +96,8 @@ func configFromEnv() (config, error) {
 		BinDir:   os.Getenv("CHATFLEET_BIN"),
 		MongoURI: os.Getenv("MONGODB_URI"),
 		LogLevel: envOr("LOG_LEVEL", "info"),
+		// A local stack's receivers are local: rooms may call them.
+		AllowPrivateHooks: envOr("WEBHOOK_ALLOW_PRIVATE", "1"),
 		keys: keys{
 			Key:         envOr("KEY", "TESTING_KEY"),
 			AdminKey:    envOr("ADMIN_KEY", "ADMIN_TESTING_KEY"),
@@ -260,6 +266,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			"ROOM_PORT_MIN=" + strconv.Itoa(min), "ROOM_PORT_MAX=" + strconv.Itoa(min+half-1),
 			"STATE_DIR=" + filepath.Join(cfg.DataDir, name), "MONGODB_URI=" + storeURI,
 			"TOKEN_SECRET=" + k.TokenSecret, "LOG_LEVEL=" + cfg.LogLevel,
+			"WEBHOOK_ALLOW_PRIVATE=" + cfg.AllowPrivateHooks,
 			"ALLOWED_ORIGINS=" + fmt.Sprintf("http://localhost:%d,http://127.0.0.1:%d", cfg.HTTPPort, cfg.HTTPPort),
 		})
 		if err != nil {
@@ -345,6 +352,12 @@ func bannerText(cfg config, lbURLs []string, storeURI, storeDesc string) string 
 		min := cfg.RoomPortMin + i*500
 		fmt.Fprintf(&b, "  host-%d          API http://127.0.0.1:%d (KEY=%s)  admin http://127.0.0.1:%d (ADMIN_KEY=%s)  rooms %d-%d\n",
 			i+1, cfg.HostPorts[i], k.Key, cfg.AdminPorts[i], k.AdminKey, min, min+499)
+	}
+	if cfg.AllowPrivateHooks == "1" {
+		fmt.Fprintf(&b, "  webhooks        rooms' webhookUrls may be private or loopback addresses here (WEBHOOK_ALLOW_PRIVATE=1,\n")
+		fmt.Fprintf(&b, "                  development only; WEBHOOK_ALLOW_PRIVATE=0 refuses them as production hosts do)\n")
+	} else {
+		fmt.Fprintf(&b, "  webhooks        rooms' webhookUrls must be public addresses, as in production (WEBHOOK_ALLOW_PRIVATE=%s)\n", cfg.AllowPrivateHooks)
 	}
 	fmt.Fprintf(&b, "  store           %s (%s)\n", storeURI, storeDesc)
 	fmt.Fprintf(&b, "  data folder     %s (CHATFLEET_RESET=1 wipes it)\n", cfg.DataDir)

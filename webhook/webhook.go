@@ -1,7 +1,14 @@
 // Package webhook is what a receiver of chatfleet's webhooks needs: the
 // payload types, the header names, and Verify, which checks that a delivery
-// was signed with the shared secret (WEBHOOK_SECRET) and is recent. The host
-// daemon signs its deliveries with Sign. docs/events.md describes the events.
+// was signed with its secret and is recent. The host daemon signs a room's
+// own deliveries (options.webhookUrls) with that room's secret and the
+// host's WEBHOOK_URLS deliveries with WEBHOOK_SECRET, both with Sign.
+// docs/events.md describes the events.
+//
+// Entitlement requests (ENTITLEMENT_URL) are signed too, with their own key
+// (ENTITLEMENT_SECRET), their own header and a signed string of their own
+// (SignEntitlement, VerifyEntitlementRequest): an entitlement signature never
+// verifies as a webhook's, nor the other way round, whatever the keys.
 //
 // It imports the standard library only, so that a receiver can import it
 // without the rest of the project.
@@ -34,7 +41,17 @@ const (
 	HeaderDelivery = "X-Chatfleet-Delivery"
 	// HeaderAttempt counts the attempts of one batch from 1.
 	HeaderAttempt = "X-Chatfleet-Attempt"
+	// HeaderEntitlementSignature signs an entitlement request: "v1=" and
+	// the hex HMAC-SHA256 of "chatfleet-entitlement." + timestamp + "." +
+	// body under ENTITLEMENT_SECRET, the timestamp in HeaderTimestamp.
+	// Entitlement requests never carry HeaderSignature.
+	HeaderEntitlementSignature = "X-Chatfleet-Entitlement-Signature"
 )
+
+// entitlementPrefix starts the string an entitlement signature signs. A
+// webhook's signed string starts with the timestamp's digits, so no
+// signature of one kind is ever valid for the other.
+const entitlementPrefix = "chatfleet-entitlement."
 
 // Event types the host daemon adds to a room's own message types (chat,
 // join, leave, deleted, muted, unmuted, kicked, banned, stream, slowmode,
@@ -103,8 +120,20 @@ func Sign(secret, timestamp string, body []byte) string {
 	return "v1=" + hex.EncodeToString(mac(secret, timestamp, body))
 }
 
+// SignEntitlement returns the HeaderEntitlementSignature value for an
+// entitlement request body sent at timestamp: "v1=" +
+// hex(HMAC-SHA256(secret, "chatfleet-entitlement." + timestamp + "." + body)).
+func SignEntitlement(secret, timestamp string, body []byte) string {
+	return "v1=" + hex.EncodeToString(macWith(entitlementPrefix, secret, timestamp, body))
+}
+
 func mac(secret, timestamp string, body []byte) []byte {
+	return macWith("", secret, timestamp, body)
+}
+
+func macWith(prefix, secret, timestamp string, body []byte) []byte {
 	h := hmac.New(sha256.New, []byte(secret))
+	h.Write([]byte(prefix))
 	h.Write([]byte(timestamp))
 	h.Write([]byte{'.'})
 	h.Write(body)
@@ -120,6 +149,16 @@ var now = time.Now
 // which lets a captured delivery be replayed). It returns ErrNoSignature,
 // ErrBadSignature or ErrStale.
 func Verify(secret, timestamp string, body []byte, signature string, maxSkew time.Duration) error {
+	return verify("", secret, timestamp, body, signature, maxSkew)
+}
+
+// VerifyEntitlement is Verify for an entitlement request: signature is the
+// HeaderEntitlementSignature value.
+func VerifyEntitlement(secret, timestamp string, body []byte, signature string, maxSkew time.Duration) error {
+	return verify(entitlementPrefix, secret, timestamp, body, signature, maxSkew)
+}
+
+func verify(prefix, secret, timestamp string, body []byte, signature string, maxSkew time.Duration) error {
 	if timestamp == "" || signature == "" {
 		return ErrNoSignature
 	}
@@ -127,7 +166,7 @@ func Verify(secret, timestamp string, body []byte, signature string, maxSkew tim
 	if err != nil {
 		return fmt.Errorf("%w: timestamp %q is not Unix seconds", ErrBadSignature, timestamp)
 	}
-	want := mac(secret, timestamp, body)
+	want := macWith(prefix, secret, timestamp, body)
 	ok := false
 	for _, s := range strings.Split(signature, ",") {
 		v, found := strings.CutPrefix(strings.TrimSpace(s), "v1=")
@@ -159,6 +198,20 @@ func VerifyRequest(r *http.Request, secret string, maxSkew time.Duration) ([]byt
 		return nil, fmt.Errorf("webhook: read body: %w", err)
 	}
 	if err := Verify(secret, r.Header.Get(HeaderTimestamp), body, r.Header.Get(HeaderSignature), maxSkew); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+// VerifyEntitlementRequest is VerifyRequest for the entitlement hook: it
+// reads r's body (at most MaxBody bytes) and checks its
+// HeaderEntitlementSignature under secret (ENTITLEMENT_SECRET).
+func VerifyEntitlementRequest(r *http.Request, secret string, maxSkew time.Duration) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody))
+	if err != nil {
+		return nil, fmt.Errorf("webhook: read body: %w", err)
+	}
+	if err := VerifyEntitlement(secret, r.Header.Get(HeaderTimestamp), body, r.Header.Get(HeaderEntitlementSignature), maxSkew); err != nil {
 		return nil, err
 	}
 	return body, nil

@@ -72,3 +72,41 @@ func TestVerifyRequest(t *testing.T) {
 		t.Fatalf("tampered request: %v, want ErrBadSignature", err)
 	}
 }
+
+// TestEntitlementSignatureIsSeparate: an entitlement signature verifies only
+// as one, under its key; a webhook signature of the same body, timestamp and
+// key does not verify as an entitlement's, nor the other way round.
+func TestEntitlementSignatureIsSeparate(t *testing.T) {
+	const key = "entsec-0123456789abcdef"
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	body := []byte(`{"checks":[{"userId":"fan","room":"paid","role":"viewer"}]}`)
+	ent, hook := SignEntitlement(key, ts, body), Sign(key, ts, body)
+	if ent == hook {
+		t.Fatal("entitlement and webhook signatures of one body and key are equal")
+	}
+	if err := VerifyEntitlement(key, ts, body, ent, DefaultMaxSkew); err != nil {
+		t.Fatalf("VerifyEntitlement of its own signature: %v", err)
+	}
+	if err := VerifyEntitlement("another-key-0123456", ts, body, ent, DefaultMaxSkew); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("VerifyEntitlement under another key: %v", err)
+	}
+	if err := Verify(key, ts, body, ent, DefaultMaxSkew); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("an entitlement signature verified as a webhook's: %v", err)
+	}
+	if err := VerifyEntitlement(key, ts, body, hook, DefaultMaxSkew); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("a webhook signature verified as an entitlement's: %v", err)
+	}
+
+	req := httptest.NewRequest(http.MethodPost, "/entitlements", strings.NewReader(string(body)))
+	req.Header.Set(HeaderTimestamp, ts)
+	req.Header.Set(HeaderEntitlementSignature, ent)
+	if got, err := VerifyEntitlementRequest(req, key, DefaultMaxSkew); err != nil || string(got) != string(body) {
+		t.Fatalf("VerifyEntitlementRequest = %q, %v", got, err)
+	}
+	req = httptest.NewRequest(http.MethodPost, "/hooks", strings.NewReader(string(body)))
+	req.Header.Set(HeaderTimestamp, ts)
+	req.Header.Set(HeaderEntitlementSignature, ent)
+	if _, err := VerifyRequest(req, key, DefaultMaxSkew); !errors.Is(err, ErrNoSignature) {
+		t.Fatalf("an entitlement request passed VerifyRequest: %v", err)
+	}
+}

@@ -122,7 +122,7 @@ func closedWith(t *testing.T, ws *testutil.WS, within time.Duration) *websocket.
 // never asked about.
 func TestEntitlementHookDeniesMidSession(t *testing.T) {
 	ps := newPayService(t)
-	h := startHost(t, "ENTITLEMENT_URL="+ps.url, "ENTITLEMENT_INTERVAL=1s")
+	h := startHost(t, "ENTITLEMENT_URL="+ps.url, "ENTITLEMENT_SECRET="+entSecret, "ENTITLEMENT_INTERVAL=1s")
 	port := h.createWith("paid", `{"options":{"paid":true}}`)
 	free := h.create("free")
 	prod := join(t, port, "paid", "pia", chatfleet.RoleProducer)
@@ -167,7 +167,7 @@ func TestEntitlementHookDeniesMidSession(t *testing.T) {
 // reason and new ones refused with 503, until the hook answers again.
 func TestEntitlementHookTimeoutPolicy(t *testing.T) {
 	ps := newPayService(t)
-	h := startHost(t, "ENTITLEMENT_URL="+ps.url, "ENTITLEMENT_INTERVAL=1s", "ENTITLEMENT_TIMEOUT=300ms", "ENTITLEMENT_FAIL_OPEN=6s")
+	h := startHost(t, "ENTITLEMENT_URL="+ps.url, "ENTITLEMENT_SECRET="+entSecret, "ENTITLEMENT_INTERVAL=1s", "ENTITLEMENT_TIMEOUT=300ms", "ENTITLEMENT_FAIL_OPEN=6s")
 	port := h.createWith("gated", `{"options":{"paid":true}}`)
 	prod := join(t, port, "gated", "pia", chatfleet.RoleProducer)
 	early := join(t, port, "gated", "early", chatfleet.RoleViewer)

@@ -83,6 +83,19 @@ func (e *env) dur(name string, def time.Duration) time.Duration {
 	return d
 }
 
+// flag reads v, the value of the 0/1 setting name.
+func (e *env) flag(name, v string) bool {
+	switch v {
+	case "", "0":
+		return false
+	case "1":
+		return true
+	default:
+		e.fail("%s=%q: want 0 or 1", name, v)
+		return false
+	}
+}
+
 // fail records the first configuration error.
 func (e *env) fail(format string, a ...any) {
 	if e.err == nil {
@@ -161,7 +174,9 @@ func run(log *slog.Logger) error {
 		MaxFleetBans:    e.int("MAX_FLEET_BANS", 0),
 		MaxRoomBans:     e.int("MAX_ROOM_BANS", 0),
 		MaxPendingBans:  e.int("MAX_PENDING_BANS", 0),
-		Log:             log,
+		// Rooms' own webhookUrls may reach private addresses: development only.
+		WebhookAllowPrivate: e.flag("WEBHOOK_ALLOW_PRIVATE", e.str("WEBHOOK_ALLOW_PRIVATE", "")),
+		Log:                 log,
 	}
 	// One scheduler thread per room process: rooms are many per host, and a
 	// room on one thread spends less CPU per delivery (docs/performance.md).
@@ -180,13 +195,17 @@ func run(log *slog.Logger) error {
 	if cfg.Key == cfg.AdminKey {
 		return errors.New("KEY and ADMIN_KEY must differ")
 	}
-	// Rooms read ENTITLEMENT_* from the environment they inherit; a mistake
-	// stops the host here rather than every paid room.
+	// Rooms read ENTITLEMENT_* from the environment they are given; a
+	// mistake (ENTITLEMENT_URL without ENTITLEMENT_SECRET, say) stops the
+	// host here rather than every paid room.
 	if _, err := entitle.ConfigFromEnv(os.Getenv); err != nil {
 		return err
 	}
 	if err := roomproc.CheckEnv(os.Getenv); err != nil {
 		return err
+	}
+	if cfg.WebhookAllowPrivate {
+		log.Warn("WEBHOOK_ALLOW_PRIVATE=1: rooms' webhook URLs may reach this host and its private network; for development only")
 	}
 	if os.Getenv("TOKEN_SECRET") == "" {
 		// Rooms need a secret to check join tokens; without one shared with

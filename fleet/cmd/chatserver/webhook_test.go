@@ -472,12 +472,14 @@ func TestRecreatedRoomKeepsIdsUnique(t *testing.T) {
 }
 
 // TestRoomWebhookURLsSurviveReadoption gives a room its own webhook URL at
-// creation (the host has none of its own): the room's events reach it, and
-// still do after the master is killed and a new one re-adopts the room from
-// its state file. Bad URL lists are refused at creation.
+// creation (the host has none of its own): the room's events reach it,
+// signed with the secret the create answer gave, and still do after the
+// master is killed and a new one re-adopts the room from its state file.
+// Bad URL lists are refused at creation. (The receiver is on loopback:
+// WEBHOOK_ALLOW_PRIVATE=1.)
 func TestRoomWebhookURLsSurviveReadoption(t *testing.T) {
 	rc := newReceiver(t)
-	h := startHost(t, "WEBHOOK_SECRET="+hookSecret, "STATS_EVERY=200ms")
+	h := startHost(t, "WEBHOOK_ALLOW_PRIVATE=1", "STATS_EVERY=200ms")
 	for _, bad := range []string{
 		`{"options":{"webhookUrls":["ftp://example.com/x"]}}`,
 		`{"options":{"webhookUrls":["https://u:p@example.com/x"]}}`,
@@ -488,7 +490,10 @@ func TestRoomWebhookURLsSurviveReadoption(t *testing.T) {
 			t.Errorf("create with %.80s: %d %s, want 400 naming options.webhookUrls", bad, status, body)
 		}
 	}
-	port := h.createWith("owned", `{"options":{"webhookUrls":["`+rc.url+`"]}}`)
+	port, roomSecret := h.createHooked("owned", `{"options":{"webhookUrls":["`+rc.url+`"]}}`)
+	if roomSecret == "" {
+		t.Fatal("the create answer gave no webhookSecret")
+	}
 	prod := join(t, port, "owned", "pia", chatfleet.RoleProducer)
 	chat := func(text string) string {
 		prod.Send(protocol.ClientMsg{Type: protocol.TypeChat, Text: text, ClientID: text})
@@ -518,6 +523,11 @@ func TestRoomWebhookURLsSurviveReadoption(t *testing.T) {
 		}
 		return nil
 	})
+	for _, r := range rc.requests() {
+		if err := webhook.Verify(roomSecret, r.ts, r.body, r.sig, webhook.DefaultMaxSkew); err != nil {
+			t.Fatalf("delivery %s does not verify with the room's secret: %v", r.delivery, err)
+		}
+	}
 }
 
 // TestWebhooksSurviveMasterKill: events the receiver has not taken when the

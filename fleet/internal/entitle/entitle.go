@@ -5,7 +5,10 @@
 // A room process builds a Policy around a Client and gives it to its room
 // (room.Config.Entitle); the room calls Check at a viewer's handshake and
 // every interval for all its viewers in one batch. docs/events.md describes
-// the hook's request and answer.
+// the hook's request and answer. Requests are signed with ENTITLEMENT_SECRET,
+// a key of their own, in a form that is not a webhook's (package webhook,
+// SignEntitlement): a room owner who holds a webhook secret cannot forge an
+// entitlement request, nor the hook's holder a webhook.
 package entitle
 
 import (
@@ -60,18 +63,30 @@ type Config struct {
 	Interval time.Duration // ENTITLEMENT_INTERVAL: re-check of connected viewers; default 60s
 	FailOpen time.Duration // ENTITLEMENT_FAIL_OPEN: grace after the last good answer; default 30s
 	Timeout  time.Duration // ENTITLEMENT_TIMEOUT: per hook call; default 2s
-	Secret   string        // WEBHOOK_SECRET: when set, requests are signed like webhooks
+	Secret   string        // ENTITLEMENT_SECRET: signs every request; required with URL, at least 16 bytes
 }
+
+// MinSecretLen is the shortest ENTITLEMENT_SECRET accepted.
+const MinSecretLen = 16
 
 // ConfigFromEnv reads the configuration through getenv (os.Getenv); errors
 // name the variable.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	c := Config{URL: getenv("ENTITLEMENT_URL"), Secret: getenv("WEBHOOK_SECRET")}
+	c := Config{URL: getenv("ENTITLEMENT_URL"), Secret: getenv("ENTITLEMENT_SECRET")}
 	if c.URL != "" {
 		u, err := url.Parse(c.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return c, fmt.Errorf("ENTITLEMENT_URL: want an http or https URL")
 		}
+		// Requests used to be signed with WEBHOOK_SECRET when it was set:
+		// a host upgraded without the new key stops here, rather than
+		// sending requests its hook can no longer verify.
+		if c.Secret == "" {
+			return c, fmt.Errorf("ENTITLEMENT_SECRET is required with ENTITLEMENT_URL: entitlement requests are signed with it (header %s, docs/events.md), no longer with WEBHOOK_SECRET", webhook.HeaderEntitlementSignature)
+		}
+	}
+	if c.Secret != "" && len(c.Secret) < MinSecretLen {
+		return c, fmt.Errorf("ENTITLEMENT_SECRET must be at least %d bytes", MinSecretLen)
 	}
 	var err error
 	dur := func(name, v string, def time.Duration, zeroOK bool) time.Duration {
@@ -100,7 +115,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 type Client struct {
 	URL     string
 	Timeout time.Duration // per call; default 2s
-	Secret  string        // optional: sign requests as webhooks are signed
+	Secret  string        // signs requests (HeaderEntitlementSignature); empty: unsigned
 	HTTP    *http.Client  // default: one without redirects
 	Now     func() time.Time
 }
@@ -145,7 +160,7 @@ func (c *Client) Check(ctx context.Context, checks []Check) ([]Result, error) {
 		}
 		ts := strconv.FormatInt(now().Unix(), 10)
 		req.Header.Set(webhook.HeaderTimestamp, ts)
-		req.Header.Set(webhook.HeaderSignature, webhook.Sign(c.Secret, ts, body))
+		req.Header.Set(webhook.HeaderEntitlementSignature, webhook.SignEntitlement(c.Secret, ts, body))
 	}
 	hc := c.HTTP
 	if hc == nil {

@@ -25,10 +25,13 @@ func hook(t *testing.T, h http.HandlerFunc) string {
 }
 
 func TestClientCheck(t *testing.T) {
-	const secret = "whsec-0123456789abcdef"
+	const secret = "entsec-0123456789abcdef"
 	var sigErr atomic.Value
 	url := hook(t, func(w http.ResponseWriter, r *http.Request) {
-		body, err := webhook.VerifyRequest(r, secret, webhook.DefaultMaxSkew)
+		if r.Header.Get(webhook.HeaderSignature) != "" {
+			sigErr.Store(errors.New("the request carries a webhook signature"))
+		}
+		body, err := webhook.VerifyEntitlementRequest(r, secret, webhook.DefaultMaxSkew)
 		if err != nil {
 			sigErr.Store(err)
 		}
@@ -157,11 +160,19 @@ func TestConfigFromEnv(t *testing.T) {
 	if err != nil || c.URL != "" || c.Interval != time.Minute || c.FailOpen != 30*time.Second || c.Timeout != 2*time.Second {
 		t.Fatalf("defaults: %+v %v", c, err)
 	}
-	c, err = ConfigFromEnv(env("ENTITLEMENT_URL", "https://pay.example.com/check", "ENTITLEMENT_INTERVAL", "1s", "ENTITLEMENT_FAIL_OPEN", "0s"))
-	if err != nil || c.Interval != time.Second || c.FailOpen != 0 {
+	c, err = ConfigFromEnv(env("ENTITLEMENT_URL", "https://pay.example.com/check", "ENTITLEMENT_SECRET", "entsec-0123456789",
+		"ENTITLEMENT_INTERVAL", "1s", "ENTITLEMENT_FAIL_OPEN", "0s", "WEBHOOK_SECRET", "whsec-0123456789abcdef"))
+	if err != nil || c.Interval != time.Second || c.FailOpen != 0 || c.Secret != "entsec-0123456789" {
 		t.Fatalf("set: %+v %v", c, err)
 	}
+	// WEBHOOK_SECRET no longer signs entitlement requests: without a key
+	// of their own the configuration is refused.
+	if _, err := ConfigFromEnv(env("ENTITLEMENT_URL", "https://pay.example.com/check", "WEBHOOK_SECRET", "whsec-0123456789abcdef")); err == nil ||
+		!strings.Contains(err.Error(), "ENTITLEMENT_SECRET is required") {
+		t.Errorf("ENTITLEMENT_URL without ENTITLEMENT_SECRET: %v", err)
+	}
 	for _, bad := range [][]string{
+		{"ENTITLEMENT_SECRET", "short"},
 		{"ENTITLEMENT_URL", "ftp://x"},
 		{"ENTITLEMENT_INTERVAL", "soon"},
 		{"ENTITLEMENT_INTERVAL", "0s"},

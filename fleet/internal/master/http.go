@@ -84,6 +84,9 @@ type createRequest struct {
 type createResponse struct {
 	Port    int    `json:"port"`
 	Message string `json:"message"`
+	// WebhookSecret is the secret the host made for the room's webhookUrls
+	// (none was given): the only time it is told.
+	WebhookSecret string `json:"webhookSecret,omitempty"`
 }
 
 func (m *Master) handleCreate(w http.ResponseWriter, r *http.Request) {
@@ -97,7 +100,7 @@ func (m *Master) handleCreate(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, m.log, err)
 		return
 	}
-	httpx.WriteData(w, http.StatusCreated, createResponse{Port: info.Port, Message: "Room created"})
+	httpx.WriteData(w, http.StatusCreated, createResponse{Port: info.Port, Message: "Room created", WebhookSecret: info.webhookSecret})
 }
 
 func (m *Master) handleGet(w http.ResponseWriter, r *http.Request) {

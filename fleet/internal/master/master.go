@@ -91,14 +91,18 @@ type Config struct {
 
 	// Webhooks (webhooks.go, docs/events.md). Every room's events go to
 	// WebhookURLs and to the room's own RoomOptions.WebhookURLs.
-	WebhookURLs    []string
-	WebhookSecret  string        // signs every delivery; required when there are webhooks; at least 16 bytes
-	WebhookQueue   int           // events queued per room and URL; beyond it the oldest are dropped; default 10000
-	WebhookWait    time.Duration // a batch waits this long to fill up to 100 events; default 1s
-	WebhookBackoff time.Duration // first retry delay, doubling up to 60s; default 1s
-	WebhookMaxAge  time.Duration // a batch is given up this long after its first attempt; default 1h
-	WebhookTimeout time.Duration // per delivery attempt; default 10s
-	ViewersEvery   time.Duration // room.viewers at most this often per room; default 5s
+	WebhookURLs   []string
+	WebhookSecret string // signs the WebhookURLs deliveries only; required with them; at least 16 bytes
+	// WebhookAllowPrivate lets rooms' own webhook URLs reach loopback,
+	// private and other non-public addresses (development only); the
+	// host's WebhookURLs may always be private.
+	WebhookAllowPrivate bool
+	WebhookQueue        int           // events queued per room and URL; beyond it the oldest are dropped; default 10000
+	WebhookWait         time.Duration // a batch waits this long to fill up to 100 events; default 1s
+	WebhookBackoff      time.Duration // first retry delay, doubling up to 60s; default 1s
+	WebhookMaxAge       time.Duration // a batch is given up this long after its first attempt; default 1h
+	WebhookTimeout      time.Duration // per delivery attempt; default 10s
+	ViewersEvery        time.Duration // room.viewers at most this often per room; default 5s
 
 	// Notify, if set, is called after the host's state changes (drain,
 	// resume), so that the load balancers are told at once.
@@ -247,6 +251,13 @@ func New(cfg Config) (*Master, error) {
 		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "rooms"), 0o700); err != nil {
+		return nil, fmt.Errorf("master: state dir: %w", err)
+	}
+	// The room state files hold the rooms' webhook secrets: their folder
+	// is this user's only, even if it was made earlier with a wider mode.
+	// (StateDir itself is made 0700 when new, but not changed if it exists:
+	// it may be a folder others use.)
+	if err := os.Chmod(filepath.Join(cfg.StateDir, "rooms"), 0o700); err != nil {
 		return nil, fmt.Errorf("master: state dir: %w", err)
 	}
 	m := &Master{

@@ -3,6 +3,7 @@ package master
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
+	"github.com/chatfleet/chatfleet/internal/netguard"
 )
 
 // Exit codes of a room process, named so the master can tell a room that
@@ -36,13 +38,17 @@ type RoomOptions struct {
 	Instance string `json:"instance,omitempty"`
 	OwnerID  string `json:"ownerId,omitempty"`
 	// WebhookSecret signs the deliveries to WebhookURLs (the host's
-	// WEBHOOK_SECRET signs only WEBHOOK_URLS deliveries).
+	// WEBHOOK_SECRET signs only WEBHOOK_URLS deliveries): 16 to 256 bytes;
+	// CreateRoom makes one when WebhookURLs come without it. It is kept in
+	// the room's state file (mode 0600), never given to the room process
+	// and never logged.
 	WebhookSecret  string `json:"webhookSecret,omitempty"`
 	AllowAnonymous bool   `json:"allowAnonymous,omitempty"`
 	HistorySize    int    `json:"historySize,omitempty"`
 	Paid           bool   `json:"paid,omitempty"`
 	// WebhookURLs get the room's events, besides the host's WEBHOOK_URLS
-	// (docs/events.md): at most 5 http(s) URLs of at most 1024 bytes.
+	// (docs/events.md): at most 5 http(s) URLs of at most 1024 bytes, at
+	// public addresses (Config.WebhookAllowPrivate lifts that).
 	WebhookURLs []string `json:"webhookUrls,omitempty"`
 }
 
@@ -51,13 +57,44 @@ func (o RoomOptions) validate(cfg *Config) error {
 	if o.HistorySize < 0 || o.HistorySize > 10000 {
 		return chatfleet.Errorf(chatfleet.EINVALID, "options.historySize must be 0 to 10000")
 	}
+	return o.validateWebhooks(cfg)
+}
+
+// validateWebhooks checks the room's own webhook URLs and secret: the URLs
+// as validateWebhookURLs does, and none at a literal address that is not
+// public unless cfg.WebhookAllowPrivate (a name is checked when it is
+// dialled); a secret given with URLs must be 16 to 256 bytes (without URLs
+// it is ignored: withWebhookSecret drops it).
+func (o RoomOptions) validateWebhooks(cfg *Config) error {
 	if err := validateWebhookURLs("options.webhookUrls", o.WebhookURLs); err != nil {
 		return err
 	}
-	if len(o.WebhookURLs) > 0 && cfg.WebhookSecret == "" {
-		return chatfleet.Errorf(chatfleet.EINVALID, "options.webhookUrls: this host has no WEBHOOK_SECRET to sign deliveries with")
+	if !cfg.WebhookAllowPrivate {
+		for _, u := range o.WebhookURLs {
+			if err := netguard.CheckURLHost(u); err != nil {
+				return chatfleet.Errorf(chatfleet.EINVALID, "options.webhookUrls: %q: %v: webhooks are delivered to public addresses only", redactURL(u), err)
+			}
+		}
+	}
+	if n := len(o.WebhookSecret); len(o.WebhookURLs) > 0 && n > 0 && (n < minHookSecretLen || n > maxHookSecretLen) {
+		return chatfleet.Errorf(chatfleet.EINVALID, "options.webhookSecret must be %d to %d bytes", minHookSecretLen, maxHookSecretLen)
 	}
 	return nil
+}
+
+// withWebhookSecret returns o with the secret that signs its webhooks: a
+// room with webhookUrls but no webhookSecret gets a new random one, also
+// returned (to be given back once, in the create answer); a secret without
+// URLs is dropped, as it would sign nothing.
+func (o RoomOptions) withWebhookSecret() (RoomOptions, string) {
+	switch {
+	case len(o.WebhookURLs) == 0:
+		o.WebhookSecret = ""
+	case o.WebhookSecret == "":
+		o.WebhookSecret = "whsec_" + rand.Text()
+		return o, o.WebhookSecret
+	}
+	return o, ""
 }
 
 // assignment returns o as a spare room process is given it.
@@ -88,6 +125,10 @@ func (o RoomOptions) args() []string {
 
 // RoomInfo is a room as the master's API lists it.
 type RoomInfo struct {
+	// webhookSecret is the secret CreateRoom made for the room's webhooks,
+	// for the create answer only.
+	webhookSecret string
+
 	Name      string               `json:"name"`
 	Port      int                  `json:"port"`
 	PID       int                  `json:"pid"`
@@ -668,11 +709,7 @@ func (r *room) writeState(pid int) error {
 	if err != nil {
 		return err
 	}
-	tmp := r.path(".json.tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, r.path(".json"))
+	return writePrivate(r.path(".json"), b) // it holds the room's webhook secret
 }
 
 // stderrTail returns the last lines the room process wrote to stderr.
@@ -712,6 +749,7 @@ func (m *Master) CreateRoom(ctx context.Context, name string, opts RoomOptions) 
 	if err := opts.validate(&m.cfg); err != nil {
 		return RoomInfo{}, err
 	}
+	opts, madeSecret := opts.withWebhookSecret()
 	m.mu.Lock()
 	if m.draining || m.stopping {
 		m.mu.Unlock()
@@ -750,7 +788,9 @@ func (m *Master) CreateRoom(ctx context.Context, name string, opts RoomOptions) 
 	case <-r.ready:
 		m.metrics.roomsCreated.Inc()
 		r.log.Info("room created")
-		return r.info(), nil
+		info := r.info()
+		info.webhookSecret = madeSecret
+		return info, nil
 	case <-r.done:
 		return RoomInfo{}, chatfleet.Errorf(chatfleet.EUNAVAILABLE, "room %q failed to start", name)
 	case <-timer.C:

@@ -37,9 +37,7 @@ func (m *Master) spawn(stderrPath string, extra []string, files ...*os.File) (*c
 	args := append([]string{"room", "-stats-every", m.cfg.StatsEvery.String(), "-orphan-grace", m.cfg.OrphanGrace.String()}, m.cfg.RoomArgs...)
 	cmd := exec.Command(m.cfg.Self, append(args, extra...)...)
 	cmd.ExtraFiles = files
-	if len(m.cfg.RoomEnv) > 0 {
-		cmd.Env = append(os.Environ(), m.cfg.RoomEnv...)
-	}
+	cmd.Env = roomEnviron(os.Environ(), m.cfg.RoomEnv)
 	// The room writes to the master's own stdout (no pipe that would break
 	// when the master dies) and its stderr to a file the master reads on a crash.
 	cmd.Stdout = os.Stdout
@@ -55,6 +53,40 @@ func (m *Master) spawn(stderrPath string, extra []string, files ...*os.File) (*c
 		close(ch.exited)
 	}()
 	return ch, nil
+}
+
+// roomEnvNames are the variables of the master's environment a room
+// process is given, and roomEnvPrefixes the families of them: what a room
+// reads (its token secret, origins, connection limits, entitlement hook,
+// ROOM_* settings), the Go runtime's settings and the time zone. Nothing
+// else of the master's reaches a room: not its API, admin or load-balancer
+// keys, its store URI, its webhook secret, cloud credentials (AWS_*) or the
+// control API's keys (FLEET_*). A room process runs code that parses what
+// anyone on the internet sends; whoever took it over finds only what the
+// room itself needs.
+var (
+	roomEnvNames = []string{
+		"TOKEN_SECRET", "ALLOWED_ORIGINS", "MAX_CONNS_PER_IP", "MAX_ROOM_CONNS", "TRUSTED_PROXIES",
+		"LOG_LEVEL", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG", "GOTRACEBACK", "GORACE", "TZ",
+	}
+	roomEnvPrefixes = []string{"ROOM_", "ENTITLEMENT_"}
+)
+
+// roomEnviron returns the environment of a room process: the entries of
+// environ (the master's) a room needs (roomEnvNames, roomEnvPrefixes),
+// then extra (Config.RoomEnv), which wins.
+func roomEnviron(environ, extra []string) []string {
+	env := make([]string, 0, len(extra)+16)
+	for _, kv := range environ {
+		name, _, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		if slices.Contains(roomEnvNames, name) || slices.ContainsFunc(roomEnvPrefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
 }
 
 func (m *Master) roomPath(port int, ext string) string {

@@ -138,6 +138,7 @@ type metrics struct {
 	hookDeliveries prometheus.Counter
 	hookFailures   prometheus.Counter
 	hookDropped    prometheus.Counter
+	hookRefused    prometheus.Counter
 }
 
 func newMetrics(m *Master) *metrics {
@@ -202,6 +203,7 @@ func newMetrics(m *Master) *metrics {
 
 		hookDeliveries: counter("webhook_deliveries_total", "Webhook batches a receiver took (2xx)."),
 		hookFailures:   counter("webhook_failures_total", "Webhook delivery attempts that failed (timeout, error, non-2xx); each batch is retried."),
-		hookDropped:    counter("webhook_dropped_total", "Webhook events dropped: a room's queue was full, a batch was given up after WebhookMaxAge, or the host daemon exited."),
+		hookDropped:    counter("webhook_dropped_total", "Webhook events dropped: a room's queue was full, a batch was given up after WebhookMaxAge, its destination was not a public address, or the host daemon exited."),
+		hookRefused:    counter("webhook_refused_total", "Webhook events dropped because a room's webhook URL resolved to an address that is not public (loopback, private, link-local...); also counted in webhook_dropped_total."),
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	mathrand "math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/webhook"
 )
 
@@ -31,6 +33,7 @@ const (
 	maxHookURLs      = 5                // per room
 	maxHookURLLen    = 1024             // bytes
 	minHookSecretLen = 16               // bytes
+	maxHookSecretLen = 256              // bytes, of a room's webhookSecret
 )
 
 // validateWebhookURLs checks a list of webhook URLs: at most maxHookURLs
@@ -69,14 +72,25 @@ func redactURL(s string) string {
 // bounded queue drained in order by its own goroutine in batches, retried
 // with exponential backoff. Nothing here ever blocks a room's session: add
 // only appends to a queue. Safe for concurrent use.
+//
+// Two kinds of destination, two clients, two secrets. The host's
+// WEBHOOK_URLS are the operator's configuration: they may be private (a
+// receiver next to the host) and are signed with WEBHOOK_SECRET. A room's
+// own webhookUrls were handed to us by a caller: they are signed with the
+// room's own secret and dialled only at public unicast addresses, checked
+// on the address each connection uses (netguard.Control), so neither a
+// literal nor a name that resolves (or re-resolves) to the host, its
+// network or a cloud metadata address is ever called. WebhookAllowPrivate
+// lifts that check, for development.
 type hooks struct {
-	m       *Master
-	client  *http.Client
-	ctx     context.Context // cancelled by stop: in-flight deliveries end
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	dropLim *rate.Limiter // drop log lines
-	failLim *rate.Limiter // failed-attempt log lines
+	m          *Master
+	client     *http.Client    // WEBHOOK_URLS
+	roomClient *http.Client    // rooms' own webhookUrls: public addresses only
+	ctx        context.Context // cancelled by stop: in-flight deliveries end
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	dropLim    *rate.Limiter // drop log lines
+	failLim    *rate.Limiter // failed-attempt log lines
 
 	mu       sync.Mutex
 	sinks    map[hookKey]*sink
@@ -84,40 +98,82 @@ type hooks struct {
 	lost     int64 // dropped since the last drop log line
 
 	curMu   sync.Mutex
-	cursors map[string]map[string]int64 // room → URL → seq done with (hookcursor.go)
+	cursors map[string]*hookCursor // by room (hookcursor.go)
+
+	refMu     sync.Mutex
+	refusedLs map[string]*rate.Limiter // by room: "destination refused" log lines, 1/s; forgotten with the room
 }
 
-type hookKey struct{ room, url string }
+// hookKey names a sink: a room's events for one URL, signed with secret.
+// own marks the room's own webhookUrls (dialled at public addresses only)
+// as against the host's WEBHOOK_URLS. The secret is part of the key so that
+// a room recreated under its name with another secret never has its events
+// signed with the previous one's.
+type hookKey struct {
+	room, url string
+	own       bool
+	secret    string
+}
+
+// newHookClient returns a client that never follows a redirect (a redirect
+// is a failed attempt) and dials with d. Proxies from the environment are
+// used only when the client may reach private addresses: through a proxy,
+// the address checked would be the proxy's, not the receiver's.
+func newHookClient(d *net.Dialer, proxy bool) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 32
+	tr.DialContext = d.DialContext
+	if !proxy {
+		tr.Proxy = nil
+	}
+	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+}
 
 func newHooks(m *Master) *hooks {
 	ctx, cancel := context.WithCancel(context.Background())
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 32
+	allow := m.cfg.WebhookAllowPrivate
 	return &hooks{
 		m: m, ctx: ctx, cancel: cancel,
-		client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse // a redirect is a failed attempt, never followed
-		}},
-		dropLim: rate.NewLimiter(rate.Every(10*time.Second), 1),
-		failLim: rate.NewLimiter(rate.Every(10*time.Second), 3),
-		sinks:   map[hookKey]*sink{},
-		cursors: map[string]map[string]int64{},
+		client:     newHookClient(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}, true),
+		roomClient: newHookClient(netguard.Dialer(30*time.Second, allow), allow),
+		dropLim:    rate.NewLimiter(rate.Every(10*time.Second), 1),
+		failLim:    rate.NewLimiter(rate.Every(10*time.Second), 3),
+		sinks:      map[hookKey]*sink{},
+		cursors:    map[string]*hookCursor{},
+		refusedLs:  map[string]*rate.Limiter{},
 	}
 }
 
-// targets returns the URLs that get r's events: the host's WEBHOOK_URLS and
-// the room's own, without duplicates.
-func (h *hooks) targets(r *room) []string {
-	urls := append(slices.Clone(h.m.cfg.WebhookURLs), r.opts.WebhookURLs...)
-	slices.Sort(urls)
-	return slices.Compact(urls)
+// targets returns the sinks that get r's events: the host's WEBHOOK_URLS,
+// signed with WEBHOOK_SECRET, and the room's own, signed with its secret. A
+// room without a secret of its own (recorded by a master older than
+// per-room secrets) gets nothing at its own URLs: they must not be signed
+// with the host's secret.
+func (h *hooks) targets(r *room) []hookKey {
+	var ks []hookKey
+	add := func(k hookKey) {
+		if !slices.Contains(ks, k) {
+			ks = append(ks, k)
+		}
+	}
+	if h.m.cfg.WebhookSecret != "" {
+		for _, u := range h.m.cfg.WebhookURLs {
+			add(hookKey{room: r.name, url: u, secret: h.m.cfg.WebhookSecret})
+		}
+	}
+	if r.opts.WebhookSecret != "" {
+		for _, u := range r.opts.WebhookURLs {
+			add(hookKey{room: r.name, url: u, own: true, secret: r.opts.WebhookSecret})
+		}
+	}
+	return ks
 }
 
-// enabled reports whether r's events go to webhooks. A room re-adopted with
-// webhookUrls by a host that lost its WEBHOOK_SECRET sends nothing: an
-// unsigned delivery would be refused anyway.
+// enabled reports whether r's events go to webhooks.
 func (h *hooks) enabled(r *room) bool {
-	return h.m.cfg.WebhookSecret != "" && (len(h.m.cfg.WebhookURLs) > 0 || len(r.opts.WebhookURLs) > 0)
+	return len(h.targets(r)) > 0
 }
 
 // addLog queues events r's log just recorded, with their ids; lifecycle
@@ -148,27 +204,26 @@ func (h *hooks) add(r *room, evs []webhook.Event) {
 	if len(evs) == 0 || !h.enabled(r) {
 		return
 	}
-	for _, u := range h.targets(r) {
-		if s := h.sink(r.name, u); s != nil {
+	for _, k := range h.targets(r) {
+		if s := h.sink(k); s != nil {
 			s.push(evs)
 		} else {
-			h.dropped(len(evs), "host daemon stopping", r.name, u)
+			h.dropped(len(evs), "host daemon stopping", k.room, k.url)
 		}
 	}
 }
 
-// sink returns the sink of room and url, starting it if needed; nil once
-// the dispatcher stops.
-func (h *hooks) sink(room, u string) *sink {
+// sink returns the sink of k, starting it if needed; nil once the
+// dispatcher stops.
+func (h *hooks) sink(k hookKey) *sink {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.stopping {
 		return nil
 	}
-	k := hookKey{room, u}
 	s := h.sinks[k]
 	if s == nil {
-		s = &sink{h: h, key: k, wake: make(chan struct{}, 1), log: h.m.log.With("room", room, "webhook", redactURL(u))}
+		s = &sink{h: h, key: k, wake: make(chan struct{}, 1), log: h.m.log.With("room", k.room, "webhook", redactURL(k.url))}
 		h.sinks[k] = s
 		h.wg.Add(1)
 		go s.run()
@@ -250,6 +305,27 @@ func (h *hooks) dropped(n int, why, room, u string) {
 	h.lost = 0
 	h.mu.Unlock()
 	h.m.log.Error("webhook events dropped", "dropped", lost, "reason", why, "room", room, "webhook", redactURL(u))
+}
+
+// refused drops n events of k whose destination resolved to an address that
+// is not public, counting them (chatserver_webhook_refused_total, and in
+// chatserver_webhook_dropped_total) and logging at most once a second per
+// room.
+func (h *hooks) refused(n int, k hookKey, err error) {
+	h.m.metrics.hookDropped.Add(float64(n))
+	h.m.metrics.hookRefused.Add(float64(n))
+	h.refMu.Lock()
+	lim := h.refusedLs[k.room]
+	if lim == nil {
+		lim = rate.NewLimiter(rate.Every(time.Second), 1)
+		h.refusedLs[k.room] = lim
+	}
+	ok := lim.Allow()
+	h.refMu.Unlock()
+	if ok {
+		h.m.log.Warn("webhook events dropped: the destination is not a public address (WEBHOOK_ALLOW_PRIVATE=1 allows it in development)",
+			"room", k.room, "webhook", redactURL(k.url), "dropped", n, "err", err)
+	}
 }
 
 // sink is the queue of one room's events for one URL.
@@ -377,14 +453,21 @@ func (s *sink) deliver(batch []webhook.Event) {
 		err := s.post(body, id, attempt)
 		if err == nil {
 			h.m.metrics.hookDeliveries.Inc()
-			h.recordDone(s.key.room, s.key.url, maxSeq(batch))
+			h.recordDone(s.key, maxSeq(batch))
 			return
 		}
 		h.m.metrics.hookFailures.Inc()
+		if errors.Is(err, netguard.ErrNotPublic) {
+			// The name resolved to an address we never call for a caller:
+			// retrying would not change that, and would keep probing it.
+			h.refused(len(batch), s.key, err)
+			h.recordDone(s.key, maxSeq(batch))
+			return
+		}
 		delay := retryDelay(cfg.WebhookBackoff, attempt)
 		if time.Since(start)+delay > cfg.WebhookMaxAge {
 			h.dropped(len(batch), fmt.Sprintf("gave up after %d attempts", attempt), s.key.room, s.key.url)
-			h.recordDone(s.key.room, s.key.url, maxSeq(batch))
+			h.recordDone(s.key, maxSeq(batch))
 			return
 		}
 		if h.failLim.Allow() {
@@ -422,10 +505,14 @@ func (s *sink) post(body []byte, id string, attempt int) error {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "chatfleet-webhook/"+chatfleet.Version)
 	req.Header.Set(webhook.HeaderTimestamp, ts)
-	req.Header.Set(webhook.HeaderSignature, webhook.Sign(cfg.WebhookSecret, ts, body))
+	req.Header.Set(webhook.HeaderSignature, webhook.Sign(s.key.secret, ts, body))
 	req.Header.Set(webhook.HeaderDelivery, id)
 	req.Header.Set(webhook.HeaderAttempt, strconv.Itoa(attempt))
-	resp, err := s.h.client.Do(req)
+	client := s.h.client
+	if s.key.own {
+		client = s.h.roomClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {

@@ -2,11 +2,16 @@ package master
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/webhook"
 )
@@ -212,28 +218,76 @@ func TestWebhookQueueBoundAndGiveUp(t *testing.T) {
 func TestWebhookURLValidation(t *testing.T) {
 	long := "https://example.com/" + string(make([]byte, maxHookURLLen))
 	tests := []struct {
-		name string
-		urls []string
-		ok   bool
+		name    string
+		urls    []string
+		ok      bool
+		private bool // ok with WebhookAllowPrivate
 	}{
-		{"none", nil, true},
-		{"https and http", []string{"https://hooks.example.com/chat?k=1", "http://10.0.0.1:8080/in"}, true},
-		{"six", []string{"http://a/1", "http://a/2", "http://a/3", "http://a/4", "http://a/5", "http://a/6"}, false},
-		{"ftp", []string{"ftp://example.com/x"}, false},
-		{"relative", []string{"/hook"}, false},
-		{"credentials", []string{"https://user:pw@example.com/"}, false},
-		{"too long", []string{long}, false},
+		{"none", nil, true, true},
+		{"https and http", []string{"https://hooks.example.com/chat?k=1", "http://93.184.215.14:8080/in"}, true, true},
+		{"six", []string{"http://a/1", "http://a/2", "http://a/3", "http://a/4", "http://a/5", "http://a/6"}, false, false},
+		{"ftp", []string{"ftp://example.com/x"}, false, false},
+		{"relative", []string{"/hook"}, false, false},
+		{"credentials", []string{"https://user:pw@example.com/"}, false, false},
+		{"too long", []string{long}, false, false},
+		{"loopback", []string{"http://127.0.0.1:9999/x"}, false, true},
+		{"private", []string{"http://10.0.0.1:8080/in"}, false, true},
+		{"link-local metadata", []string{"http://169.254.169.254/latest/meta-data/"}, false, true},
+		{"IPv4-mapped loopback", []string{"http://[::ffff:127.0.0.1]:8090/"}, false, true},
+		{"IPv6 loopback", []string{"http://[::1]/"}, false, true},
+		{"numeric loopback", []string{"http://2130706433/"}, false, true},
+		{"localhost", []string{"http://localhost:8090/api/v1/rooms"}, false, true},
+		{"public then private", []string{"https://hooks.example.com/", "http://192.168.1.1/"}, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := RoomOptions{WebhookURLs: tt.urls}.validate(&Config{WebhookSecret: hookSecret})
-			if (err == nil) != tt.ok || (err != nil && chatfleet.ErrorCode(err) != chatfleet.EINVALID) {
-				t.Fatalf("validate = %v, want ok=%v", err, tt.ok)
+			for _, private := range []bool{false, true} {
+				want := tt.ok || private && tt.private
+				err := RoomOptions{WebhookURLs: tt.urls}.validate(&Config{WebhookAllowPrivate: private})
+				if (err == nil) != want || (err != nil && chatfleet.ErrorCode(err) != chatfleet.EINVALID) {
+					t.Fatalf("validate (allow private %v) = %v, want ok=%v", private, err, want)
+				}
 			}
 		})
 	}
-	if err := (RoomOptions{WebhookURLs: []string{"https://example.com/"}}).validate(&Config{}); err == nil {
-		t.Fatal("webhook URLs accepted on a host without WEBHOOK_SECRET")
+	for _, secret := range []string{"short", strings.Repeat("s", maxHookSecretLen+1)} {
+		if err := (RoomOptions{WebhookURLs: []string{"https://example.com/"}, WebhookSecret: secret}).validate(&Config{}); chatfleet.ErrorCode(err) != chatfleet.EINVALID {
+			t.Errorf("webhookSecret of %d bytes: %v, want invalid", len(secret), err)
+		}
+	}
+}
+
+// TestRoomWebhookSecret: a room with webhookUrls and no secret gets a new
+// one (told once), one given is kept, and one without URLs is dropped.
+func TestRoomWebhookSecret(t *testing.T) {
+	o, made := RoomOptions{WebhookURLs: []string{"https://example.com/"}}.withWebhookSecret()
+	if made == "" || o.WebhookSecret != made || len(made) < minHookSecretLen {
+		t.Fatalf("made %q, options %+v: want a new secret of %d bytes or more", made, o, minHookSecretLen)
+	}
+	if _, again := (RoomOptions{WebhookURLs: []string{"https://example.com/"}}).withWebhookSecret(); again == made {
+		t.Fatal("two rooms got the same secret")
+	}
+	o, made = RoomOptions{WebhookURLs: []string{"https://example.com/"}, WebhookSecret: "given-0123456789abc"}.withWebhookSecret()
+	if made != "" || o.WebhookSecret != "given-0123456789abc" {
+		t.Fatalf("a given secret: made %q, options %+v", made, o)
+	}
+	if o, made = (RoomOptions{WebhookSecret: "given-0123456789abc"}).withWebhookSecret(); made != "" || o.WebhookSecret != "" {
+		t.Fatalf("a secret without URLs: made %q, kept %q", made, o.WebhookSecret)
+	}
+}
+
+// TestRoomEnviron: a room process gets only the variables a room needs.
+func TestRoomEnviron(t *testing.T) {
+	got := roomEnviron([]string{
+		"KEY=k", "ADMIN_KEY=a", "LOADBALANCER_KEY=l", "MONGODB_URI=mongodb://u:p@db/", "WEBHOOK_SECRET=w",
+		"AWS_SECRET_ACCESS_KEY=s", "FLEET_KEY=f", "HOME=/root", "PATH=/bin",
+		"TOKEN_SECRET=t", "ROOM_IDLE_TIMEOUT=30s", "ENTITLEMENT_URL=https://pay/", "ENTITLEMENT_SECRET=e",
+		"MAX_CONNS_PER_IP=50", "GOMAXPROCS=8", "TZ=UTC", "LOG_LEVEL=info",
+	}, []string{"GOMAXPROCS=1"})
+	want := []string{"TOKEN_SECRET=t", "ROOM_IDLE_TIMEOUT=30s", "ENTITLEMENT_URL=https://pay/", "ENTITLEMENT_SECRET=e",
+		"MAX_CONNS_PER_IP=50", "GOMAXPROCS=8", "TZ=UTC", "LOG_LEVEL=info", "GOMAXPROCS=1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("roomEnviron =\n%q\nwant\n%q", got, want)
 	}
 }
 
@@ -246,6 +300,7 @@ func TestWebhookConfig(t *testing.T) {
 		{"none", Config{}, true},
 		{"urls and secret", Config{WebhookURLs: []string{"https://h.example.com/in"}, WebhookSecret: hookSecret}, true},
 		{"urls without secret", Config{WebhookURLs: []string{"https://h.example.com/in"}}, false},
+		{"private operator urls", Config{WebhookURLs: []string{"http://127.0.0.1:9000/in"}, WebhookSecret: hookSecret}, true},
 		{"short secret", Config{WebhookSecret: "short"}, false},
 		{"bad url", Config{WebhookURLs: []string{"h.example.com/in"}, WebhookSecret: hookSecret}, false},
 		{"negative queue", Config{WebhookQueue: -1}, false},
@@ -293,5 +348,90 @@ func TestWebhookAttemptTimeout(t *testing.T) {
 	})
 	if got := counterValue(t, m.metrics.hookFailures); got != 1 {
 		t.Fatalf("failures %v, want the one timeout", got)
+	}
+}
+
+// loopbackName returns a host name other than localhost that resolves to a
+// loopback address here (the machine's name, or one in /etc/hosts), or
+// skips the test.
+func loopbackName(t *testing.T) string {
+	t.Helper()
+	var names []string
+	if h, err := os.Hostname(); err == nil {
+		names = append(names, h)
+	}
+	if b, err := os.ReadFile("/etc/hosts"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[0], "127.") {
+				names = append(names, f[1:]...)
+			}
+		}
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, "#") || netguard.CheckURLHost("http://"+n+"/") != nil {
+			continue // localhost and its kin are refused by name
+		}
+		addrs, err := net.LookupHost(n)
+		if err == nil && len(addrs) > 0 && !slices.ContainsFunc(addrs, func(a string) bool { return !strings.HasPrefix(a, "127.") }) {
+			return n
+		}
+	}
+	t.Skip("no host name other than localhost resolves to loopback here")
+	return ""
+}
+
+// TestRoomWebhookNameResolvingToLoopback: a room's own webhook URL whose
+// name resolves to loopback is never called (checked at dial time): its
+// events are dropped at the first attempt and counted; with
+// WebhookAllowPrivate they are delivered, signed with the room's secret.
+func TestRoomWebhookNameResolvingToLoopback(t *testing.T) {
+	const roomSecret = "room-secret-0123456789"
+	name := loopbackName(t)
+	for _, allow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("allow private %v", allow), func(t *testing.T) {
+			var mu sync.Mutex
+			var sigErrs []error
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, err := webhook.VerifyRequest(r, roomSecret, webhook.DefaultMaxSkew)
+				mu.Lock()
+				sigErrs = append(sigErrs, err)
+				mu.Unlock()
+			}))
+			t.Cleanup(srv.Close)
+			u := "http://" + net.JoinHostPort(name, strconv.Itoa(srv.Listener.Addr().(*net.TCPAddr).Port)) + "/hook"
+			m, _ := hookMaster(t, Config{WebhookWait: 10 * time.Millisecond, WebhookBackoff: 10 * time.Millisecond, WebhookAllowPrivate: allow})
+			opts := RoomOptions{WebhookURLs: []string{u}, WebhookSecret: roomSecret}
+			if err := opts.validate(&m.cfg); err != nil {
+				t.Fatalf("a name passes validation (it is checked when dialled): %v", err)
+			}
+			r := m.newRoom("lobby", 34000, opts, time.Now())
+			r.logEvents(chatEvents(1, 5))
+			testutil.Eventually(t, 5*time.Second, func() error {
+				mu.Lock()
+				n := len(sigErrs)
+				mu.Unlock()
+				switch {
+				case allow && n == 0:
+					return errors.New("not delivered")
+				case !allow && counterValue(t, m.metrics.hookRefused) != 5:
+					return fmt.Errorf("refused counter %v, want 5", counterValue(t, m.metrics.hookRefused))
+				}
+				return nil
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if !allow {
+				if len(sigErrs) != 0 || counterValue(t, m.metrics.hookDropped) != 5 || counterValue(t, m.metrics.hookFailures) != 1 {
+					t.Fatalf("receiver got %d requests, dropped %v, failures %v: want none, 5, one attempt only",
+						len(sigErrs), counterValue(t, m.metrics.hookDropped), counterValue(t, m.metrics.hookFailures))
+				}
+				return
+			}
+			for _, err := range sigErrs {
+				if err != nil {
+					t.Fatalf("delivery does not verify with the room's secret: %v", err)
+				}
+			}
+		})
 	}
 }
