@@ -114,9 +114,9 @@ type hookReceiver struct {
 
 	mu      sync.Mutex
 	secrets []string
-	got  []delivery
-	nGot int      // deliveries that arrived, verified or not
-	bad  []string // why deliveries were refused
+	got     []delivery
+	nGot    int      // deliveries that arrived, verified or not
+	bad     []string // why deliveries were refused
 }
 
 // delivery is a verified delivery and the request URI it was sent to.
