@@ -272,8 +272,9 @@ func TestEvents(t *testing.T) {
 			if ct := resp.MultiValueHeaders["Content-Type"]; len(ct) != 1 || !strings.HasPrefix(ct[0], "application/json") {
 				t.Errorf("Content-Type %v", ct)
 			}
-			if e.Event == "rooms-create-webhook-private.json" && (env.Error == nil || !strings.Contains(env.Error.Message, "webhookUrls")) {
-				t.Errorf("%s: body %s does not name webhookUrls", e.Event, resp.Body)
+			if e.Event == "rooms-create-webhook-private.json" && (env.Error == nil || !strings.Contains(env.Error.Message, "webhookUrls") ||
+				!strings.Contains(env.Error.Message, "public addresses only")) {
+				t.Errorf("%s: body %s does not say webhookUrls go to public addresses only", e.Event, resp.Body)
 			}
 			if e.Event == "rooms-create.json" {
 				var c struct {
