@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -378,11 +379,17 @@ type hostRequest struct {
 	Body              []byte
 }
 
-// newFakeHost starts a fake host that answers answer's status and data.
+// newFakeHost starts a fake host on 127.0.0.1 that answers answer's status and data.
 func newFakeHost(t *testing.T, answer func(method, path string) (int, string)) *fakeHost {
 	t.Helper()
+	return newFakeHostOn(t, "127.0.0.1", answer)
+}
+
+// newFakeHostOn is newFakeHost listening on ip.
+func newFakeHostOn(t *testing.T, ip string, answer func(method, path string) (int, string)) *fakeHost {
+	t.Helper()
 	f := &fakeHost{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		f.mu.Lock()
 		f.reqs = append(f.reqs, hostRequest{r.Method, r.URL.Path, r.Header.Get("X-API-Key"), body})
@@ -396,6 +403,13 @@ func newFakeHost(t *testing.T, answer func(method, path string) (int, string)) *
 			fmt.Fprintf(w, `{"error":{"code":"unavailable","message":%q}}`, data)
 		}
 	}))
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
 	t.Cleanup(srv.Close)
 	f.URL = srv.URL
 	return f
@@ -406,7 +420,7 @@ func newFakeHost(t *testing.T, answer func(method, path string) (int, string)) *
 func (f *fakeHost) register(t *testing.T, lb, id, baseURL string) {
 	t.Helper()
 	f.ID = id
-	h := chatfleet.Host{ID: id, APIURL: baseURL, AdminURL: baseURL, RoomHost: "127.0.0.1", PortMin: 40000, PortMax: 40100,
+	h := chatfleet.Host{ID: id, APIURL: baseURL, AdminURL: baseURL, RoomHost: "127.0.0.1", PortMin: 40000, PortMax: 40100, Region: "eu-west-1",
 		Version: "fake", Capacity: chatfleet.Capacity{MaxRooms: 10, MaxConns: 100}, State: chatfleet.HostAccepting}
 	b, _ := json.Marshal(h)
 	status, body := testutil.Do(t, "PUT", lb+"/api/v1/hosts/"+id, lbKey, string(b))

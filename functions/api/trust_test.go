@@ -441,6 +441,33 @@ func TestHostsOutsideAllowedNetworks(t *testing.T) {
 	})
 }
 
+// TestRefusedHostSkipped (finding 9, second half): a create that is
+// offered a host outside FLEET_HOSTS_ALLOW first (the forged host is the
+// only one in the asked region) skips it for another, which creates the
+// room; the forged host never gets a request.
+func TestRefusedHostSkipped(t *testing.T) {
+	t.Parallel()
+	lb := startLB(t)
+	picker := newPicker(t, lb)
+	startHost(t, lb)
+	forged := newFakeHostOn(t, "127.0.0.2", func(method, path string) (int, string) { return http.StatusOK, `{"port":40000}` })
+	forged.register(t, lb, "forged", forged.URL)
+	waitHostID(t, picker, "forged")
+	a := newAPIs(t, storetest.NewStore(t), picker, func(c *api.Config) {
+		c.HostsAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	for i := range 3 {
+		var c created
+		call(t, "POST", a.rooms+fmt.Sprintf("/api/v1/rooms/skip%d", i), apiKey, `{"region":"eu-west-1"}`).want(t, http.StatusCreated, "").decode(t, &c)
+		if c.HostID != hostID {
+			t.Errorf("created on %s, want %s", c.HostID, hostID)
+		}
+	}
+	if reqs := forged.requests(); len(reqs) != 0 {
+		t.Fatalf("the forged host got %d requests", len(reqs))
+	}
+}
+
 // TestFleetBanReachesRooms checks end to end that a fleet ban made through
 // the admin API disconnects the user from a room of a real host and keeps
 // them out, and that its removal lets them in again. It needs the host side
