@@ -211,6 +211,22 @@ func TestControlAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("a room its host's sync recorded first without its instance gets it", func(t *testing.T) {
+		rs := &racingStore{Store: st, name: "legacysync", sameAsHost: true, withoutInstance: true}
+		ra := newAPIs(t, rs, picker)
+		var c created
+		call(t, "POST", ra.rooms+"/api/v1/rooms/legacysync", apiKey, `{"hlsUrl":"https://cdn.example.com/l.m3u8"}`).want(t, http.StatusCreated, "").decode(t, &c)
+		r, err := st.Room(ctx, "legacysync")
+		if err != nil || r.Instance != c.Instance || r.OwnerID != c.OwnerID || !r.Status.Open() || r.Port != c.Port || r.HLSURL == "" {
+			t.Fatalf("stored %+v, %v; want the created room with instance %s", r, err, c.Instance)
+		}
+		var tok tokenAnswer
+		call(t, "POST", a.rooms+"/api/v1/rooms/legacysync/tokens", apiKey, "").want(t, http.StatusCreated, "").decode(t, &tok)
+		if cl, err := a.tokens.Verify(tok.Token, "legacysync", c.Instance); err != nil || cl.Inst != c.Instance {
+			t.Errorf("token claims %+v, %v; want instance %s", cl, err, c.Instance)
+		}
+	})
+
 	t.Run("get", func(t *testing.T) {
 		var v roomView
 		call(t, "GET", a.rooms+"/api/v1/rooms/lobby", apiKey, "").want(t, http.StatusOK, "").decode(t, &v)
@@ -352,17 +368,23 @@ func TestHostRefusesWebhooks(t *testing.T) {
 // itself as its host's periodic sync would record it (sameAsHost).
 type racingStore struct {
 	*mongo.Store
-	name       string
-	winner     *chatfleet.Room
-	sameAsHost bool
+	name            string
+	winner          *chatfleet.Room
+	sameAsHost      bool
+	withoutInstance bool // the host's record lacks the instance and owner (a host that does not report them)
+	raced           bool
 }
 
 func (s *racingStore) CreateRoom(ctx context.Context, r *chatfleet.Room) error {
-	if r.Name == s.name {
+	if r.Name == s.name && !s.raced {
+		s.raced = true
 		w := s.winner
 		if s.sameAsHost {
 			w = &chatfleet.Room{Name: r.Name, HostID: r.HostID, HostAddr: r.HostAddr, Port: r.Port, Status: chatfleet.RoomOffline,
 				Instance: r.Instance, OwnerID: r.OwnerID}
+			if s.withoutInstance {
+				w.Instance, w.OwnerID = "", ""
+			}
 		}
 		if err := s.Store.CreateRoom(ctx, w); err != nil {
 			return fmt.Errorf("racing create: %w", err)

@@ -271,9 +271,14 @@ func (a *roomAPI) record(ctx context.Context, room *chatfleet.Room) error {
 	case synced.Instance != "" && synced.Instance != room.Instance:
 		return err // another life of the name on the same port
 	case synced.Instance == "":
-		// The host's sync did not carry the instance: tokens issued from
-		// the store would lack it and the room would refuse them.
-		a.log.Error("the host recorded the room without its instance", "room", room.Name, "host", room.HostID)
+		// The host's sync did not carry the instance (a host that does not
+		// report it): tokens issued from the store would lack it and the
+		// room would refuse them. End that record and store this one.
+		closed := chatfleet.RoomClosed
+		if err := a.store.UpdateRoom(sctx, room.Name, chatfleet.RoomUpdate{Status: &closed}); err != nil {
+			return timedOut(ctx, "the store", err)
+		}
+		return timedOut(ctx, "the store", a.store.CreateRoom(sctx, room))
 	}
 	if room.HLSURL == "" {
 		return nil
