@@ -223,6 +223,24 @@ func TestConfigFromEnv(t *testing.T) {
 	call(t, "GET", rs.URL+"/api/v1/rooms/x", apiKey, "").want(t, http.StatusNotFound, chatfleet.ENOTFOUND)
 	call(t, "GET", as.URL+"/admin/v1/audit", adminAPIKey, "").want(t, http.StatusOK, "")
 
+	t.Run("trust settings", func(t *testing.T) {
+		if len(cfg.HostsAllow) != 6 || cfg.WebhookAllowPrivate || cfg.MaxFleetBans != 0 {
+			t.Errorf("defaults: hosts allow %v, webhook allow private %v, max fleet bans %d; want netguard.Private, false, 0 (100,000)",
+				cfg.HostsAllow, cfg.WebhookAllowPrivate, cfg.MaxFleetBans)
+		}
+		t.Setenv("FLEET_HOSTS_ALLOW", "10.0.0.0/16, 192.168.1.7")
+		t.Setenv("WEBHOOK_ALLOW_PRIVATE", "1")
+		t.Setenv("MAX_FLEET_BANS", "500")
+		c, closeC, err := api.ConfigFromEnv(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeC()
+		if fmt.Sprint(c.HostsAllow) != "[10.0.0.0/16 192.168.1.7/32]" || !c.WebhookAllowPrivate || c.MaxFleetBans != 500 {
+			t.Errorf("hosts allow %v, webhook allow private %v, max fleet bans %d", c.HostsAllow, c.WebhookAllowPrivate, c.MaxFleetBans)
+		}
+	})
+
 	t.Run("errors", func(t *testing.T) {
 		for _, tt := range []struct{ name, key, value, want string }{
 			{"no store", "MONGODB_URI", "", "MONGODB_URI"},
