@@ -99,11 +99,7 @@ func (a *adminAPI) addBan(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, timedOut(ctx, "the store", err))
 		return
 	}
-	res, err := a.pushFleet(ctx, hostBans{Add: []chatfleet.Ban{ban}})
-	if err != nil {
-		// Stored: hosts read it at their next refresh.
-		a.log.Warn("fleet ban stored but not pushed", "err", err)
-	}
+	res := a.pushFleet(ctx, hostBans{Add: []chatfleet.Ban{ban}})
 	a.record(ctx, "ban.add", ban.UserID, fmt.Sprintf("fleet ban %s, %s: %s (%s)", ban.ID, banLength(req.Minutes), req.Reason, res))
 	httpx.WriteData(w, http.StatusCreated, banAnswer{Ban: ban, pushResult: res})
 }
@@ -192,10 +188,7 @@ func (a *adminAPI) removeFleetBans(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, timedOut(ctx, "the store", err))
 		return
 	}
-	res, err := a.pushFleet(ctx, hostBans{Remove: removed})
-	if err != nil {
-		a.log.Warn("fleet bans removed but the removal not pushed", "err", err)
-	}
+	res := a.pushFleet(ctx, hostBans{Remove: removed})
 	a.record(ctx, "ban.remove", user, fmt.Sprintf("%d fleet bans removed (%s)", len(removed), res))
 	httpx.WriteData(w, http.StatusOK, unbanAnswer{Removed: len(removed), Bans: removed, pushResult: res})
 }
@@ -246,9 +239,17 @@ func checkPathUser(user string) error {
 	return nil
 }
 
-// pushFleet sends change to every host the load balancers know that is not down.
-func (a *adminAPI) pushFleet(ctx context.Context, change hostBans) (pushResult, error) {
-	return a.push(ctx, func(chatfleet.Host) bool { return true }, change)
+// pushFleet sends change to every host the load balancers know that is not
+// down. The change is stored already: if the load balancers cannot list the
+// hosts, the answer says so and the hosts read it at their next refresh.
+func (a *adminAPI) pushFleet(ctx context.Context, change hostBans) pushResult {
+	res, err := a.push(ctx, func(chatfleet.Host) bool { return true }, change)
+	if err != nil {
+		a.log.Warn("bans stored but not pushed: no host list", "err", err)
+		res.Failed = append(res.Failed, hostFailed{"", "the hosts could not be listed (" + chatfleet.ErrorMessage(err) +
+			"); they read the change from the store at their next refresh"})
+	}
+	return res
 }
 
 // push sends change, in frames of at most maxBansPerPush bans, to the hosts

@@ -522,3 +522,24 @@ func TestFleetBanReachesRooms(t *testing.T) {
 		return nil
 	})
 }
+
+// TestBanWithoutLoadBalancers: a fleet ban is the store's once written; if
+// the load balancers cannot list the hosts, the answer says the hosts will
+// read it at their next refresh.
+func TestBanWithoutLoadBalancers(t *testing.T) {
+	t.Parallel()
+	st := storetest.NewStore(t)
+	a := newAPIs(t, st, newPicker(t, deadURL(t)))
+	var out struct {
+		Ban    chatfleet.Ban
+		Hosts  int
+		Failed []struct{ HostID, Error string }
+	}
+	call(t, "POST", a.admin+"/admin/v1/bans", adminAPIKey, `{"userId":"u1"}`).want(t, http.StatusCreated, "").decode(t, &out)
+	if out.Hosts != 0 || len(out.Failed) != 1 || !strings.Contains(out.Failed[0].Error, "next refresh") {
+		t.Errorf("answer %+v, want one failure saying the hosts read it at their next refresh", out)
+	}
+	if bans, err := st.Bans(context.Background(), chatfleet.BanFilter{}); err != nil || len(bans) != 1 || bans[0].ID != out.Ban.ID {
+		t.Errorf("stored %+v, %v", bans, err)
+	}
+}
