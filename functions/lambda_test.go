@@ -272,16 +272,18 @@ func TestEvents(t *testing.T) {
 			if ct := resp.MultiValueHeaders["Content-Type"]; len(ct) != 1 || !strings.HasPrefix(ct[0], "application/json") {
 				t.Errorf("Content-Type %v", ct)
 			}
-			if e.Event == "rooms-create-webhooks-no-secret.json" && (env.Error == nil || !strings.Contains(env.Error.Message, "public addresses only")) {
-				t.Errorf("%s: body %s does not say webhooks go to public addresses only", e.Event, resp.Body)
+			if e.Event == "rooms-create-webhook-private.json" && (env.Error == nil || !strings.Contains(env.Error.Message, "webhookUrls") ||
+				!strings.Contains(env.Error.Message, "public addresses only")) {
+				t.Errorf("%s: body %s does not say webhookUrls go to public addresses only", e.Event, resp.Body)
 			}
 			if e.Event == "rooms-create.json" {
 				var c struct {
-					Name, Token string
-					Port        int
+					Name, Token, Instance string
+					Port                  int
 				}
 				json.Unmarshal(env.Data, &c)
-				if claims, err := tokens.Verify(c.Token, "demo", ""); err != nil || claims.Role != "producer" || c.Port == 0 {
+				claims, err := tokens.Verify(c.Token, "demo", c.Instance)
+				if err != nil || claims.Role != "producer" || claims.UserID() != "streamer-1" || c.Instance == "" || claims.Inst != c.Instance || c.Port == 0 {
 					t.Errorf("created %s: token claims %+v, %v", env.Data, claims, err)
 				}
 			}

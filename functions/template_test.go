@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/chatfleet/chatfleet/functions/api"
+	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 )
 
@@ -107,6 +108,7 @@ func dynamicSecret(v any, key string) bool {
 var envRead = []string{
 	"MONGODB_URI", "MONGODB_DATABASE", "LOADBALANCERS", "LOADBALANCER_KEY", "LOADBALANCER_CA_FILE",
 	"TOKEN_SECRET", "API_KEY", "ADMIN_API_KEY", "FLEET_KEY", "FLEET_ADMIN_KEY", "REQUEST_TIMEOUT", "LOG_LEVEL",
+	"FLEET_HOSTS_ALLOW", "WEBHOOK_ALLOW_PRIVATE", "MAX_FLEET_BANS",
 }
 
 // TestTemplate checks template.yaml against the code: every function's
@@ -211,6 +213,9 @@ func TestTemplate(t *testing.T) {
 					t.Errorf("environment lacks %s", name)
 				}
 			}
+			if ref(vars["FLEET_HOSTS_ALLOW"]) != "FleetHostsAllow" {
+				t.Errorf("FLEET_HOSTS_ALLOW is %v, want the parameter FleetHostsAllow", vars["FLEET_HOSTS_ALLOW"])
+			}
 			for _, name := range want.never {
 				if vars[name] != nil {
 					t.Errorf("environment holds %s, which this function does not need", name)
@@ -253,6 +258,9 @@ func TestTemplate(t *testing.T) {
 		if !seenCode[code] {
 			t.Errorf("no function has CodeUri %s", code)
 		}
+	}
+	if d := str(tpl, "Parameters", "FleetHostsAllow", "Default"); d != netguard.Private {
+		t.Errorf("FleetHostsAllow defaults to %q, want netguard.Private %q", d, netguard.Private)
 	}
 	for _, out := range []string{"RoomApiUrl", "AdminApiUrl", "RoomApiKeyId", "AdminApiKeyId"} {
 		if at(tpl, "Outputs", out, "Value") == nil {

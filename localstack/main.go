@@ -290,6 +290,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		"MONGODB_URI": storeURI, "LOADBALANCERS": strings.Join(lbURLs, ","), "LOADBALANCER_KEY": k.LBKey,
 		"TOKEN_SECRET": k.TokenSecret, "API_KEY": k.APIKey, "ADMIN_API_KEY": k.AdminAPIKey,
 		"FLEET_KEY": k.Key, "FLEET_ADMIN_KEY": k.AdminKey,
+		// As the hosts: a local stack's webhook receivers are local
+		// (WEBHOOK_ALLOW_PRIVATE=0 refuses them as production does).
+		"WEBHOOK_ALLOW_PRIVATE": envOr("WEBHOOK_ALLOW_PRIVATE", "1"),
 	} {
 		os.Setenv(name, v)
 	}

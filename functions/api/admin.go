@@ -96,35 +96,30 @@ func (a *adminAPI) globalMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res := globalResult{Failed: []hostFailed{}}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, globalConcurrency)
+	var targets []chatfleet.Host
 	for _, h := range hosts {
 		if h.State == chatfleet.HostDown {
-			mu.Lock()
 			res.Failed = append(res.Failed, hostFailed{h.ID, "host is down"})
-			mu.Unlock()
 			continue
 		}
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			var out struct {
-				Rooms int `json:"rooms"`
-			}
-			err := a.fleet.admin(ctx, h, "/api/v1/messages", messageRequest{req.Text}, &out)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				a.log.Warn("global message to host failed", "host", h.ID, "err", err)
-				res.Failed = append(res.Failed, hostFailed{h.ID, chatfleet.ErrorMessage(hostFailure(err))})
-				return
-			}
-			res.Hosts++
-			res.Rooms += out.Rooms
-		})
+		targets = append(targets, h)
 	}
-	wg.Wait()
+	var mu sync.Mutex
+	a.fanOut(targets, func(h chatfleet.Host) {
+		var out struct {
+			Rooms int `json:"rooms"`
+		}
+		err := a.fleet.admin(ctx, h, "/api/v1/messages", messageRequest{req.Text}, &out)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			a.log.Warn("global message to host failed", "host", h.ID, "err", err)
+			res.Failed = append(res.Failed, hostFailed{h.ID, chatfleet.ErrorMessage(hostFailure(err))})
+			return
+		}
+		res.Hosts++
+		res.Rooms += out.Rooms
+	})
 	slices.SortFunc(res.Failed, func(x, y hostFailed) int { return strings.Compare(x.HostID, y.HostID) })
 	a.record(ctx, "global.message", "*", fmt.Sprintf("%d hosts, %d rooms, %d failed: %s", res.Hosts, res.Rooms, len(res.Failed), req.Text))
 	httpx.WriteData(w, http.StatusOK, res)

@@ -17,10 +17,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/httpx"
+	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/lbclient"
 	"github.com/chatfleet/chatfleet/token"
 )
@@ -35,8 +37,8 @@ type HostPicker interface {
 
 var _ HostPicker = (*lbclient.Picker)(nil)
 
-// Config holds what the handlers need. Zero durations, a nil HTTPClient, Log
-// or Now take their defaults.
+// Config holds what the handlers need. Zero durations and limits, a nil
+// HostsAllow, Log or Now take their defaults.
 type Config struct {
 	Store  chatfleet.Store
 	Picker HostPicker
@@ -47,9 +49,21 @@ type Config struct {
 	FleetKey      string // the hosts' API key (the chatserver's KEY), for creating and closing rooms
 	FleetAdminKey string // the hosts' admin key (the chatserver's ADMIN_KEY), for the admin API
 
-	HTTPClient *http.Client     // for calls to hosts; a client with short timeouts if nil
-	Log        *slog.Logger     // discards if nil
-	Now        func() time.Time // stamps audit entries and times requests; time.Now if nil
+	// HostsAllow are the networks the hosts' API and admin addresses must
+	// be in (FLEET_HOSTS_ALLOW): the control API calls no other address
+	// with the fleet keys, checked on the address it dials. netguard.Private
+	// (loopback and the private ranges) if nil.
+	HostsAllow []netip.Prefix
+	// WebhookAllowPrivate lets a room's webhookUrls name loopback, private
+	// and other non-public address literals (WEBHOOK_ALLOW_PRIVATE=1; for
+	// development).
+	WebhookAllowPrivate bool
+	// MaxFleetBans is the most fleet bans the admin API stores
+	// (MAX_FLEET_BANS); 100,000 if zero.
+	MaxFleetBans int
+
+	Log *slog.Logger     // discards if nil
+	Now func() time.Time // stamps audit entries and times requests; time.Now if nil
 	// RequestTimeout bounds the whole of one request; 8s if zero.
 	RequestTimeout time.Duration
 }
@@ -63,14 +77,20 @@ const (
 	hostCloseTimeout      = 6 * time.Second // and a close once the room process is gone (clients get 2s to see it)
 	maxCreateAttempts     = 3               // hosts tried for one create
 	hostsLookupTimeout    = time.Second     // the host list for room URLs, which can do without it
+
+	// DefaultMaxFleetBans is the default of Config.MaxFleetBans.
+	DefaultMaxFleetBans = 100_000
 )
 
 func (c *Config) setDefaults() {
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = defaultRequestTimeout
 	}
-	if c.HTTPClient == nil {
-		c.HTTPClient = newHTTPClient()
+	if c.HostsAllow == nil {
+		c.HostsAllow, _ = netguard.ParsePrefixes(netguard.Private)
+	}
+	if c.MaxFleetBans <= 0 {
+		c.MaxFleetBans = DefaultMaxFleetBans
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -114,6 +134,10 @@ var adminEndpoints = []endpoint[*adminAPI]{
 	{Route{http.MethodPost, "/admin/v1/hosts/{id}/restart"}, hostAction("restart")},
 	{Route{http.MethodDelete, "/admin/v1/rooms/{name}"}, (*adminAPI).closeRoom},
 	{Route{http.MethodGet, "/admin/v1/audit"}, (*adminAPI).audit},
+	{Route{http.MethodPost, "/admin/v1/bans"}, (*adminAPI).addBan},
+	{Route{http.MethodGet, "/admin/v1/bans"}, (*adminAPI).listBans},
+	{Route{http.MethodDelete, "/admin/v1/bans/{userId}"}, (*adminAPI).removeFleetBans},
+	{Route{http.MethodDelete, "/admin/v1/rooms/{name}/bans/{userId}"}, (*adminAPI).removeRoomBans},
 }
 
 // RoomRoutes are the routes NewRoomAPI serves; the SAM template must declare
@@ -195,7 +219,7 @@ func newBase(cfg Config, name string) base {
 		cfg:   cfg,
 		log:   cfg.Log.With("api", name),
 		store: cfg.Store,
-		fleet: &hostClient{client: cfg.HTTPClient, key: cfg.FleetKey, adminKey: cfg.FleetAdminKey},
+		fleet: &hostClient{client: newHostHTTPClient(cfg.HostsAllow), allow: cfg.HostsAllow, key: cfg.FleetKey, adminKey: cfg.FleetAdminKey},
 	}
 }
 

@@ -23,7 +23,10 @@ import (
 
 // created is the answer to a create.
 type created struct {
-	Name, HostID, Host  string
+	Name, Instance      string
+	OwnerID             string `json:"ownerId"`
+	WebhookSecret       string `json:"webhookSecret"`
+	HostID, Host        string
 	Port                int
 	WSURL               string `json:"wsUrl"`
 	SSEURL              string `json:"sseUrl"`
@@ -35,6 +38,8 @@ type created struct {
 type roomView struct {
 	Name, Status, Producer, HostID, Host string
 	ProducerLive                         bool
+	OwnerID                              string `json:"ownerId"`
+	Instance                             string
 	Viewers, Port                        int
 	WSURL                                string `json:"wsUrl"`
 	SSEURL                               string `json:"sseUrl"`
@@ -65,7 +70,7 @@ func TestControlAPI(t *testing.T) {
 
 	h := startHost(t, lb, "WEBHOOK_SECRET="+webhookSecret)
 	st := storetest.NewStore(t)
-	a := newAPIs(t, st, picker)
+	a := newAPIs(t, st, picker, allowPrivateHooks)
 	ctx := context.Background()
 	hooks := newHookReceiver(t)
 	var lobby created
@@ -75,6 +80,13 @@ func TestControlAPI(t *testing.T) {
 		call(t, "POST", a.rooms+"/api/v1/rooms/lobby", apiKey,
 			`{"hlsUrl":"https://cdn.example.com/lobby/index.m3u8","allowAnonymous":true,"webhookUrls":["`+hooks.URL+`"]}`).
 			want(t, http.StatusCreated, "").decode(t, &lobby)
+		hooks.trust(lobby.WebhookSecret)
+		if len(lobby.WebhookSecret) != 64 || strings.Trim(lobby.WebhookSecret, "0123456789abcdef") != "" {
+			t.Errorf("webhookSecret %q, want 32 random bytes in hex", lobby.WebhookSecret)
+		}
+		if len(lobby.Instance) != 32 || !strings.HasPrefix(lobby.OwnerID, "owner-") || lobby.UserID != lobby.OwnerID {
+			t.Errorf("created %+v, want a 128-bit instance and a generated owner id as the producer's", lobby)
+		}
 		if lobby.Name != "lobby" || lobby.HostID != hostID || lobby.Host != "127.0.0.1" || lobby.Port < h.RoomMin || lobby.Port > h.RoomMax {
 			t.Fatalf("created %+v, want lobby on %s 127.0.0.1 in %d-%d", lobby, hostID, h.RoomMin, h.RoomMax)
 		}
@@ -84,8 +96,8 @@ func TestControlAPI(t *testing.T) {
 		if want := fmt.Sprintf("http://127.0.0.1:%d/events", lobby.Port); lobby.SSEURL != want {
 			t.Errorf("sseUrl %q, want %q", lobby.SSEURL, want)
 		}
-		c, err := a.tokens.Verify(lobby.Token, "lobby", "")
-		if err != nil || c.Role != chatfleet.RoleProducer || c.UserID() != lobby.UserID || lobby.Role != "producer" {
+		c, err := a.tokens.Verify(lobby.Token, "lobby", lobby.Instance)
+		if err != nil || c.Role != chatfleet.RoleProducer || c.UserID() != lobby.UserID || lobby.Role != "producer" || c.Inst != lobby.Instance {
 			t.Fatalf("producer token: claims %+v, err %v", c, err)
 		}
 		if _, err := a.tokens.Verify(lobby.Token, "other", ""); chatfleet.ErrorCode(err) != chatfleet.EFORBIDDEN {
@@ -101,7 +113,8 @@ func TestControlAPI(t *testing.T) {
 		}
 		ws.Conn.Close()
 		r, err := st.Room(ctx, "lobby")
-		if err != nil || r.HostID != hostID || r.Port != lobby.Port || !r.Status.Open() || r.HLSURL != "https://cdn.example.com/lobby/index.m3u8" {
+		if err != nil || r.HostID != hostID || r.Port != lobby.Port || !r.Status.Open() || r.HLSURL != "https://cdn.example.com/lobby/index.m3u8" ||
+			r.Instance != lobby.Instance || r.OwnerID != lobby.OwnerID {
 			t.Fatalf("stored room %+v, %v", r, err)
 		}
 		// The host got the room's webhookUrls: it delivers the room's events
@@ -120,7 +133,12 @@ func TestControlAPI(t *testing.T) {
 		long := hooks.URL + "/4?pad="
 		urls = append(urls, long+strings.Repeat("p", 1024-len(long)))
 		body, _ := json.Marshal(map[string]any{"webhookUrls": urls})
-		call(t, "POST", a.rooms+"/api/v1/rooms/hooks5", apiKey, string(body)).want(t, http.StatusCreated, "")
+		var c created
+		call(t, "POST", a.rooms+"/api/v1/rooms/hooks5", apiKey, string(body)).want(t, http.StatusCreated, "").decode(t, &c)
+		if c.WebhookSecret == "" || c.WebhookSecret == lobby.WebhookSecret {
+			t.Errorf("webhookSecret %q, want one of the room's own", c.WebhookSecret)
+		}
+		hooks.trust(c.WebhookSecret)
 		testutil.Eventually(t, 10*time.Second, func() error {
 			uris, _ := hooks.find("hooks5", webhook.TypeRoomOpened)
 			for _, u := range urls {
@@ -188,8 +206,24 @@ func TestControlAPI(t *testing.T) {
 		if !slices.Contains(h.rooms(t), "synced") {
 			t.Error("the room is not running")
 		}
-		if r, err := st.Room(ctx, "synced"); err != nil || r.HLSURL != "https://cdn.example.com/s.m3u8" || r.Port != c.Port {
+		if r, err := st.Room(ctx, "synced"); err != nil || r.HLSURL != "https://cdn.example.com/s.m3u8" || r.Port != c.Port || r.Instance != c.Instance {
 			t.Errorf("stored %+v, %v", r, err)
+		}
+	})
+
+	t.Run("a room its host's sync recorded first without its instance gets it", func(t *testing.T) {
+		rs := &racingStore{Store: st, name: "legacysync", sameAsHost: true, withoutInstance: true}
+		ra := newAPIs(t, rs, picker)
+		var c created
+		call(t, "POST", ra.rooms+"/api/v1/rooms/legacysync", apiKey, `{"hlsUrl":"https://cdn.example.com/l.m3u8"}`).want(t, http.StatusCreated, "").decode(t, &c)
+		r, err := st.Room(ctx, "legacysync")
+		if err != nil || r.Instance != c.Instance || r.OwnerID != c.OwnerID || !r.Status.Open() || r.Port != c.Port || r.HLSURL == "" {
+			t.Fatalf("stored %+v, %v; want the created room with instance %s", r, err, c.Instance)
+		}
+		var tok tokenAnswer
+		call(t, "POST", a.rooms+"/api/v1/rooms/legacysync/tokens", apiKey, "").want(t, http.StatusCreated, "").decode(t, &tok)
+		if cl, err := a.tokens.Verify(tok.Token, "legacysync", c.Instance); err != nil || cl.Inst != c.Instance {
+			t.Errorf("token claims %+v, %v; want instance %s", cl, err, c.Instance)
 		}
 	})
 
@@ -197,6 +231,7 @@ func TestControlAPI(t *testing.T) {
 		var v roomView
 		call(t, "GET", a.rooms+"/api/v1/rooms/lobby", apiKey, "").want(t, http.StatusOK, "").decode(t, &v)
 		if v.Name != "lobby" || v.HostID != hostID || v.Port != lobby.Port || v.WSURL != lobby.WSURL || v.SSEURL != lobby.SSEURL ||
+			v.OwnerID != lobby.OwnerID || v.Instance != lobby.Instance ||
 			!chatfleet.RoomStatus(v.Status).Open() || v.Producer != "offline" || v.HLSURL == "" {
 			t.Errorf("room %+v", v)
 		}
@@ -210,8 +245,8 @@ func TestControlAPI(t *testing.T) {
 		if guest.Role != "viewer" || !strings.HasPrefix(guest.UserID, "guest-") || len(guest.UserID) != len("guest-")+8 || guest.WSURL != lobby.WSURL {
 			t.Errorf("default token %+v, want a viewer guest-xxxxxxxx", guest)
 		}
-		c, err := a.tokens.Verify(guest.Token, "lobby", "")
-		if err != nil || c.UserID() != guest.UserID || c.Role != chatfleet.RoleViewer {
+		c, err := a.tokens.Verify(guest.Token, "lobby", lobby.Instance)
+		if err != nil || c.UserID() != guest.UserID || c.Role != chatfleet.RoleViewer || c.Inst != lobby.Instance {
 			t.Fatalf("viewer token: %+v %v", c, err)
 		}
 		if d := time.Until(guest.ExpiresAt); d < 59*time.Minute || d > time.Hour {
@@ -225,7 +260,7 @@ func TestControlAPI(t *testing.T) {
 
 		var mod tokenAnswer
 		call(t, "POST", base, apiKey, `{"role":"moderator","userId":"u-42","name":"Ann","ttlSeconds":60}`).want(t, http.StatusCreated, "").decode(t, &mod)
-		c, err = a.tokens.Verify(mod.Token, "lobby", "")
+		c, err = a.tokens.Verify(mod.Token, "lobby", lobby.Instance)
 		if err != nil || c.Role != chatfleet.RoleModerator || c.UserID() != "u-42" || c.Name != "Ann" || mod.Name != "Ann" {
 			t.Fatalf("moderator token: %+v %v", c, err)
 		}
@@ -297,23 +332,25 @@ func TestControlAPI(t *testing.T) {
 	})
 }
 
-// TestWebhooksWithoutSecret checks that a create with webhookUrls on a host
-// without WEBHOOK_SECRET comes back as the host's 400 invalid, naming the
-// problem, rather than as an outage, and that nothing of it is left: no
-// room on the host or in the store, no delivery.
-func TestWebhooksWithoutSecret(t *testing.T) {
+// TestHostRefusesWebhooks checks that a create with webhookUrls the host
+// refuses (a loopback URL the control API lets through with
+// WEBHOOK_ALLOW_PRIVATE=1 but the host does not, or a host without
+// WEBHOOK_SECRET before rooms had their own) comes back as the host's 400
+// invalid, naming the field, rather than as an outage, and that nothing of
+// it is left: no room on the host or in the store, no delivery.
+func TestHostRefusesWebhooks(t *testing.T) {
 	t.Parallel()
 	lb := startLB(t)
 	picker := newPicker(t, lb)
-	h := startHost(t, lb)
+	h := startHost(t, lb, "WEBHOOK_ALLOW_PRIVATE=0")
 	st := storetest.NewStore(t)
-	a := newAPIs(t, st, picker)
+	a := newAPIs(t, st, picker, allowPrivateHooks)
 	hooks := newHookReceiver(t)
 
 	ans := call(t, "POST", a.rooms+"/api/v1/rooms/hooked", apiKey, `{"webhookUrls":["`+hooks.URL+`"]}`).
 		want(t, http.StatusBadRequest, chatfleet.EINVALID)
-	if !strings.Contains(ans.Error.Message, "webhookUrls") || !strings.Contains(ans.Error.Message, "WEBHOOK_SECRET") {
-		t.Errorf("message %q does not say the host has no WEBHOOK_SECRET for webhookUrls", ans.Error.Message)
+	if !strings.Contains(ans.Error.Message, "webhookUrls") || !strings.HasPrefix(ans.Error.Message, "host ") {
+		t.Errorf("message %q is not the host's refusal of webhookUrls", ans.Error.Message)
 	}
 	if slices.Contains(h.rooms(t), "hooked") {
 		t.Error("the host runs the refused room")
@@ -331,16 +368,23 @@ func TestWebhooksWithoutSecret(t *testing.T) {
 // itself as its host's periodic sync would record it (sameAsHost).
 type racingStore struct {
 	*mongo.Store
-	name       string
-	winner     *chatfleet.Room
-	sameAsHost bool
+	name            string
+	winner          *chatfleet.Room
+	sameAsHost      bool
+	withoutInstance bool // the host's record lacks the instance and owner (a host that does not report them)
+	raced           bool
 }
 
 func (s *racingStore) CreateRoom(ctx context.Context, r *chatfleet.Room) error {
-	if r.Name == s.name {
+	if r.Name == s.name && !s.raced {
+		s.raced = true
 		w := s.winner
 		if s.sameAsHost {
-			w = &chatfleet.Room{Name: r.Name, HostID: r.HostID, HostAddr: r.HostAddr, Port: r.Port, Status: chatfleet.RoomOffline}
+			w = &chatfleet.Room{Name: r.Name, HostID: r.HostID, HostAddr: r.HostAddr, Port: r.Port, Status: chatfleet.RoomOffline,
+				Instance: r.Instance, OwnerID: r.OwnerID}
+			if s.withoutInstance {
+				w.Instance, w.OwnerID = "", ""
+			}
 		}
 		if err := s.Store.CreateRoom(ctx, w); err != nil {
 			return fmt.Errorf("racing create: %w", err)

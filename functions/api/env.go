@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/lbclient"
 	"github.com/chatfleet/chatfleet/mongo"
 	"github.com/chatfleet/chatfleet/token"
@@ -30,6 +32,9 @@ const storePool = 4
 //	API_KEY, ADMIN_API_KEY                the keys callers of the room and admin APIs present
 //	FLEET_KEY, FLEET_ADMIN_KEY            the hosts' KEY and ADMIN_KEY
 //	REQUEST_TIMEOUT                       deadline of one request, e.g. 8s (the default)
+//	FLEET_HOSTS_ALLOW                     CIDRs the hosts' API and admin addresses must be in; default loopback and the private ranges
+//	WEBHOOK_ALLOW_PRIVATE                 1: a room's webhookUrls may name non-public address literals (development)
+//	MAX_FLEET_BANS                        the most fleet bans the admin API stores; default 100000
 //	LOG_LEVEL or AWS_LAMBDA_LOG_LEVEL     debug, info (default), warn, error; JSON lines on stdout
 //
 // Which keys are required is up to NewRoomAPI and NewAdminAPI, so each
@@ -51,12 +56,12 @@ func ConfigFromEnv(ctx context.Context) (Config, func(), error) {
 	if uri == "" {
 		return Config{}, nil, errors.New("MONGODB_URI is required")
 	}
-	cfg.HTTPClient = newHTTPClient()
+	lbClient := newHTTPClient()
 	lbs := splitList(get("LOADBALANCERS"))
 	if len(lbs) == 0 {
 		return Config{}, nil, errors.New("LOADBALANCERS is required: comma-separated load-balancer URLs")
 	}
-	picker, err := lbclient.NewPicker(lbs, get("LOADBALANCER_KEY"), get("LOADBALANCER_CA_FILE"), cfg.HTTPClient)
+	picker, err := lbclient.NewPicker(lbs, get("LOADBALANCER_KEY"), get("LOADBALANCER_CA_FILE"), lbClient)
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("LOADBALANCERS: %w", err)
 	}
@@ -75,6 +80,9 @@ func ConfigFromEnv(ctx context.Context) (Config, func(), error) {
 		}
 		cfg.RequestTimeout = d
 	}
+	if err := trustSettings(get, &cfg); err != nil {
+		return Config{}, nil, err
+	}
 
 	st := &lazyStore{cfg: mongo.Config{URI: uri, Database: get("MONGODB_DATABASE"), Timeout: storeCallTimeout, MaxPool: storePool}}
 	if _, err := st.open(ctx); err != nil {
@@ -84,7 +92,7 @@ func ConfigFromEnv(ctx context.Context) (Config, func(), error) {
 		cfg.Log.Warn("store not reachable at start; requests will try again", "err", err)
 	}
 	cfg.Store = st
-	client := cfg.HTTPClient
+	client := lbClient
 	closeAll := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -92,6 +100,37 @@ func ConfigFromEnv(ctx context.Context) (Config, func(), error) {
 		client.CloseIdleConnections()
 	}
 	return cfg, closeAll, nil
+}
+
+// trustSettings reads FLEET_HOSTS_ALLOW, WEBHOOK_ALLOW_PRIVATE and MAX_FLEET_BANS into cfg.
+func trustSettings(get func(string) string, cfg *Config) error {
+	allow := get("FLEET_HOSTS_ALLOW")
+	if allow == "" {
+		allow = netguard.Private
+	}
+	ps, err := netguard.ParsePrefixes(allow)
+	if err != nil {
+		return fmt.Errorf("FLEET_HOSTS_ALLOW: %w", err)
+	}
+	if len(ps) == 0 {
+		return errors.New("FLEET_HOSTS_ALLOW: want comma-separated CIDR prefixes, e.g. 10.0.0.0/16")
+	}
+	cfg.HostsAllow = ps
+	switch v := get("WEBHOOK_ALLOW_PRIVATE"); v {
+	case "", "0":
+	case "1":
+		cfg.WebhookAllowPrivate = true
+	default:
+		return fmt.Errorf("WEBHOOK_ALLOW_PRIVATE=%q: want 1 or 0", v)
+	}
+	if s := get("MAX_FLEET_BANS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return fmt.Errorf("MAX_FLEET_BANS=%q: want a whole number of at least 1", s)
+		}
+		cfg.MaxFleetBans = n
+	}
+	return nil
 }
 
 func newLogger(level string) (*slog.Logger, error) {

@@ -87,6 +87,24 @@ func TestBadRequests(t *testing.T) {
 		{"admin: invalid host id", "POST", "/admin/v1/hosts/bad*id/drain", adminAPIKey, "", 400, chatfleet.EINVALID, true},
 		{"admin: unknown host action", "POST", "/admin/v1/hosts/h1/reboot", adminAPIKey, "", 404, chatfleet.ENOTFOUND, true},
 		{"admin: bad audit limit", "GET", "/admin/v1/audit?limit=-1", adminAPIKey, "", 400, chatfleet.EINVALID, true},
+		{"owner id too long", "POST", "/api/v1/rooms/x", apiKey, `{"ownerId":"` + strings.Repeat("o", 129) + `"}`, 400, chatfleet.EINVALID, false},
+		{"owner id not printable", "POST", "/api/v1/rooms/x", apiKey, `{"ownerId":"a\u0000b"}`, 400, chatfleet.EINVALID, false},
+		{"owner id of a guest", "POST", "/api/v1/rooms/x", apiKey, `{"ownerId":"guest-1234abcd"}`, 403, chatfleet.EFORBIDDEN, false},
+		{"owner name too long", "POST", "/api/v1/rooms/x", apiKey, `{"ownerName":"` + strings.Repeat("n", 65) + `"}`, 400, chatfleet.EINVALID, false},
+		{"admin: ban without user", "POST", "/admin/v1/bans", adminAPIKey, `{"reason":"spam"}`, 400, chatfleet.EINVALID, true},
+		{"admin: ban with long user id", "POST", "/admin/v1/bans", adminAPIKey, `{"userId":"` + strings.Repeat("u", 129) + `"}`, 400, chatfleet.EINVALID, true},
+		{"admin: ban with long reason", "POST", "/admin/v1/bans", adminAPIKey, `{"userId":"u","reason":"` + strings.Repeat("r", 201) + `"}`, 400, chatfleet.EINVALID, true},
+		{"admin: ban with negative minutes", "POST", "/admin/v1/bans", adminAPIKey, `{"userId":"u","minutes":-1}`, 400, chatfleet.EINVALID, true},
+		{"admin: ban of over ten years", "POST", "/admin/v1/bans", adminAPIKey, `{"userId":"u","minutes":5256001}`, 400, chatfleet.EINVALID, true},
+		{"admin: ban with unknown field", "POST", "/admin/v1/bans", adminAPIKey, `{"userId":"u","fleet":true}`, 400, chatfleet.EINVALID, true},
+		{"admin: ban list limit 0", "GET", "/admin/v1/bans?limit=0", adminAPIKey, "", 400, chatfleet.EINVALID, true},
+		{"admin: ban list limit 1001", "GET", "/admin/v1/bans?limit=1001", adminAPIKey, "", 400, chatfleet.EINVALID, true},
+		{"admin: ban list of a bad room", "GET", "/admin/v1/bans?room=bad.name", adminAPIKey, "", 400, chatfleet.EINVALID, true},
+		{"admin: ban list of no room", "GET", "/admin/v1/bans?room=", adminAPIKey, "", 400, chatfleet.EINVALID, true},
+		{"admin: ban list with long cursor", "GET", "/admin/v1/bans?cursor=" + strings.Repeat("c", 129), adminAPIKey, "", 400, chatfleet.EINVALID, true},
+		{"admin: unban long user id", "DELETE", "/admin/v1/bans/" + strings.Repeat("u", 129), adminAPIKey, "", 400, chatfleet.EINVALID, true},
+		{"admin: unban in a bad room", "DELETE", "/admin/v1/rooms/bad.name/bans/u", adminAPIKey, "", 400, chatfleet.EINVALID, true},
+		{"admin: wrong method on bans", "PUT", "/admin/v1/bans", adminAPIKey, "", 405, chatfleet.EMETHOD, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			base := a.rooms
@@ -137,6 +155,10 @@ func TestStoreDown(t *testing.T) {
 		{"POST", "/admin/v1/messages", `{"text":"hi"}`, true},
 		{"POST", "/admin/v1/hosts/h1/drain", "", true},
 		{"DELETE", "/admin/v1/rooms/up", "", true},
+		{"POST", "/admin/v1/bans", `{"userId":"u"}`, true},
+		{"GET", "/admin/v1/bans", "", true},
+		{"DELETE", "/admin/v1/bans/u", "", true},
+		{"DELETE", "/admin/v1/rooms/up/bans/u", "", true},
 	} {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
 			base, key := a.rooms, apiKey
@@ -165,6 +187,7 @@ func TestConfigFromEnv(t *testing.T) {
 		"LOADBALANCERS": deadURL(t) + ", " + deadURL(t), "LOADBALANCER_KEY": lbKey, "LOADBALANCER_CA_FILE": "",
 		"TOKEN_SECRET": tokenSecret, "API_KEY": apiKey, "ADMIN_API_KEY": adminAPIKey,
 		"FLEET_KEY": fleetKey, "FLEET_ADMIN_KEY": fleetAdminKey, "REQUEST_TIMEOUT": "", "LOG_LEVEL": "error",
+		"FLEET_HOSTS_ALLOW": "", "WEBHOOK_ALLOW_PRIVATE": "", "MAX_FLEET_BANS": "",
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -200,6 +223,24 @@ func TestConfigFromEnv(t *testing.T) {
 	call(t, "GET", rs.URL+"/api/v1/rooms/x", apiKey, "").want(t, http.StatusNotFound, chatfleet.ENOTFOUND)
 	call(t, "GET", as.URL+"/admin/v1/audit", adminAPIKey, "").want(t, http.StatusOK, "")
 
+	t.Run("trust settings", func(t *testing.T) {
+		if len(cfg.HostsAllow) != 6 || cfg.WebhookAllowPrivate || cfg.MaxFleetBans != 0 {
+			t.Errorf("defaults: hosts allow %v, webhook allow private %v, max fleet bans %d; want netguard.Private, false, 0 (100,000)",
+				cfg.HostsAllow, cfg.WebhookAllowPrivate, cfg.MaxFleetBans)
+		}
+		t.Setenv("FLEET_HOSTS_ALLOW", "10.0.0.0/16, 192.168.1.7")
+		t.Setenv("WEBHOOK_ALLOW_PRIVATE", "1")
+		t.Setenv("MAX_FLEET_BANS", "500")
+		c, closeC, err := api.ConfigFromEnv(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeC()
+		if fmt.Sprint(c.HostsAllow) != "[10.0.0.0/16 192.168.1.7/32]" || !c.WebhookAllowPrivate || c.MaxFleetBans != 500 {
+			t.Errorf("hosts allow %v, webhook allow private %v, max fleet bans %d", c.HostsAllow, c.WebhookAllowPrivate, c.MaxFleetBans)
+		}
+	})
+
 	t.Run("errors", func(t *testing.T) {
 		for _, tt := range []struct{ name, key, value, want string }{
 			{"no store", "MONGODB_URI", "", "MONGODB_URI"},
@@ -210,6 +251,10 @@ func TestConfigFromEnv(t *testing.T) {
 			{"short token secret", "TOKEN_SECRET", "short", "TOKEN_SECRET"},
 			{"bad timeout", "REQUEST_TIMEOUT", "soon", "REQUEST_TIMEOUT"},
 			{"bad log level", "LOG_LEVEL", "loud", "LOG_LEVEL"},
+			{"bad allowed host networks", "FLEET_HOSTS_ALLOW", "10.0.0.0/33", "FLEET_HOSTS_ALLOW"},
+			{"no allowed host network", "FLEET_HOSTS_ALLOW", " , ", "FLEET_HOSTS_ALLOW"},
+			{"bad webhook setting", "WEBHOOK_ALLOW_PRIVATE", "yes", "WEBHOOK_ALLOW_PRIVATE"},
+			{"bad fleet ban cap", "MAX_FLEET_BANS", "0", "MAX_FLEET_BANS"},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Setenv(tt.key, tt.value)
@@ -275,7 +320,7 @@ func TestRoutes(t *testing.T) {
 				t.Errorf("%s listed twice", r)
 			}
 			seen[r] = true
-			path := strings.NewReplacer("{name}", "bad.name", "{id}", "bad*id").Replace(r.Path)
+			path := strings.NewReplacer("{name}", "bad.name", "{id}", "bad*id", "{userId}", "u").Replace(r.Path)
 			ans := call(t, r.Method, set.base+path, set.key, "{}")
 			if ans.Status == http.StatusNotFound && ans.Error.Code == chatfleet.ENOTFOUND && strings.HasPrefix(ans.Error.Message, "no route") ||
 				ans.Status == http.StatusMethodNotAllowed {
@@ -283,7 +328,7 @@ func TestRoutes(t *testing.T) {
 			}
 		}
 	}
-	if n := len(api.RoomRoutes) + len(api.AdminRoutes); n != 12 {
-		t.Errorf("%d routes, want 12", n)
+	if n := len(api.RoomRoutes) + len(api.AdminRoutes); n != 16 {
+		t.Errorf("%d routes, want 16", n)
 	}
 }

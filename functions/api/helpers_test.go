@@ -1,10 +1,12 @@
 package api_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -65,6 +67,8 @@ func startHost(t *testing.T, lb string, env ...string) *host {
 		"KEY=" + fleetKey, "ADMIN_KEY=" + fleetAdminKey, "TOKEN_SECRET=" + tokenSecret,
 		"LOADBALANCERS=" + lb, "LOADBALANCER_KEY=" + lbKey, "HEARTBEAT_EVERY=500ms",
 		"LOG_LEVEL=warn", "ORPHAN_GRACE=10s", "DRAIN_WINDOW=200ms", "MONGODB_URI=",
+		// The test's webhook receivers are on loopback.
+		"WEBHOOK_ALLOW_PRIVATE=1",
 	}, env...)...)}
 	h.Start()
 	picker := newPicker(t, lb)
@@ -104,15 +108,16 @@ func (h *host) waitGone(t *testing.T, room string) {
 }
 
 // hookReceiver is a webhook receiver on loopback, at any path: it keeps
-// every delivery whose signature verifies under webhookSecret and refuses
-// the others.
+// every delivery whose signature verifies under webhookSecret or one of the
+// rooms' secrets it was given (trust), and refuses the others.
 type hookReceiver struct {
 	URL string
 
-	mu   sync.Mutex
-	got  []delivery
-	nGot int      // deliveries that arrived, verified or not
-	bad  []string // why deliveries were refused
+	mu      sync.Mutex
+	secrets []string
+	got     []delivery
+	nGot    int      // deliveries that arrived, verified or not
+	bad     []string // why deliveries were refused
 }
 
 // delivery is a verified delivery and the request URI it was sent to.
@@ -123,9 +128,23 @@ type delivery struct {
 
 func newHookReceiver(t *testing.T) *hookReceiver {
 	t.Helper()
-	rc := &hookReceiver{}
+	rc := &hookReceiver{secrets: []string{webhookSecret}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := webhook.VerifyRequest(r, webhookSecret, webhook.DefaultMaxSkew)
+		raw, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+		if err != nil {
+			http.Error(w, "read", http.StatusBadRequest)
+			return
+		}
+		rc.mu.Lock()
+		secrets := slices.Clone(rc.secrets)
+		rc.mu.Unlock()
+		var body []byte
+		for _, secret := range secrets {
+			r.Body = io.NopCloser(bytes.NewReader(raw))
+			if body, err = webhook.VerifyRequest(r, secret, webhook.DefaultMaxSkew); err == nil {
+				break
+			}
+		}
 		var b webhook.Batch
 		if err == nil {
 			err = json.Unmarshal(body, &b)
@@ -144,6 +163,13 @@ func newHookReceiver(t *testing.T) *hookReceiver {
 	t.Cleanup(srv.Close)
 	rc.URL = srv.URL + "/hook"
 	return rc
+}
+
+// trust makes rc accept deliveries signed with a room's secret.
+func (rc *hookReceiver) trust(secret string) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.secrets = append(rc.secrets, secret)
 }
 
 // count returns how many deliveries arrived, verified or not.
@@ -227,8 +253,8 @@ type apis struct {
 }
 
 // newAPIs serves NewRoomAPI and NewAdminAPI of a Config with the test keys,
-// store and picker, and a test logger.
-func newAPIs(t *testing.T, store chatfleet.Store, picker api.HostPicker) *apis {
+// store and picker, and a test logger, changed by edits.
+func newAPIs(t *testing.T, store chatfleet.Store, picker api.HostPicker, edits ...func(*api.Config)) *apis {
 	t.Helper()
 	tokens, err := token.NewIssuer(tokenSecret)
 	if err != nil {
@@ -238,6 +264,9 @@ func newAPIs(t *testing.T, store chatfleet.Store, picker api.HostPicker) *apis {
 		Store: store, Picker: picker, Tokens: tokens,
 		APIKey: apiKey, AdminAPIKey: adminAPIKey, FleetKey: fleetKey, FleetAdminKey: fleetAdminKey,
 		Log: slog.New(slog.NewJSONHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	for _, edit := range edits {
+		edit(&cfg)
 	}
 	room, err := api.NewRoomAPI(cfg)
 	if err != nil {
@@ -327,4 +356,109 @@ func (a answer) decode(t *testing.T, v any) {
 	if err := json.Unmarshal(a.Data, v); err != nil {
 		t.Fatalf("decode %s: %v", a.Data, err)
 	}
+}
+
+// allowPrivateHooks lets rooms' webhookUrls name loopback addresses, as the
+// test receivers are (WEBHOOK_ALLOW_PRIVATE=1).
+func allowPrivateHooks(c *api.Config) { c.WebhookAllowPrivate = true }
+
+// fakeHost is a real listener registered with a load balancer as a host
+// (as anyone holding the load-balancer key can): it records every request
+// and answers with answer(method, path).
+type fakeHost struct {
+	URL string
+	ID  string
+
+	mu   sync.Mutex
+	reqs []hostRequest
+}
+
+// hostRequest is one request a fakeHost got.
+type hostRequest struct {
+	Method, Path, Key string
+	Body              []byte
+}
+
+// newFakeHost starts a fake host on 127.0.0.1 that answers answer's status and data.
+func newFakeHost(t *testing.T, answer func(method, path string) (int, string)) *fakeHost {
+	t.Helper()
+	return newFakeHostOn(t, "127.0.0.1", answer)
+}
+
+// newFakeHostOn is newFakeHost listening on ip.
+func newFakeHostOn(t *testing.T, ip string, answer func(method, path string) (int, string)) *fakeHost {
+	t.Helper()
+	f := &fakeHost{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		f.mu.Lock()
+		f.reqs = append(f.reqs, hostRequest{r.Method, r.URL.Path, r.Header.Get("X-API-Key"), body})
+		f.mu.Unlock()
+		status, data := answer(r.Method, r.URL.Path)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		if status < 300 {
+			fmt.Fprintf(w, `{"data":%s}`, data)
+		} else {
+			fmt.Fprintf(w, `{"error":{"code":"unavailable","message":%q}}`, data)
+		}
+	}))
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	f.URL = srv.URL
+	return f
+}
+
+// register registers f with lb as host id, its API and admin ports at
+// baseURL (f.URL, or a name for it), accepting rooms.
+func (f *fakeHost) register(t *testing.T, lb, id, baseURL string) {
+	t.Helper()
+	f.ID = id
+	h := chatfleet.Host{ID: id, APIURL: baseURL, AdminURL: baseURL, RoomHost: "127.0.0.1", PortMin: 40000, PortMax: 40100, Region: "eu-west-1",
+		Version: "fake", Capacity: chatfleet.Capacity{MaxRooms: 10, MaxConns: 100}, State: chatfleet.HostAccepting}
+	b, _ := json.Marshal(h)
+	status, body := testutil.Do(t, "PUT", lb+"/api/v1/hosts/"+id, lbKey, string(b))
+	if status != 200 && status != 201 {
+		t.Fatalf("register fake host: %d %s", status, body)
+	}
+}
+
+// requests returns the requests f got.
+func (f *fakeHost) requests() []hostRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.reqs)
+}
+
+// banPushes returns the bodies of the POST /api/v1/bans f got, checking each
+// carried the fleet admin key.
+func (f *fakeHost) banPushes(t *testing.T) []hostBans {
+	t.Helper()
+	var out []hostBans
+	for _, r := range f.requests() {
+		if r.Method != "POST" || r.Path != "/api/v1/bans" {
+			continue
+		}
+		if r.Key != fleetAdminKey {
+			t.Errorf("ban push with key %q, want the fleet admin key", r.Key)
+		}
+		var b hostBans
+		if err := json.Unmarshal(r.Body, &b); err != nil {
+			t.Fatalf("ban push body %s: %v", r.Body, err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// hostBans is the body of a host's POST /api/v1/bans.
+type hostBans struct {
+	Add    []chatfleet.Ban `json:"add"`
+	Remove []chatfleet.Ban `json:"remove"`
 }

@@ -9,21 +9,24 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/httpx"
+	"github.com/chatfleet/chatfleet/internal/netguard"
 )
 
 // maxHostAnswer bounds what is read of a host's answer.
 const maxHostAnswer = 1 << 20
 
-// newHTTPClient returns the client for calls to hosts and load balancers:
-// short connect and header timeouts, a small pool (a Lambda container
-// serves one request at a time).
+// newHTTPClient returns the client for calls to the load balancers: short
+// connect and header timeouts, a small pool (a Lambda container serves one
+// request at a time).
 func newHTTPClient() *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
@@ -41,10 +44,56 @@ func newHTTPClient() *http.Client {
 	}
 }
 
+// errHostNotAllowed is the error of a call to a host whose address is
+// outside the fleet's allowed networks (FLEET_HOSTS_ALLOW).
+var errHostNotAllowed = errors.New("address is not in the fleet's allowed networks (FLEET_HOSTS_ALLOW)")
+
+// newHostHTTPClient returns the client for calls to hosts, which carry the
+// fleet keys: like newHTTPClient, but it connects only to addresses in
+// allow, checked on the address each connection is about to use (after DNS,
+// so a registered name that resolves elsewhere fails too), and never
+// through a proxy (the proxy's address would be the one checked).
+func newHostHTTPClient(allow []netip.Prefix) *http.Client {
+	c := newHTTPClient()
+	t := c.Transport.(*http.Transport)
+	t.Proxy = nil
+	t.DialContext = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second, Control: allowedControl(allow)}).DialContext
+	return c
+}
+
+// allowedControl returns a net.Dialer Control hook refusing addresses
+// outside allow.
+func allowedControl(allow []netip.Prefix) func(network, address string, _ syscall.RawConn) error {
+	return func(network, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return fmt.Errorf("dial %s %s: %w", network, address, err)
+		}
+		if !netguard.Contains(allow, ap.Addr()) {
+			return fmt.Errorf("dial %s: %w", ap.Addr(), errHostNotAllowed)
+		}
+		return nil
+	}
+}
+
+// checkHostURL refuses, before any dial, a host URL whose host is an IP
+// literal outside allow; a name is checked at dial time.
+func checkHostURL(allow []netip.Prefix, base string) error {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("not an http(s) URL")
+	}
+	if a, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil && !netguard.Contains(allow, a) {
+		return fmt.Errorf("%s: %w", a, errHostNotAllowed)
+	}
+	return nil
+}
+
 // hostClient calls the chatserver APIs of fleet hosts: the API port with the
 // fleet key (create and close rooms), the admin port with the fleet admin key.
 type hostClient struct {
-	client   *http.Client
+	client   *http.Client // a newHostHTTPClient of allow
+	allow    []netip.Prefix
 	key      string
 	adminKey string
 }
@@ -78,6 +127,9 @@ func (c *hostClient) call(ctx context.Context, h chatfleet.Host, base, method, p
 	if base == "" {
 		return chatfleet.Errorf(chatfleet.EUNAVAILABLE, "host %s reports no address for this call", h.ID)
 	}
+	if err := checkHostURL(c.allow, base); err != nil {
+		return notAllowed(h, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var rd io.Reader
@@ -98,6 +150,9 @@ func (c *hostClient) call(ctx context.Context, h chatfleet.Host, base, method, p
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.client.Do(req)
+	if errors.Is(err, errHostNotAllowed) {
+		return notAllowed(h, err)
+	}
 	if err != nil {
 		// *url.Error names the method and URL, never the key.
 		return fmt.Errorf("%w: %w", chatfleet.Errorf(chatfleet.EUNAVAILABLE, "host %s did not answer", h.ID), err)
@@ -124,12 +179,26 @@ func (c *hostClient) call(ctx context.Context, h chatfleet.Host, base, method, p
 	return nil
 }
 
+// notAllowed is the error of a host the control API will not call: EUNAVAILABLE
+// (another host may be tried), saying why.
+func notAllowed(h chatfleet.Host, err error) error {
+	return fmt.Errorf("%w: %w", chatfleet.Errorf(chatfleet.EUNAVAILABLE,
+		"host %s is not called: its address is outside the fleet's allowed networks (FLEET_HOSTS_ALLOW)", h.ID), err)
+}
+
 // roomOptions are the options of a room the host's create takes.
 type roomOptions struct {
 	AllowAnonymous bool     `json:"allowAnonymous,omitempty"`
 	HistorySize    int      `json:"historySize,omitempty"`
 	Paid           bool     `json:"paid,omitempty"`
-	WebhookURLs    []string `json:"webhookUrls,omitempty"` // the host signs deliveries with its WEBHOOK_SECRET
+	WebhookURLs    []string `json:"webhookUrls,omitempty"`
+	// Instance is this life of the room's name: the room refuses join
+	// tokens of another. OwnerID is the producer's user id.
+	Instance string `json:"instance,omitempty"`
+	OwnerID  string `json:"ownerId,omitempty"`
+	// WebhookSecret signs the deliveries to WebhookURLs; the room's own,
+	// returned once to the creator and never stored by the control API.
+	WebhookSecret string `json:"webhookSecret,omitempty"`
 }
 
 // createRoom asks h to run room name and returns its port. A host that has

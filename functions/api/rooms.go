@@ -10,10 +10,14 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/httpx"
+	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/lbclient"
 )
 
@@ -24,7 +28,11 @@ const (
 	defaultTokenTTL = time.Hour
 	maxTokenTTL     = 24 * time.Hour
 	producerTTL     = maxTokenTTL // the producer gets one token, at creation, and may reconnect with it all day
-	producerUserID  = "producer"
+	producerName    = "producer"  // the producer's display name when the create names none
+	legacyOwnerID   = "producer"  // the owner of a room stored without one (created before owners)
+	guestPrefix     = "guest-"    // anonymous guests' ids; no token may claim one
+	maxUserIDLen    = 128
+	maxDisplayLen   = 64
 	defaultPageSize = 50
 	maxPageSize     = 200
 	maxURLLen       = 2048
@@ -47,9 +55,21 @@ type createRequest struct {
 	Paid           bool     `json:"paid"`
 	Region         string   `json:"region"`
 	WebhookURLs    []string `json:"webhookUrls"` // passed to the host, which delivers the room's events to them
+	OwnerID        string   `json:"ownerId"`     // the producer's user id; generated if empty
+	OwnerName      string   `json:"ownerName"`   // the producer's display name
 }
 
-func (c *createRequest) validate() error {
+// validate checks the request; allowPrivate lets webhookUrls name
+// non-public address literals (WEBHOOK_ALLOW_PRIVATE).
+func (c *createRequest) validate(allowPrivate bool) error {
+	if c.OwnerID != "" {
+		if err := checkUserID("ownerId", c.OwnerID); err != nil {
+			return err
+		}
+	}
+	if len(c.OwnerName) > maxDisplayLen {
+		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: at most %d bytes", "ownerName", maxDisplayLen)
+	}
 	if c.HLSURL != "" {
 		if err := checkURL("hlsUrl", c.HLSURL, maxURLLen); err != nil {
 			return err
@@ -69,8 +89,38 @@ func (c *createRequest) validate() error {
 		if u, _ := url.Parse(s); u.User != nil {
 			return chatfleet.Errorf(chatfleet.EINVALID, "field %q: credentials in a URL are not allowed (deliveries are signed)", "webhookUrls")
 		}
+		if err := netguard.CheckURLHost(s); err != nil && !allowPrivate {
+			return chatfleet.Errorf(chatfleet.EINVALID, "field %q: %v: deliveries go to public addresses only", "webhookUrls", err)
+		}
 	}
 	return nil
+}
+
+// checkUserID returns EINVALID unless id is 1 to 128 bytes of printable
+// UTF-8, or EFORBIDDEN if it is in the guests' namespace.
+func checkUserID(field, id string) error {
+	if id == "" || len(id) > maxUserIDLen || !utf8.ValidString(id) || strings.IndexFunc(id, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: want 1 to %d bytes of printable characters", field, maxUserIDLen)
+	}
+	if strings.HasPrefix(id, guestPrefix) {
+		return chatfleet.Errorf(chatfleet.EFORBIDDEN, "field %q: user ids starting with %q are reserved for anonymous guests", field, guestPrefix)
+	}
+	return nil
+}
+
+// ownerOf returns the user id of room's producer.
+func ownerOf(room *chatfleet.Room) string {
+	if room.OwnerID == "" {
+		return legacyOwnerID
+	}
+	return room.OwnerID
+}
+
+// randomHex returns n random bytes in hex.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // checkURL returns EINVALID unless s is an absolute http(s) URL of at most maxLen bytes.
@@ -96,6 +146,8 @@ type roomView struct {
 	SSEURL       string               `json:"sseUrl,omitempty"`
 	HLSURL       string               `json:"hlsUrl,omitempty"`
 	Paid         bool                 `json:"paid,omitempty"`
+	OwnerID      string               `json:"ownerId"`            // the producer's user id
+	Instance     string               `json:"instance,omitempty"` // this life of the name; not a secret
 	CreatedAt    time.Time            `json:"createdAt"`
 	UpdatedAt    time.Time            `json:"updatedAt"`
 }
@@ -111,22 +163,27 @@ func view(r *chatfleet.Room, hosts map[string]chatfleet.Host) roomView {
 	return roomView{
 		Name: r.Name, Status: r.Status, Producer: producer, ProducerLive: r.ProducerLive, Viewers: r.Viewers,
 		HostID: r.HostID, Host: r.HostAddr, Port: r.Port, WSURL: ws, SSEURL: sse,
-		HLSURL: r.HLSURL, Paid: r.Paid, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		HLSURL: r.HLSURL, Paid: r.Paid, OwnerID: ownerOf(r), Instance: r.Instance, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }
 
-// created is the answer to a create: where the room is and the producer's token.
+// created is the answer to a create: where the room is, who owns it, the
+// producer's token and, for a room with webhookUrls, the secret its
+// deliveries are signed with (shown here only).
 type created struct {
-	Name      string    `json:"name"`
-	HostID    string    `json:"hostId"`
-	Host      string    `json:"host"`
-	Port      int       `json:"port"`
-	WSURL     string    `json:"wsUrl"`
-	SSEURL    string    `json:"sseUrl"`
-	Role      string    `json:"role"`
-	UserID    string    `json:"userId"`
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expiresAt"`
+	Name          string    `json:"name"`
+	Instance      string    `json:"instance"`
+	OwnerID       string    `json:"ownerId"`
+	HostID        string    `json:"hostId"`
+	Host          string    `json:"host"`
+	Port          int       `json:"port"`
+	WSURL         string    `json:"wsUrl"`
+	SSEURL        string    `json:"sseUrl"`
+	Role          string    `json:"role"`
+	UserID        string    `json:"userId"`
+	Token         string    `json:"token"`
+	ExpiresAt     time.Time `json:"expiresAt"`
+	WebhookSecret string    `json:"webhookSecret,omitempty"`
 }
 
 // create serves POST /api/v1/rooms/{name}: pick a host, have it run the
@@ -143,7 +200,7 @@ func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if err := req.validate(); err != nil {
+	if err := req.validate(a.cfg.WebhookAllowPrivate); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -151,7 +208,19 @@ func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	host, port, err := a.place(ctx, name, req)
+	opts := roomOptions{AllowAnonymous: req.AllowAnonymous, Paid: req.Paid, WebhookURLs: req.WebhookURLs,
+		Instance: randomHex(16), OwnerID: req.OwnerID}
+	display := req.OwnerName
+	if opts.OwnerID == "" {
+		opts.OwnerID = "owner-" + randomHex(8)
+		if display == "" {
+			display = producerName
+		}
+	}
+	if len(req.WebhookURLs) > 0 {
+		opts.WebhookSecret = randomHex(32)
+	}
+	host, port, err := a.place(ctx, name, req.Region, opts)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -159,6 +228,7 @@ func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
 	room := &chatfleet.Room{
 		Name: name, HostID: host.ID, HostAddr: host.RoomHost, Port: port,
 		Status: chatfleet.RoomOffline, HLSURL: req.HLSURL, Paid: req.Paid,
+		Instance: opts.Instance, OwnerID: opts.OwnerID,
 	}
 	if err := a.record(ctx, room); err != nil {
 		// A concurrent create won the name, or the store is down: either way
@@ -167,34 +237,53 @@ func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	tok, exp, err := a.issue(name, producerUserID, producerUserID, chatfleet.RoleProducer, producerTTL)
+	tok, exp, err := a.issue(room, opts.OwnerID, display, chatfleet.RoleProducer, producerTTL)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	ws, sse := roomURLs(host.RoomURL, host.RoomHost, port)
-	a.log.Info("room created", "room", name, "host", host.ID, "port", port)
+	a.log.Info("room created", "room", name, "instance", opts.Instance, "owner", opts.OwnerID, "host", host.ID, "port", port)
 	httpx.WriteData(w, http.StatusCreated, created{
-		Name: name, HostID: host.ID, Host: host.RoomHost, Port: port, WSURL: ws, SSEURL: sse,
-		Role: string(chatfleet.RoleProducer), UserID: producerUserID, Token: tok, ExpiresAt: exp,
+		Name: name, Instance: opts.Instance, OwnerID: opts.OwnerID,
+		HostID: host.ID, Host: host.RoomHost, Port: port, WSURL: ws, SSEURL: sse,
+		Role: string(chatfleet.RoleProducer), UserID: opts.OwnerID, Token: tok, ExpiresAt: exp,
+		WebhookSecret: opts.WebhookSecret,
 	})
 }
 
 // record stores room, just started on its host. A conflict means a
 // concurrent create of the name won, unless the conflicting room is this very
-// one, recorded first by its host's periodic sync (same address and port).
+// one, recorded first by its host's periodic sync (same address and port, and
+// the same instance if the host reported one).
 func (a *roomAPI) record(ctx context.Context, room *chatfleet.Room) error {
 	sctx, cancel := storeCtx(ctx)
 	defer cancel()
 	err := a.store.CreateRoom(sctx, room)
 	var ce *chatfleet.Error
-	if errors.As(err, &ce) && ce.Code == chatfleet.ECONFLICT && ce.Port == room.Port && ce.Host == room.HostAddr {
-		if room.HLSURL == "" {
-			return nil
-		}
-		return timedOut(ctx, "the store", a.store.UpdateRoom(sctx, room.Name, chatfleet.RoomUpdate{HLSURL: &room.HLSURL}))
+	if !errors.As(err, &ce) || ce.Code != chatfleet.ECONFLICT || ce.Port != room.Port || ce.Host != room.HostAddr {
+		return timedOut(ctx, "the store", err)
 	}
-	return timedOut(ctx, "the store", err)
+	synced, serr := a.store.Room(sctx, room.Name)
+	switch {
+	case serr != nil:
+		return timedOut(ctx, "the store", serr)
+	case synced.Instance != "" && synced.Instance != room.Instance:
+		return err // another life of the name on the same port
+	case synced.Instance == "":
+		// The host's sync did not carry the instance (a host that does not
+		// report it): tokens issued from the store would lack it and the
+		// room would refuse them. End that record and store this one.
+		closed := chatfleet.RoomClosed
+		if err := a.store.UpdateRoom(sctx, room.Name, chatfleet.RoomUpdate{Status: &closed}); err != nil {
+			return timedOut(ctx, "the store", err)
+		}
+		return timedOut(ctx, "the store", a.store.CreateRoom(sctx, room))
+	}
+	if room.HLSURL == "" {
+		return nil
+	}
+	return timedOut(ctx, "the store", a.store.UpdateRoom(sctx, room.Name, chatfleet.RoomUpdate{HLSURL: &room.HLSURL}))
 }
 
 // checkFree returns ECONFLICT, with where it runs, if an open room holds name.
@@ -218,9 +307,8 @@ func (a *roomAPI) checkFree(ctx context.Context, name string) error {
 // reached is excluded from the next pick. A host that finds the request
 // invalid (webhookUrls without its WEBHOOK_SECRET, say) ends the attempts:
 // the caller gets its EINVALID.
-func (a *roomAPI) place(ctx context.Context, name string, req createRequest) (chatfleet.Host, int, error) {
-	pick := lbclient.PickRequest{Region: req.Region}
-	opts := roomOptions{AllowAnonymous: req.AllowAnonymous, Paid: req.Paid, WebhookURLs: req.WebhookURLs}
+func (a *roomAPI) place(ctx context.Context, name, region string, opts roomOptions) (chatfleet.Host, int, error) {
+	pick := lbclient.PickRequest{Region: region}
 	var lastErr error
 	for attempt := range maxCreateAttempts {
 		host, err := a.cfg.Picker.Pick(ctx, pick)
@@ -257,14 +345,14 @@ func (a *roomAPI) undo(ctx context.Context, host chatfleet.Host, name string) {
 	}
 }
 
-// issue signs a join token and returns it with its expiry.
-func (a *roomAPI) issue(room, user, display string, role chatfleet.Role, ttl time.Duration) (string, time.Time, error) {
-	tok, err := a.cfg.Tokens.Issue(room, "", user, display, role, ttl)
+// issue signs a join token for room's instance and returns it with its expiry.
+func (a *roomAPI) issue(room *chatfleet.Room, user, display string, role chatfleet.Role, ttl time.Duration) (string, time.Time, error) {
+	tok, err := a.cfg.Tokens.Issue(room.Name, room.Instance, user, display, role, ttl)
 	if err != nil {
 		return "", time.Time{}, err
 	}
 	// The expiry exactly as signed (whole seconds).
-	c, err := a.cfg.Tokens.Verify(tok, room, "")
+	c, err := a.cfg.Tokens.Verify(tok, room.Name, room.Instance)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("verify the token just issued: %w", err)
 	}
@@ -409,7 +497,9 @@ type tokenAnswer struct {
 }
 
 // issueToken serves POST /api/v1/rooms/{name}/tokens: a viewer or moderator
-// join token for an open room. Producer tokens are issued at creation only.
+// join token for an open room, bound to its instance. Producer tokens are
+// issued at creation only; the owner's id and the guests' namespace are
+// refused (403), so no token impersonates the producer or a guest.
 func (a *roomAPI) issueToken(w http.ResponseWriter, r *http.Request) {
 	if err := chatfleet.ValidateRoomName(r.PathValue("name")); err != nil {
 		a.fail(w, r, err)
@@ -441,13 +531,20 @@ func (a *roomAPI) issueToken(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.UserID == "" {
 		req.UserID = guestID()
+	} else if err := checkUserID("userId", req.UserID); err != nil {
+		a.fail(w, r, err)
+		return
 	}
 	room, err := a.openRoom(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	tok, exp, err := a.issue(room.Name, req.UserID, req.Name, req.Role, ttl)
+	if req.UserID == ownerOf(room) {
+		a.fail(w, r, chatfleet.Errorf(chatfleet.EFORBIDDEN, "user id %q is the room's owner: only the producer token, issued at creation, carries it", req.UserID))
+		return
+	}
+	tok, exp, err := a.issue(room, req.UserID, req.Name, req.Role, ttl)
 	if err != nil {
 		a.fail(w, r, err)
 		return
