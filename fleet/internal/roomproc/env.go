@@ -50,13 +50,13 @@ func readEnv(getenv func(string) string) (envSettings, error) {
 		s.idle = d
 	}
 	var err error
-	if s.perIP, err = envInt(getenv, "MAX_CONNS_PER_IP", s.perIP, 0, 1_000_000, "0 turns the cap off"); err != nil {
+	if s.perIP, err = envInt("MAX_CONNS_PER_IP", getenv("MAX_CONNS_PER_IP"), s.perIP, 0, 1_000_000, "0 turns the cap off"); err != nil {
 		return s, err
 	}
 	if s.perIP == 0 {
 		s.perIP = -1
 	}
-	if s.roomConns, err = envInt(getenv, "MAX_ROOM_CONNS", s.roomConns, 1, 1_000_000, ""); err != nil {
+	if s.roomConns, err = envInt("MAX_ROOM_CONNS", getenv("MAX_ROOM_CONNS"), s.roomConns, 1, 1_000_000, ""); err != nil {
 		return s, err
 	}
 	if v := getenv("TRUSTED_PROXIES"); v != "" {
@@ -71,17 +71,17 @@ func readEnv(getenv func(string) string) (envSettings, error) {
 		}
 		s.modRate = f
 	}
-	if s.modBurst, err = envInt(getenv, "ROOM_MOD_BURST", s.modBurst, 1, 10_000, ""); err != nil {
+	if s.modBurst, err = envInt("ROOM_MOD_BURST", getenv("ROOM_MOD_BURST"), s.modBurst, 1, 10_000, ""); err != nil {
 		return s, err
 	}
-	if s.maxBans, err = envInt(getenv, "MAX_ROOM_BANS", s.maxBans, 1, 1_000_000, ""); err != nil {
+	if s.maxBans, err = envInt("MAX_ROOM_BANS", getenv("MAX_ROOM_BANS"), s.maxBans, 1, 1_000_000, ""); err != nil {
 		return s, err
 	}
 	return s, nil
 }
 
-func envInt(getenv func(string) string, name string, def, lo, hi int, note string) (int, error) {
-	v := getenv(name)
+// envInt parses v, the value of the variable name: def if v is empty.
+func envInt(name, v string, def, lo, hi int, note string) (int, error) {
 	if v == "" {
 		return def, nil
 	}
