@@ -63,13 +63,18 @@ type BanFilter struct {
 	Limit int       // 100 if zero, at most MaxBanPage
 }
 
-// MaxBanPage is the largest page of bans a store returns.
-const MaxBanPage = 5000
+// MaxBanPage is the largest page of bans a store returns: enough for the
+// fleet's bans in one query.
+const MaxBanPage = 1 << 20
 
 // BanStore keeps bans: the fleet's (Room empty) and each room's.
 type BanStore interface {
-	// AddBan stores b, filling ID and CreatedAt when empty.
+	// AddBan stores b, filling ID and CreatedAt when empty; ECONFLICT if
+	// its ID is stored.
 	AddBan(ctx context.Context, b *Ban) error
+	// AddBans stores bans, skipping those whose ID is stored (a retried
+	// batch never duplicates).
+	AddBans(ctx context.Context, bans []Ban) error
 	// RemoveBan deletes the ban with id; ENOTFOUND if none.
 	RemoveBan(ctx context.Context, id string) error
 	// RemoveUserBans deletes every ban of userID in room ("": the fleet's
@@ -81,25 +86,18 @@ type BanStore interface {
 	CountBans(ctx context.Context, room string, now time.Time) (int, error)
 }
 
-// AllBans reads every ban f selects, page by page, up to max (f.After and
-// f.Limit are its own). It returns at most max bans, and whether there were more.
+// AllBans reads every ban f selects, up to max (f.After and f.Limit are its
+// own), in one query. It returns at most max bans, and whether there were more.
 func AllBans(ctx context.Context, s BanStore, f BanFilter, max int) ([]Ban, bool, error) {
-	var all []Ban
-	f.After, f.Limit = "", MaxBanPage
-	for {
-		page, err := s.Bans(ctx, f)
-		if err != nil {
-			return nil, false, err
-		}
-		if len(all)+len(page) > max {
-			return append(all, page[:max-len(all)]...), true, nil
-		}
-		all = append(all, page...)
-		if len(page) < f.Limit {
-			return all, false, nil
-		}
-		f.After = page[len(page)-1].ID
+	f.After, f.Limit = "", min(max+1, MaxBanPage)
+	bans, err := s.Bans(ctx, f)
+	if err != nil {
+		return nil, false, err
 	}
+	if len(bans) > max {
+		return bans[:max], true, nil
+	}
+	return bans, false, nil
 }
 
 // SettingsStore keeps the blocked-words list and the room setting defaults.

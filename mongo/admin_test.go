@@ -6,7 +6,11 @@ import (
 	"testing"
 	"time"
 
+	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/devstore/storetest"
 )
 
 func TestBans(t *testing.T) {
@@ -186,4 +190,54 @@ func TestAudit(t *testing.T) {
 	want(list(chatfleet.AuditFilter{Limit: 2}), 4, 3)
 	want(list(chatfleet.AuditFilter{Before: all[3].At, Limit: 2}), 2, 1)
 	want(list(chatfleet.AuditFilter{Target: "lobby", Before: all[2].At}), 0)
+}
+
+// TestAddBansIdempotent stores a host's queue of bans twice, as a retry
+// after a lost answer would: nothing is stored twice.
+func TestAddBansIdempotent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, newClock())
+	batch := []chatfleet.Ban{
+		{ID: "f1", UserID: "u1"}, {ID: "r1", UserID: "u2", Room: "lobby"},
+		{ID: "r2", UserID: "u3", Room: "lobby"}, {ID: "k1", UserID: "u2", Room: "kitchen"},
+	}
+	must(t, s.AddBans(ctx, batch))
+	must(t, s.AddBans(ctx, append(batch, chatfleet.Ban{ID: "r3", UserID: "u4", Room: "lobby"})))
+	for room, want := range map[string]int{"": 1, "lobby": 3, "kitchen": 1} {
+		if n, err := s.CountBans(ctx, room, time.Time{}); err != nil || n != want {
+			t.Fatalf("CountBans(%q) = %d, %v; want %d", room, n, err, want)
+		}
+	}
+	wantCode(t, s.AddBan(ctx, &chatfleet.Ban{ID: "r1", UserID: "u9", Room: "lobby"}), chatfleet.ECONFLICT)
+	must(t, s.RemoveBan(ctx, "r2")) // a room ban found by its id alone
+	if n, _ := s.CountBans(ctx, "lobby", time.Time{}); n != 2 {
+		t.Fatalf("lobby holds %d bans after removing r2, want 2", n)
+	}
+	wantCode(t, s.AddBans(ctx, []chatfleet.Ban{{ID: "x"}}), chatfleet.EINVALID)
+}
+
+// TestRoomBansMovedOnOpen opens a store whose bans collection holds room
+// bans the way the previous release wrote them: they become their rooms'
+// bans, never fleet bans.
+func TestRoomBansMovedOnOpen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := storetest.Config(t)
+	cl, err := mongodrv.Connect(options.Client().ApplyURI(cfg.URI))
+	must(t, err)
+	defer cl.Disconnect(ctx)
+	_, err = cl.Database(cfg.Database).Collection("bans").InsertMany(ctx, []any{
+		chatfleet.Ban{ID: "old-fleet", UserID: "u1"},
+		chatfleet.Ban{ID: "old-room", UserID: "u2", Room: "lobby"},
+	})
+	must(t, err)
+	s := storetest.Open(t, cfg)
+	fleet, err := s.Bans(ctx, chatfleet.BanFilter{})
+	must(t, err)
+	lobby, err := s.Bans(ctx, chatfleet.BanFilter{Room: "lobby"})
+	must(t, err)
+	if len(fleet) != 1 || fleet[0].ID != "old-fleet" || len(lobby) != 1 || lobby[0].ID != "old-room" {
+		t.Fatalf("after open: fleet %+v, lobby %+v", fleet, lobby)
+	}
 }

@@ -46,7 +46,8 @@ type Config struct {
 // Collection names.
 const (
 	roomsColl    = "rooms"
-	bansColl     = "bans"
+	bansColl     = "bans"     // the fleet's bans, one document each
+	roomBansColl = "roombans" // each room's bans, one document per room
 	settingsColl = "settings"
 	auditColl    = "audit"
 	eventsColl   = "events"
@@ -59,15 +60,16 @@ const maxSelectWait = 2 * time.Second
 // goroutines at once. Every method bounds its work by Config.Timeout (and the
 // caller's deadline) and returns errors as described at storeError.
 type Store struct {
-	client   *mongodrv.Client
-	db       *mongodrv.Database
-	rooms    *mongodrv.Collection
-	bans     *mongodrv.Collection
-	settings *mongodrv.Collection
-	audit    *mongodrv.Collection
-	events   *mongodrv.Collection
-	timeout  time.Duration
-	now      func() time.Time
+	client       *mongodrv.Client
+	db           *mongodrv.Database
+	rooms        *mongodrv.Collection
+	bans         *mongodrv.Collection
+	roomBansColl *mongodrv.Collection
+	settings     *mongodrv.Collection
+	audit        *mongodrv.Collection
+	events       *mongodrv.Collection
+	timeout      time.Duration
+	now          func() time.Time
 }
 
 var _ chatfleet.Store = (*Store)(nil)
@@ -117,6 +119,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.rooms = s.db.Collection(roomsColl)
 	s.bans = s.db.Collection(bansColl)
+	s.roomBansColl = s.db.Collection(roomBansColl)
 	s.settings = s.db.Collection(settingsColl)
 	s.audit = s.db.Collection(auditColl)
 	s.events = s.db.Collection(eventsColl)
@@ -128,6 +131,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, openError(err, cfg.URI, opts.Hosts, min(cfg.Timeout, maxSelectWait))
 	}
 	if err := s.createIndexes(ctx); err != nil {
+		s.disconnect()
+		return nil, err
+	}
+	if err := s.migrateRoomBans(ctx); err != nil {
 		s.disconnect()
 		return nil, err
 	}
@@ -181,7 +188,6 @@ func (s *Store) indexes() []index {
 		{s.rooms, "status_createdAt", bson.D{{Key: "status", Value: 1}, {Key: "createdAt", Value: -1}, {Key: "name", Value: 1}}, false},
 		{s.rooms, "hostId", bson.D{{Key: "hostId", Value: 1}}, false},
 		{s.bans, "userId", bson.D{{Key: "userId", Value: 1}}, false},
-		{s.bans, "room_id", bson.D{{Key: "room", Value: 1}, {Key: "_id", Value: 1}}, false},
 		{s.audit, "at", bson.D{{Key: "at", Value: -1}}, false},
 		{s.audit, "target_at", bson.D{{Key: "target", Value: 1}, {Key: "at", Value: -1}}, false},
 		{s.events, "room_seq_unique", bson.D{{Key: "room", Value: 1}, {Key: "seq", Value: 1}}, true},

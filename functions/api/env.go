@@ -248,6 +248,14 @@ func (l *lazyStore) AddBan(ctx context.Context, b *chatfleet.Ban) error {
 	return st.AddBan(ctx, b)
 }
 
+func (l *lazyStore) AddBans(ctx context.Context, bans []chatfleet.Ban) error {
+	st, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	return st.AddBans(ctx, bans)
+}
+
 func (l *lazyStore) RemoveBan(ctx context.Context, id string) error {
 	st, err := l.get(ctx)
 	if err != nil {

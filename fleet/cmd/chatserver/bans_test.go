@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
-
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/devstore/storetest"
 	"github.com/chatfleet/chatfleet/internal/testutil"
@@ -22,35 +19,26 @@ import (
 
 // banStore gives a test a store of its own, and the host environment that
 // points at it.
-func banStore(t *testing.T) (*mongo.Store, mongo.Config, []string) {
+func banStore(t *testing.T) (*mongo.Store, []string) {
 	t.Helper()
 	cfg := storetest.Config(t)
 	cfg.Timeout = 30 * time.Second
 	st := storetest.Open(t, cfg)
 	// The embedded store runs in this test binary, under the race detector
 	// when the tests do: a page of bans can take seconds.
-	return st, cfg, []string{"MONGODB_URI=" + cfg.URI, "MONGODB_DATABASE=" + cfg.Database, "STORE_TIMEOUT=20s"}
+	return st, []string{"MONGODB_URI=" + cfg.URI, "MONGODB_DATABASE=" + cfg.Database, "STORE_TIMEOUT=20s"}
 }
 
-// insertBans writes bans straight into the store's bans collection, many a
-// call, as a store that gathered them over time would hold them.
-func insertBans(t *testing.T, cfg mongo.Config, bans []chatfleet.Ban) {
+// insertBans stores bans in bulk (the store's AddBans: one write per room
+// and one for the fleet's, 5,000 at a time), as a store that gathered them
+// over time would hold them.
+func insertBans(t *testing.T, st *mongo.Store, bans []chatfleet.Ban) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cl, err := mongodrv.Connect(options.Client().ApplyURI(cfg.URI))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Disconnect(ctx)
-	coll := cl.Database(cfg.Database).Collection("bans")
 	for len(bans) > 0 {
 		n := min(len(bans), 5000)
-		docs := make([]any, n)
-		for i := range n {
-			docs[i] = bans[i]
-		}
-		if _, err := coll.InsertMany(ctx, docs); err != nil {
+		if err := st.AddBans(ctx, bans[:n]); err != nil {
 			t.Fatalf("insert bans: %v", err)
 		}
 		bans = bans[n:]
@@ -103,12 +91,12 @@ func floodBan(room string, i int) chatfleet.Ban {
 // its list in frames of bounded size, and each ban costs its room one frame
 // of constant size.
 func TestRoomBanFloodKeepsRoomsStarting(t *testing.T) {
-	st, cfg, env := banStore(t)
+	st, env := banStore(t)
 	var stored []chatfleet.Ban
 	for i := range 2060 {
 		stored = append(stored, floodBan("flood", i))
 	}
-	insertBans(t, cfg, stored)
+	insertBans(t, st, stored)
 	// No refresh: each read of the bans scans the embedded store.
 	h := startHost(t, append(env, "CACHE_REFRESH=1h")...)
 	port := h.create("flood")
@@ -211,7 +199,7 @@ func TestManyBansRoomStart(t *testing.T) {
 	}
 	fleetN, roomN := total*6/10, total*4/10
 	own := roomN / 4
-	_, cfg, env := banStore(t)
+	st, env := banStore(t)
 	bans := make([]chatfleet.Ban, 0, total)
 	for i := range fleetN {
 		bans = append(bans, chatfleet.Ban{ID: fmt.Sprintf("f%07d", i), UserID: fmt.Sprintf("user-%d", i), By: "admin", Reason: "spam", CreatedAt: time.Now()})
@@ -224,7 +212,7 @@ func TestManyBansRoomStart(t *testing.T) {
 		bans = append(bans, chatfleet.Ban{ID: fmt.Sprintf("r%07d", i), UserID: fmt.Sprintf("user-%d", i), Room: room, By: "mod", CreatedAt: time.Now()})
 	}
 	start := time.Now()
-	insertBans(t, cfg, bans)
+	insertBans(t, st, bans)
 	t.Logf("inserted %d bans in %v", total, time.Since(start))
 
 	// The embedded store scans every ban for each page it returns (5 s a
@@ -271,7 +259,7 @@ func TestManyBansRoomStart(t *testing.T) {
 // adopts the rooms still running and sends each its whole list again, read
 // from the store: the fleet's bans and that room's own.
 func TestAdoptedRoomsGetTheirBans(t *testing.T) {
-	st, _, env := banStore(t)
+	st, env := banStore(t)
 	ctx := context.Background()
 	for _, b := range []chatfleet.Ban{{ID: "f1", UserID: "troll"}, {ID: "k1", UserID: "u", Room: "kept"}, {ID: "o1", UserID: "u", Room: "other"}} {
 		if err := st.AddBan(ctx, &b); err != nil {

@@ -821,7 +821,8 @@ func (k *banKeeper) unstored() int {
 	return len(k.pending)
 }
 
-// flush writes the bans waiting for the store; it stops at the first failure.
+// flush writes the bans waiting for the store, all in one call (one write
+// per room: bans that pile up while a write runs go together in the next).
 func (k *banKeeper) flush(ctx context.Context) {
 	st := k.m.cfg.Store
 	if st == nil {
@@ -830,19 +831,24 @@ func (k *banKeeper) flush(ctx context.Context) {
 	k.mu.Lock()
 	pending := slices.Clone(k.pending)
 	k.mu.Unlock()
-	for _, b := range pending {
-		cctx, cancel := context.WithTimeout(ctx, k.m.cfg.StoreTimeout)
-		err := st.AddBan(cctx, &b)
-		cancel()
-		if err != nil && chatfleet.ErrorCode(err) != chatfleet.ECONFLICT {
-			k.m.metrics.storeErrors.Inc()
-			k.m.log.Warn("store ban (will retry)", "ban", b.ID, "err", err)
-			return
-		}
-		k.mu.Lock()
-		k.pending = slices.DeleteFunc(k.pending, func(p chatfleet.Ban) bool { return p.ID == b.ID })
-		k.mu.Unlock()
+	if len(pending) == 0 {
+		return
 	}
+	cctx, cancel := context.WithTimeout(ctx, k.m.cfg.StoreTimeout)
+	err := st.AddBans(cctx, pending)
+	cancel()
+	if err != nil {
+		k.m.metrics.storeErrors.Inc()
+		k.m.log.Warn("store bans (will retry)", "bans", len(pending), "err", err)
+		return
+	}
+	done := make(map[string]bool, len(pending))
+	for _, b := range pending {
+		done[b.ID] = true
+	}
+	k.mu.Lock()
+	k.pending = slices.DeleteFunc(k.pending, func(p chatfleet.Ban) bool { return done[p.ID] })
+	k.mu.Unlock()
 }
 
 // counts returns the fleet's bans and the rooms' bans held.
