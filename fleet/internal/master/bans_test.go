@@ -524,8 +524,9 @@ func TestBlockedWordsBounded(t *testing.T) {
 }
 
 // BenchmarkBanList measures the master's part of a room's whole list with
-// 60,000 fleet bans and 10,000 of the room's own: encoding the fleet's (once
-// per version, shared by every room) and the frames of one room start.
+// 100,000 fleet bans and 10,000 of the room's own: building the fleet's
+// snapshot (once per version, shared by every room), the Add frames of
+// older rooms, and the frames of one room start.
 func BenchmarkBanList(b *testing.B) {
 	m, err := New(Config{StateDir: b.TempDir()})
 	if err != nil {
@@ -533,7 +534,7 @@ func BenchmarkBanList(b *testing.B) {
 	}
 	k := m.bans
 	now := time.Now()
-	for i := range 60000 {
+	for i := range 100000 {
 		id := fmt.Sprintf("%024x", i)
 		k.fleet[id] = chatfleet.Ban{ID: id, UserID: fmt.Sprint("user-", i), By: "admin", Reason: "spam", CreatedAt: now}
 	}
@@ -543,15 +544,26 @@ func BenchmarkBanList(b *testing.B) {
 		id := fmt.Sprintf("r%023x", i)
 		rb.bans[id] = chatfleet.Ban{ID: id, UserID: fmt.Sprint("user-", i), Room: "t", By: "mod", Reason: "spam", CreatedAt: now}
 	}
-	b.Run("fleet encode", func(b *testing.B) {
+	b.Run("fleet snapshot", func(b *testing.B) {
+		var n int
+		for b.Loop() {
+			k.snapshot = nil
+			n = 0
+			for _, fr := range k.snapshotFrames(1) {
+				n += len(fr)
+			}
+		}
+		b.ReportMetric(float64(n), "bytes")
+	})
+	b.Run("fleet encode as Add", func(b *testing.B) {
 		for b.Loop() {
 			k.frames = nil
 			k.fleetFrames(1)
 		}
 	})
 	b.Run("room start", func(b *testing.B) {
-		k.fleetFrames(1)
-		f := &banFeed{rb: rb}
+		k.snapshotFrames(1)
+		f := &banFeed{rb: rb, snapshot: true}
 		var n int
 		for b.Loop() {
 			k.mu.Lock()
@@ -633,4 +645,124 @@ func TestFeedFallsBehind(t *testing.T) {
 		}
 		k.changeRoom(rb, bans, nil)
 	}
+}
+
+// TestFleetSnapshot: the fleet's snapshot holds one entry per user with an
+// active fleet ban (its latest end, forever above all), sorted, in frames
+// built once per version and shared by every room; removing a ban lifts its
+// user and sends the user's other active bans whole, before the lift.
+func TestFleetSnapshot(t *testing.T) {
+	m, err := New(Config{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := m.bans
+	now := time.Now()
+	hour := now.Add(time.Hour).Truncate(time.Millisecond)
+	k.mu.Lock()
+	k.changeFleet([]chatfleet.Ban{
+		{ID: "a", UserID: "forever"},
+		{ID: "b1", UserID: "two-ends", Until: hour}, {ID: "b2", UserID: "two-ends", Until: hour.Add(time.Hour)},
+		{ID: "c1", UserID: "both", Until: hour}, {ID: "c2", UserID: "both"},
+		{ID: "d", UserID: "ended", Until: now.Add(-time.Minute)},
+	}, nil)
+	feeds := map[string]*banFeed{}
+	for _, name := range []string{"r1", "r2"} {
+		rb := &roomBans{name: name, bans: map[string]chatfleet.Ban{}}
+		feeds[name] = &banFeed{rb: rb, state: feedLive, snapshot: true, kick: make(chan struct{}, 1)}
+		rb.feed = feeds[name]
+		k.rooms[name] = rb
+		k.resync(feeds[name])
+	}
+	k.mu.Unlock()
+	encodes := func() float64 { return metricValue(t, m, "chatserver_fleet_ban_encodes_total") }
+
+	list1, list2 := k.next(feeds["r1"]), k.next(feeds["r2"])
+	if len(list1) != 3 || len(list2) != 3 || &list1[1][0] != &list2[1][0] {
+		t.Fatalf("lists of %d and %d frames, want Reset, one shared snapshot frame, Done", len(list1), len(list2))
+	}
+	if got := encodes(); got != 1 {
+		t.Fatalf("snapshot built %v times for two rooms, want once", got)
+	}
+	msg, err := ipc.Decode(strings.NewReader(string(list1[1])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := msg.Bans.Snapshot
+	if _, err := ipc.CheckSnapshot(snap, nil); err != nil || len(snap) != 3*ipc.SnapshotEntry {
+		t.Fatalf("snapshot of %d bytes: %v; want 3 sorted entries", len(snap), err)
+	}
+	for user, want := range map[string]int64{"forever": 0, "two-ends": hour.Add(time.Hour).UnixMilli(), "both": 0} {
+		if got, ok := ipc.SearchSnapshot(snap, ipc.BanKey(user)); !ok || got != want {
+			t.Errorf("%s: end %d %v, want %d", user, got, ok, want)
+		}
+	}
+	if _, ok := ipc.SearchSnapshot(snap, ipc.BanKey("ended")); ok {
+		t.Error("an ended ban is in the snapshot")
+	}
+
+	// Removing c2 lifts "both": c1, still active, comes whole first.
+	k.mu.Lock()
+	k.changeFleet(nil, []string{"c2"})
+	k.mu.Unlock()
+	d1, d2 := k.next(feeds["r1"]), k.next(feeds["r2"])
+	if len(d1) != 3 || &d1[0][0] != &d2[0][0] {
+		t.Fatalf("change of %d frames (shared: %v), want Add, Remove, Lift", len(d1), len(d2) > 0 && &d1[0][0] == &d2[0][0])
+	}
+	var steps []ipc.BanUpdate
+	for _, fr := range d1 {
+		msg, err := ipc.Decode(strings.NewReader(string(fr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps = append(steps, *msg.Bans)
+	}
+	if len(steps[0].Add) != 1 || steps[0].Add[0].ID != "c1" || !slices.Equal(steps[1].Remove, []string{"c2"}) || !slices.Equal(steps[2].Lift, []string{"both"}) {
+		t.Fatalf("change %+v, want Add c1, Remove c2, Lift both", steps)
+	}
+	// A new version is built once more, without "both"'s forever.
+	k.mu.Lock()
+	k.resync(feeds["r1"])
+	k.mu.Unlock()
+	list := k.next(feeds["r1"])
+	if got := encodes(); got != 2 {
+		t.Fatalf("snapshot built %v times, want twice", got)
+	}
+	msg, _ = ipc.Decode(strings.NewReader(string(list[1])))
+	if got, _ := ipc.SearchSnapshot(msg.Bans.Snapshot, ipc.BanKey("both")); got != hour.UnixMilli() {
+		t.Fatalf("both's end %d, want %d", got, hour.UnixMilli())
+	}
+	if k.fleetByUser["both"] == nil || len(k.fleetByUser["both"]) != 1 {
+		t.Fatalf("index of both: %v", k.fleetByUser["both"])
+	}
+}
+
+// TestFleetSnapshotFrames: 100,000 fleet bans make a snapshot of 1.6 MB in
+// frames within the frame limit.
+func TestFleetSnapshotFrames(t *testing.T) {
+	m, err := New(Config{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := m.bans
+	for i := range 100000 {
+		id := fmt.Sprint("f", i)
+		k.fleet[id] = chatfleet.Ban{ID: id, UserID: fmt.Sprintf("u%0127d", i)}
+	}
+	var raw []byte
+	frames := k.snapshotFrames(0)
+	for _, fr := range frames {
+		if len(fr) > ipc.MaxFrame {
+			t.Fatalf("frame of %d bytes", len(fr))
+		}
+		msg, err := ipc.Decode(strings.NewReader(string(fr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append(raw, msg.Bans.Snapshot...)
+	}
+	if _, err := ipc.CheckSnapshot(raw, nil); err != nil || len(raw) != 100000*ipc.SnapshotEntry {
+		t.Fatalf("snapshot of %d bytes in %d frames: %v", len(raw), len(frames), err)
+	}
+	t.Logf("100,000 fleet bans: a snapshot of %d bytes in %d frames", len(raw), len(frames))
 }
