@@ -67,11 +67,11 @@ type banKeeper struct {
 	fleetVer    int64                    // increases with every change of fleet
 	snapshot    *fleetFrames             // fleet as snapshot frames; nil or older: rebuild
 	frames      *fleetFrames             // fleet as Add frames (rooms without snapshots); nil or older: rebuild
-	rooms    map[string]*roomBans     // the rooms with a control session, by name
-	pending  []chatfleet.Ban          // rooms' bans not yet stored (without a store: all of them)
-	file     []chatfleet.Ban          // CacheFile's bans, without a store
-	touched  map[string]time.Time     // ban ids changed here, when: a load older than that leaves them be
-	trimLog  time.Time                // when a load cut at a cap was last logged
+	rooms       map[string]*roomBans     // the rooms with a control session, by name
+	pending     []chatfleet.Ban          // rooms' bans not yet stored (without a store: all of them)
+	file        []chatfleet.Ban          // CacheFile's bans, without a store
+	touched     map[string]time.Time     // ban ids changed here, when: a load older than that leaves them be
+	trimLog     time.Time                // when a load cut at a cap was last logged
 }
 
 // fleetFrames are the fleet's bans at version ver as frames of a snapshot,
@@ -101,16 +101,16 @@ const (
 // (runFeed) is the only writer of bans frames on conn; its fields but conn
 // and kick are guarded by banKeeper.mu.
 type banFeed struct {
-	rb     *roomBans
-	conn   *ipc.Conn
-	log    *slog.Logger
-	kick   chan struct{}
-	stop   chan struct{}
+	rb       *roomBans
+	conn     *ipc.Conn
+	log      *slog.Logger
+	kick     chan struct{}
+	stop     chan struct{}
 	state    int
 	snapshot bool     // the room takes the fleet's bans as a snapshot
 	minVer   int64    // a resync sends the fleet's frames of at least this version
-	queue  [][]byte // change frames in order
-	queued int      // bytes in queue
+	queue    [][]byte // change frames in order
+	queued   int      // bytes in queue
 }
 
 func newBanKeeper(m *Master) *banKeeper {
