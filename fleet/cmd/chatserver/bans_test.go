@@ -267,7 +267,19 @@ func manyBansRoomStart(t *testing.T, env []string, fleetN, own int, wait time.Du
 		start := time.Now()
 		ports[name] = h.create(name)
 		create = time.Since(start)
-		viewers[name] = join(t, ports[name], name, "late-troll", chatfleet.RoleViewer)
+		// A room serves once it has its list: with the embedded store at
+		// 100,000 bans its read takes longer than a handshake's timeout.
+		url, tok := fmt.Sprintf("ws://127.0.0.1:%d", ports[name]), issue(t, name, "late-troll", chatfleet.RoleViewer)
+		var ws *testutil.WS
+		testutil.Eventually(t, wait, func() (err error) {
+			ws, _, err = testutil.TryDialRoom(url, tok, -1)
+			return err
+		})
+		t.Cleanup(func() { ws.Conn.Close() })
+		if _, err := ws.TryNext(protocol.TypeWelcome, 5*time.Second); err != nil {
+			t.Fatalf("welcome in %s: %v", name, err)
+		}
+		viewers[name] = ws
 		return create, time.Since(start)
 	}
 	timeCreate("warm") // the first room pays for building the shared frames
