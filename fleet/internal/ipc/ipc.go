@@ -25,8 +25,8 @@ import (
 	"github.com/chatfleet/chatfleet"
 )
 
-// MaxFrame is the largest frame either side accepts; a cache snapshot with
-// many bans is the largest message.
+// MaxFrame is the largest frame either side accepts; bans frames stay far
+// below it (about 1.4 MB at most).
 const MaxFrame = 4 << 20
 
 // Message types. Room to master: Ready (after every Hello), Stats, Event.
@@ -86,7 +86,8 @@ type Msg struct {
 	Cache *chatfleet.Cache `json:"cache,omitempty"`
 
 	// Bans (master to room): changes to the bans the room applies (the
-	// fleet's and its own), in frames of at most MaxBansPerFrame bans.
+	// fleet's and its own), in frames of at most MaxBansPerFrame bans or
+	// MaxSnapshotFrameBytes of snapshot.
 	Bans *BanUpdate `json:"bans,omitempty"`
 
 	// Global, Close and Drain (master to room); Closed events (room to master).
