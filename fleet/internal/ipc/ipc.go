@@ -10,6 +10,9 @@ package ipc
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -22,8 +25,8 @@ import (
 	"github.com/chatfleet/chatfleet"
 )
 
-// MaxFrame is the largest frame either side accepts; a cache snapshot with
-// many bans is the largest message.
+// MaxFrame is the largest frame either side accepts; bans frames stay far
+// below it (about 1.4 MB at most).
 const MaxFrame = 4 << 20
 
 // Message types. Room to master: Ready (after every Hello), Stats, Event.
@@ -57,6 +60,11 @@ type Msg struct {
 	Room string `json:"room,omitempty"`
 	Port int    `json:"port,omitempty"`
 	PID  int    `json:"pid,omitempty"`
+	// BanSnapshot (Ready, room to master): the room takes the fleet's bans
+	// as a snapshot (BanUpdate.Snapshot, Lift). A room process of an older
+	// binary (adopted after an in-place upgrade) leaves it false and gets
+	// the fleet's bans as Add frames.
+	BanSnapshot bool `json:"banSnapshot,omitempty"`
 
 	// Assign (master to a spare): the room's options.
 	Assign *Assignment `json:"assign,omitempty"`
@@ -78,7 +86,8 @@ type Msg struct {
 	Cache *chatfleet.Cache `json:"cache,omitempty"`
 
 	// Bans (master to room): changes to the bans the room applies (the
-	// fleet's and its own), in frames of at most MaxBansPerFrame bans.
+	// fleet's and its own), in frames of at most MaxBansPerFrame bans or
+	// MaxSnapshotFrameBytes of snapshot.
 	Bans *BanUpdate `json:"bans,omitempty"`
 
 	// Global, Close and Drain (master to room); Closed events (room to master).
@@ -102,15 +111,105 @@ type Assignment struct {
 // far below MaxFrame.
 const MaxBansPerFrame = 1000
 
-// BanUpdate changes the bans a room applies: Reset empties the list first,
-// then Remove (ban ids) and Add apply. After a master connects it sends the
-// whole list as Reset plus frames of Add, the last with Done; from then on
-// deltas. A room serves new clients only once it has seen Done.
+// BanUpdate changes the bans a room applies. In one update Reset empties
+// the list first, then Snapshot, Remove (ban ids), Lift (user ids) and Add
+// apply, in that order.
+//
+// After a master connects it sends the whole list: a frame with Reset, the
+// fleet's bans as frames of Snapshot (their bytes concatenate in order into
+// one snapshot, see SnapshotEntry), the room's own bans as frames of Add, and
+// a frame with Done; from then on deltas. A new fleet ban is an Add (with its
+// reason); a fleet ban removed is a Remove of its id plus a Lift of its user:
+// that user's snapshot entry no longer counts, and the user's fleet bans
+// still active come as Add (before the Remove and Lift, so the user is never
+// let in between). A room serves new clients only once it has seen Done.
 type BanUpdate struct {
-	Reset  bool            `json:"reset,omitempty"`
-	Remove []string        `json:"remove,omitempty"`
-	Add    []chatfleet.Ban `json:"add,omitempty"`
-	Done   bool            `json:"done,omitempty"`
+	Reset    bool            `json:"reset,omitempty"`
+	Snapshot []byte          `json:"snapshot,omitempty"` // base64 in JSON
+	Remove   []string        `json:"remove,omitempty"`
+	Lift     []string        `json:"lift,omitempty"`
+	Add      []chatfleet.Ban `json:"add,omitempty"`
+	Done     bool            `json:"done,omitempty"`
+}
+
+// SnapshotEntry is the size of one entry of a snapshot of the fleet's bans:
+// an 8-byte key (BanKey of the user id) and the 8-byte end of the user's
+// bans (Unix milliseconds; 0: forever), both big-endian. A snapshot holds
+// one entry per banned user, sorted by key with no key twice, so a room
+// looks a user up by binary search in the bytes it received, and holds 16
+// bytes per fleet-banned user instead of the bans.
+const SnapshotEntry = 16
+
+// MaxSnapshotEntries bounds a snapshot: the highest MAX_FLEET_BANS.
+const MaxSnapshotEntries = 1_000_000
+
+// MaxSnapshotFrameBytes bounds the snapshot bytes of one frame (65,536
+// entries; about 1.4 MB of base64).
+const MaxSnapshotFrameBytes = 1 << 20
+
+// BanKey returns a user id's key in a snapshot: the first 8 bytes of the
+// SHA-256 of the id, big-endian. Two ids share a key with a chance of about
+// one in 2^64 per pair; finding an id with the key of a given user is as hard
+// as a preimage of 64 bits, so nobody can pick an id that a stranger's ban
+// keeps out.
+func BanKey(userID string) uint64 {
+	h := sha256.Sum256([]byte(userID))
+	return binary.BigEndian.Uint64(h[:8])
+}
+
+// AppendSnapshotEntry appends the entry of key and until (Unix ms, 0:
+// forever) to b.
+func AppendSnapshotEntry(b []byte, key uint64, untilMs int64) []byte {
+	b = binary.BigEndian.AppendUint64(b, key)
+	return binary.BigEndian.AppendUint64(b, uint64(untilMs))
+}
+
+// SnapshotAt returns entry i of snapshot bytes b.
+func SnapshotAt(b []byte, i int) (key uint64, untilMs int64) {
+	e := b[i*SnapshotEntry : (i+1)*SnapshotEntry]
+	return binary.BigEndian.Uint64(e), int64(binary.BigEndian.Uint64(e[8:]))
+}
+
+// CheckSnapshot checks snapshot bytes b that follow entries of keys up to
+// after (a first part: after is nil): whole entries, keys strictly
+// increasing, no negative end. It returns b's last key.
+func CheckSnapshot(b []byte, after *uint64) (last uint64, err error) {
+	if len(b)%SnapshotEntry != 0 {
+		return 0, fmt.Errorf("snapshot of %d bytes: not whole entries of %d", len(b), SnapshotEntry)
+	}
+	prev, have := uint64(0), after != nil
+	if have {
+		prev = *after
+	}
+	for i := range len(b) / SnapshotEntry {
+		k, until := SnapshotAt(b, i)
+		if have && k <= prev {
+			return 0, fmt.Errorf("snapshot entry %d: keys not in increasing order", i)
+		}
+		if until < 0 {
+			return 0, fmt.Errorf("snapshot entry %d: end %d", i, until)
+		}
+		prev, have = k, true
+	}
+	return prev, nil
+}
+
+// SearchSnapshot returns the end (Unix ms, 0: forever) of the entry of key
+// in snapshot bytes b, sorted as CheckSnapshot checks.
+func SearchSnapshot(b []byte, key uint64) (untilMs int64, ok bool) {
+	lo, hi := 0, len(b)/SnapshotEntry
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		switch k, until := SnapshotAt(b, m); {
+		case k == key:
+			return until, true
+		case k < key:
+			lo = m + 1
+		default:
+			hi = m
+		}
+	}
+	return 0, false
 }
 
 // Conn frames Msgs over a net.Conn. Send is safe for concurrent use; Recv
@@ -171,6 +270,32 @@ func Encode(m Msg) ([]byte, error) {
 	return append(b, body...), nil
 }
 
+// A frame of a snapshot part, as Encode writes it, is this prefix, the
+// part in base64 and this suffix.
+const (
+	snapshotPrefix = `{"type":"bans","bans":{"snapshot":"`
+	snapshotSuffix = `"}}`
+)
+
+// decodeSnapshot decodes body if it is a frame of a snapshot part alone,
+// as Encode writes it: the base64 without encoding/json, which would take
+// four times as long to scan the string twice (a room's list of 100,000
+// fleet bans is two such frames of 1.4 MB).
+func decodeSnapshot(body []byte) (Msg, bool) {
+	enc, ok := bytes.CutPrefix(body, []byte(snapshotPrefix))
+	if enc, ok = bytes.CutSuffix(enc, []byte(snapshotSuffix)); !ok {
+		return Msg{}, false
+	}
+	// The base64 alphabet has no quote or backslash: a string with either
+	// is not a bare snapshot (and fails here, to be decoded as JSON).
+	raw := make([]byte, base64.StdEncoding.DecodedLen(len(enc)))
+	n, err := base64.StdEncoding.Decode(raw, enc)
+	if err != nil || n == 0 {
+		return Msg{}, false
+	}
+	return Msg{Type: TypeBans, Bans: &BanUpdate{Snapshot: raw[:n:n]}}, true
+}
+
 // ErrFrame reports a malformed frame; the connection cannot be trusted after it.
 var ErrFrame = errors.New("malformed ipc frame")
 
@@ -191,6 +316,9 @@ func Decode(r io.Reader) (Msg, error) {
 	body := make([]byte, n)
 	if _, err := io.ReadFull(r, body); err != nil {
 		return Msg{}, fmt.Errorf("%w: truncated body: %v", ErrFrame, err)
+	}
+	if m, ok := decodeSnapshot(body); ok {
+		return m, nil
 	}
 	var m Msg
 	if err := json.Unmarshal(body, &m); err != nil {

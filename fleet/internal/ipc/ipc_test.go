@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -92,4 +93,66 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("round trip: %v %q %q", err, m2.Type, m.Type)
 		}
 	})
+}
+
+// A frame of a snapshot part decodes without encoding/json as it would with
+// it; any other bans frame goes through encoding/json.
+func TestSnapshotFrames(t *testing.T) {
+	var part []byte
+	for k := range uint64(1000) {
+		part = AppendSnapshotEntry(part, k*7+1, int64(k))
+	}
+	for _, u := range []*BanUpdate{
+		{Snapshot: part},
+		{Snapshot: part[:SnapshotEntry]},
+		{Reset: true, Snapshot: part},
+		{Snapshot: part, Lift: []string{"u"}},
+	} {
+		frame, err := Encode(Msg{Type: TypeBans, Bans: u})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, fast := decodeSnapshot(frame[4:])
+		if want := !u.Reset && u.Lift == nil; fast != want {
+			t.Errorf("%+v: fast path %v, want %v (frame %.60s)", u, fast, want, frame[4:])
+		}
+		m, err := Decode(bytes.NewReader(frame))
+		if err != nil || m.Type != TypeBans || !bytes.Equal(m.Bans.Snapshot, u.Snapshot) || m.Bans.Reset != u.Reset || len(m.Bans.Lift) != len(u.Lift) {
+			t.Fatalf("decoded %+v %v", m.Bans, err)
+		}
+	}
+	// Not base64: left to encoding/json, which refuses it.
+	body := []byte(snapshotPrefix + `AAAA"x` + snapshotSuffix)
+	frame := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
+	if _, err := Decode(bytes.NewReader(append(frame, body...))); !errors.Is(err, ErrFrame) {
+		t.Fatalf("bad snapshot frame: %v", err)
+	}
+}
+
+func TestCheckAndSearchSnapshot(t *testing.T) {
+	var b []byte
+	for k := range uint64(100) {
+		b = AppendSnapshotEntry(b, k*2+2, int64(k))
+	}
+	last, err := CheckSnapshot(b, nil)
+	if err != nil || last != 200 {
+		t.Fatalf("check: %d %v", last, err)
+	}
+	for k := range uint64(203) {
+		until, ok := SearchSnapshot(b, k)
+		if want := k >= 2 && k <= 200 && k%2 == 0; ok != want || ok && until != int64(k/2-1) {
+			t.Fatalf("search %d: %d %v", k, until, ok)
+		}
+	}
+	after := uint64(2)
+	for _, tc := range []struct {
+		b     []byte
+		after *uint64
+	}{
+		{b[:17], nil}, {append(slices.Clone(b[16:32]), b[:16]...), nil}, {b, &after}, {AppendSnapshotEntry(nil, 5, -1), nil},
+	} {
+		if _, err := CheckSnapshot(tc.b, tc.after); err == nil {
+			t.Errorf("%d bytes after %v: no error", len(tc.b), tc.after)
+		}
+	}
 }

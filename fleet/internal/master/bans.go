@@ -3,6 +3,7 @@ package master
 import (
 	"cmp"
 	"context"
+	"iter"
 	"log/slog"
 	"maps"
 	"slices"
@@ -36,9 +37,13 @@ const (
 // that room's own (at most MaxRoomBans). It loads them from the store at
 // start, when a room's session starts and every CacheEvery, and sends each
 // room its list (the fleet's plus its own, never another room's) over the
-// room's control connection: after the cache, a frame with Reset, frames of
-// Add and a frame with Done; from then on only the changes. Frames of the
-// fleet's bans are encoded once and shared by every room.
+// room's control connection: after the cache, a frame with Reset, the
+// fleet's bans as frames of a snapshot (16 bytes a banned user, see
+// ipc.SnapshotEntry), the room's as frames of Add, and a frame with Done;
+// from then on only the changes (ipc.BanUpdate). The snapshot frames are
+// built once per version of the fleet's bans and shared by every room. A
+// room process of an older binary, which does not take snapshots, gets the
+// fleet's bans as Add frames instead, also encoded once per version.
 //
 // Room bans issued in a room (its `ban` events) apply to that room at once
 // and are written to the store in the background, retried while it is down
@@ -56,18 +61,21 @@ type banKeeper struct {
 	logMu   sync.Mutex
 	logged  map[string]time.Time // refusals logged, by reason: at most once a second each
 
-	mu       sync.Mutex
-	fleet    map[string]chatfleet.Ban // by id
-	fleetVer int64                    // increases with every change of fleet
-	frames   *fleetFrames             // fleet encoded as Add frames; nil or older: rebuild
-	rooms    map[string]*roomBans     // the rooms with a control session, by name
-	pending  []chatfleet.Ban          // rooms' bans not yet stored (without a store: all of them)
-	file     []chatfleet.Ban          // CacheFile's bans, without a store
-	touched  map[string]time.Time     // ban ids changed here, when: a load older than that leaves them be
-	trimLog  time.Time                // when a load cut at a cap was last logged
+	mu          sync.Mutex
+	fleet       map[string]chatfleet.Ban // by id
+	fleetByUser map[string][]string      // ids of fleet, by user
+	fleetVer    int64                    // increases with every change of fleet
+	snapshot    *fleetFrames             // fleet as snapshot frames; nil or older: rebuild
+	frames      *fleetFrames             // fleet as Add frames (rooms without snapshots); nil or older: rebuild
+	rooms       map[string]*roomBans     // the rooms with a control session, by name
+	pending     []chatfleet.Ban          // rooms' bans not yet stored (without a store: all of them)
+	file        []chatfleet.Ban          // CacheFile's bans, without a store
+	touched     map[string]time.Time     // ban ids changed here, when: a load older than that leaves them be
+	trimLog     time.Time                // when a load cut at a cap was last logged
 }
 
-// fleetFrames are the fleet's bans at version ver as frames of Add.
+// fleetFrames are the fleet's bans at version ver as frames of a snapshot,
+// or of Add.
 type fleetFrames struct {
 	ver    int64
 	frames [][]byte
@@ -93,20 +101,21 @@ const (
 // (runFeed) is the only writer of bans frames on conn; its fields but conn
 // and kick are guarded by banKeeper.mu.
 type banFeed struct {
-	rb     *roomBans
-	conn   *ipc.Conn
-	log    *slog.Logger
-	kick   chan struct{}
-	stop   chan struct{}
-	state  int
-	minVer int64    // a resync sends the fleet's frames of at least this version
-	queue  [][]byte // change frames in order
-	queued int      // bytes in queue
+	rb       *roomBans
+	conn     *ipc.Conn
+	log      *slog.Logger
+	kick     chan struct{}
+	stop     chan struct{}
+	state    int
+	snapshot bool     // the room takes the fleet's bans as a snapshot
+	minVer   int64    // a resync sends the fleet's frames of at least this version
+	queue    [][]byte // change frames in order
+	queued   int      // bytes in queue
 }
 
 func newBanKeeper(m *Master) *banKeeper {
 	return &banKeeper{m: m, kick: make(chan struct{}, 1), loaded: make(chan struct{}), logged: map[string]time.Time{},
-		fleet: map[string]chatfleet.Ban{}, rooms: map[string]*roomBans{}, touched: map[string]time.Time{}}
+		fleet: map[string]chatfleet.Ban{}, fleetByUser: map[string][]string{}, rooms: map[string]*roomBans{}, touched: map[string]time.Time{}}
 }
 
 // loadTimeout bounds one paged read of bans.
@@ -331,18 +340,51 @@ func (k *banKeeper) prune() {
 
 // changeFleet applies a change to the fleet's bans and queues it for every
 // room; k.mu must be held. It returns how many rooms it queued it for.
+//
+// A room holds the fleet's bans as a snapshot without ids, so a ban removed
+// (or replaced) lifts its user: the change carries, in this order, the bans
+// added and the still active fleet bans of every lifted user (Add), the ids
+// removed (Remove) and the lifted users (Lift). The room's answer stays
+// exact, and nobody still banned is let in between two frames.
 func (k *banKeeper) changeFleet(add []chatfleet.Ban, remove []string) int {
 	if len(add)+len(remove) == 0 {
 		return 0
 	}
+	adding := make(map[string]bool, len(add))
+	for _, b := range add {
+		adding[b.ID] = true
+	}
+	lifted := map[string]bool{}
+	drop := func(id string) {
+		if old, ok := k.fleet[id]; ok {
+			delete(k.fleet, id)
+			lifted[old.UserID] = true
+		}
+	}
+	var gone []string // removed and not added again: an Add replaces a ban of the same id
 	for _, id := range remove {
-		delete(k.fleet, id)
+		drop(id)
+		if !adding[id] {
+			gone = append(gone, id)
+		}
+	}
+	for _, b := range add {
+		drop(b.ID)
+	}
+	for user := range lifted {
+		ids := slices.DeleteFunc(k.fleetByUser[user], func(id string) bool { return k.fleet[id].UserID != user })
+		if len(ids) == 0 {
+			delete(k.fleetByUser, user)
+		} else {
+			k.fleetByUser[user] = ids
+		}
 	}
 	for _, b := range add {
 		k.fleet[b.ID] = b
+		k.fleetByUser[b.UserID] = append(k.fleetByUser[b.UserID], b.ID)
 	}
 	k.fleetVer++
-	k.frames = nil
+	k.frames, k.snapshot = nil, nil
 	var frames [][]byte // encoded once for every room, if a room takes changes
 	n := 0
 	for _, rb := range k.rooms {
@@ -350,13 +392,37 @@ func (k *banKeeper) changeFleet(add []chatfleet.Ban, remove []string) int {
 			continue
 		}
 		if frames == nil {
-			frames = k.banFrames(add, remove)
+			frames = k.fleetChangeFrames(add, gone, lifted, adding)
 		}
 		if k.enqueue(rb.feed, frames) {
 			n++
 		}
 	}
 	return n
+}
+
+// fleetChangeFrames encodes a change of the fleet's bans (see changeFleet);
+// k.mu must be held.
+func (k *banKeeper) fleetChangeFrames(add []chatfleet.Ban, gone []string, lifted, adding map[string]bool) [][]byte {
+	users := slices.Sorted(maps.Keys(lifted))
+	now := k.m.cfg.Now()
+	var again []chatfleet.Ban
+	for _, user := range users {
+		for _, id := range k.fleetByUser[user] {
+			if b := k.fleet[id]; !adding[id] && b.Active(now) {
+				again = append(again, b)
+			}
+		}
+	}
+	slices.SortFunc(again, byID)
+	out := k.banFrames(append(slices.Clip(add), again...), nil)
+	out = append(out, k.banFrames(nil, gone)...)
+	for len(users) > 0 {
+		n := min(len(users), ipc.MaxBansPerFrame)
+		out = append(out, k.encode(&ipc.BanUpdate{Lift: users[:n]})...)
+		users = users[n:]
+	}
+	return out
 }
 
 // takesChanges reports whether f queues changes (it does once its room's
@@ -455,7 +521,8 @@ func (k *banKeeper) encode(u *ipc.BanUpdate) [][]byte {
 }
 
 // fleetFrames returns the fleet's bans as Add frames of at least version
-// minVer, encoding them if the last ones are older.
+// minVer, encoding them if the last ones are older: for rooms that do not
+// take snapshots.
 func (k *banKeeper) fleetFrames(minVer int64) [][]byte {
 	k.buildMu.Lock()
 	defer k.buildMu.Unlock()
@@ -478,13 +545,97 @@ func (k *banKeeper) fleetFrames(minVer int64) [][]byte {
 	return frames
 }
 
+// snapshotFrames returns the fleet's bans as the frames of a snapshot of at
+// least version minVer, building them if the last ones are older: one entry
+// per user with an active fleet ban, its end the latest of that user's
+// (forever above all).
+func (k *banKeeper) snapshotFrames(minVer int64) [][]byte {
+	k.buildMu.Lock()
+	defer k.buildMu.Unlock()
+	k.mu.Lock()
+	if ff := k.snapshot; ff != nil && ff.ver >= minVer {
+		k.mu.Unlock()
+		return ff.frames
+	}
+	ver := k.fleetVer
+	type userEnd struct {
+		user  string
+		until int64
+	}
+	now := k.m.cfg.Now()
+	ends := make([]userEnd, 0, len(k.fleet))
+	for _, b := range k.fleet {
+		if b.Active(now) {
+			ends = append(ends, userEnd{b.UserID, untilMs(b)})
+		}
+	}
+	k.mu.Unlock()
+	frames := k.encodeSnapshot(func(yield func(string, int64) bool) {
+		for _, e := range ends {
+			if !yield(e.user, e.until) {
+				return
+			}
+		}
+	}, len(ends))
+	k.mu.Lock()
+	if ver == k.fleetVer {
+		k.snapshot = &fleetFrames{ver: ver, frames: frames}
+	}
+	k.mu.Unlock()
+	k.m.metrics.fleetEncodes.Inc()
+	return frames
+}
+
+// untilMs returns the end of b in Unix milliseconds, 0 for forever.
+func untilMs(b chatfleet.Ban) int64 {
+	if b.Until.IsZero() {
+		return 0
+	}
+	return max(b.Until.UnixMilli(), 1)
+}
+
+// encodeSnapshot returns the snapshot of n (user, end) pairs as frames of at
+// most ipc.MaxSnapshotFrameBytes of entries each.
+func (k *banKeeper) encodeSnapshot(ends iter.Seq2[string, int64], n int) [][]byte {
+	type entry struct {
+		key   uint64
+		until int64
+	}
+	es := make([]entry, 0, n)
+	for user, until := range ends {
+		es = append(es, entry{ipc.BanKey(user), until})
+	}
+	slices.SortFunc(es, func(a, b entry) int { return cmp.Compare(a.key, b.key) })
+	raw := make([]byte, 0, len(es)*ipc.SnapshotEntry)
+	for i := 0; i < len(es); {
+		e := es[i]
+		// One entry per key: the user's latest end, forever above all (two
+		// users share a key once in 2^64: they are banned alike).
+		for i++; i < len(es) && es[i].key == e.key; i++ {
+			if e.until != 0 && (es[i].until == 0 || es[i].until > e.until) {
+				e.until = es[i].until
+			}
+		}
+		raw = ipc.AppendSnapshotEntry(raw, e.key, e.until)
+	}
+	var frames [][]byte
+	for len(raw) > 0 {
+		part := raw[:min(len(raw), ipc.MaxSnapshotFrameBytes)]
+		raw = raw[len(part):]
+		frames = append(frames, k.encode(&ipc.BanUpdate{Snapshot: part})...)
+	}
+	return frames
+}
+
 // ---- Room sessions ----
 
 // attach starts sending bans to room r over c, its new control session
 // (after the cache): it reads the room's bans, then sends the whole list,
 // then changes. The returned function stops it; call it when the session ends.
-func (k *banKeeper) attach(r *room, c *ipc.Conn) (stop func()) {
-	f := &banFeed{conn: c, log: r.log, kick: make(chan struct{}, 1), stop: make(chan struct{}), state: feedLoading}
+// A room that does not take snapshots (an older binary) gets the fleet's
+// bans as Add frames.
+func (k *banKeeper) attach(r *room, c *ipc.Conn, snapshot bool) (stop func()) {
+	f := &banFeed{conn: c, log: r.log, kick: make(chan struct{}, 1), stop: make(chan struct{}), state: feedLoading, snapshot: snapshot}
 	k.mu.Lock()
 	rb := k.rooms[r.name]
 	if rb == nil {
@@ -562,7 +713,8 @@ var (
 )
 
 // next returns the frames f is to send now: the whole list if a resync is
-// due (Reset, the fleet's, the room's, Done, then the changes queued since),
+// due (Reset, the fleet's snapshot, the room's, Done, then the changes
+// queued since),
 // else the changes queued.
 func (k *banKeeper) next(f *banFeed) [][]byte {
 	k.mu.Lock()
@@ -572,10 +724,15 @@ func (k *banKeeper) next(f *banFeed) [][]byte {
 		k.mu.Unlock()
 		return q
 	}
-	minVer := f.minVer
+	minVer, snapshot := f.minVer, f.snapshot
 	own := slices.Collect(maps.Values(f.rb.bans))
 	k.mu.Unlock()
-	fleet := k.fleetFrames(minVer)
+	var fleet [][]byte
+	if snapshot {
+		fleet = k.snapshotFrames(minVer)
+	} else {
+		fleet = k.fleetFrames(minVer)
+	}
 	slices.SortFunc(own, byID)
 	frames := append([][]byte{resetFrame}, fleet...)
 	frames = append(frames, k.banFrames(own, nil)...)

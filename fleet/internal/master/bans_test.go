@@ -44,13 +44,17 @@ type frameRecord struct {
 	Add     []string `json:"add,omitempty"` // ban ids
 	Rooms   []string `json:"rooms,omitempty"`
 	Remove  []string `json:"remove,omitempty"`
+	Lift    []string `json:"lift,omitempty"`
+	Snap    []uint64 `json:"snap,omitempty"` // keys of the snapshot part
 	Words   int      `json:"words,omitempty"`
 	Version int64    `json:"version,omitempty"`
 	PID     int      `json:"pid"`
 }
 
 // fakeRoom serves the control socket (fd 4) as a room would: ready after
-// hello, then it records every frame in dir/<name>.log. A global message
+// hello (taking snapshots of the fleet's bans, unless its name starts with
+// "legacy": a room process of an older binary), then it records every frame
+// in dir/<name>.log. A global message
 // "ban <room> <json>" makes room <room> send that ban event; close and
 // drain end it.
 func fakeRoom(dir string, args []string) int {
@@ -84,7 +88,7 @@ func fakeRoom(dir string, args []string) int {
 			c.Close()
 			continue
 		}
-		c.Send(ipc.Msg{Type: ipc.TypeReady, Room: name, Port: port, PID: os.Getpid()})
+		c.Send(ipc.Msg{Type: ipc.TypeReady, Room: name, Port: port, PID: os.Getpid(), BanSnapshot: !strings.HasPrefix(name, "legacy")})
 		for {
 			msg, err := c.Recv()
 			if err != nil {
@@ -99,7 +103,14 @@ func fakeRoom(dir string, args []string) int {
 				}
 			case ipc.TypeBans:
 				u := msg.Bans
-				rec.Reset, rec.Done, rec.Remove = u.Reset, u.Done, u.Remove
+				rec.Reset, rec.Done, rec.Remove, rec.Lift = u.Reset, u.Done, u.Remove, u.Lift
+				if _, err := ipc.CheckSnapshot(u.Snapshot, nil); err != nil {
+					rec.Snap = []uint64{0} // never a key in these tests
+				}
+				for i := range len(u.Snapshot) / ipc.SnapshotEntry {
+					k, _ := ipc.SnapshotAt(u.Snapshot, i)
+					rec.Snap = append(rec.Snap, k)
+				}
 				for _, b := range u.Add {
 					rec.Add = append(rec.Add, b.ID)
 					rec.Rooms = append(rec.Rooms, b.Room)
@@ -153,31 +164,55 @@ func records(t *testing.T, dir, name string) []frameRecord {
 	return out
 }
 
+// heldBans is what a room holds after the bans frames it got: the overlay
+// of whole bans (room by id) and the snapshot's keys (true: not lifted).
+type heldBans struct {
+	ids  map[string]string
+	snap map[uint64]bool
+}
+
 // banList replays the bans frames of recs (from the last Reset on) and
-// returns the ids the room would hold, whether Done came, and an error if
+// returns what the room would hold, whether Done came, and an error if
 // the frames break the contract (a cache after bans, bans before a cache,
-// bans in the cache).
-func banList(recs []frameRecord) (map[string]string, bool, error) {
-	held, done, cache := map[string]string{}, false, false
+// bans in the cache, a snapshot not right after the Reset or not sorted).
+func banList(recs []frameRecord) (heldBans, bool, error) {
+	held, done, cache := heldBans{ids: map[string]string{}, snap: map[uint64]bool{}}, false, false
+	var last uint64
+	inSnap := false // the frames since the Reset were all Reset or snapshot parts
 	for _, r := range recs {
 		switch r.Type {
 		case ipc.TypeCache:
 			cache = true
 			if len(r.Add) > 0 {
-				return nil, false, fmt.Errorf("the cache carries bans")
+				return heldBans{}, false, fmt.Errorf("the cache carries bans")
 			}
 		case ipc.TypeBans:
 			if !cache {
-				return nil, false, fmt.Errorf("bans before the cache")
+				return heldBans{}, false, fmt.Errorf("bans before the cache")
 			}
 			if r.Reset {
-				held, done = map[string]string{}, false
+				held, done, inSnap, last = heldBans{ids: map[string]string{}, snap: map[uint64]bool{}}, false, true, 0
 			}
+			if len(r.Snap) > 0 && !inSnap {
+				return heldBans{}, false, fmt.Errorf("a snapshot part after other frames: %+v", r)
+			}
+			for _, k := range r.Snap {
+				if len(held.snap) > 0 && k <= last {
+					return heldBans{}, false, fmt.Errorf("snapshot keys out of order")
+				}
+				held.snap[k], last = true, k
+			}
+			inSnap = inSnap && (r.Reset || len(r.Snap) > 0) && !r.Done
 			for _, id := range r.Remove {
-				delete(held, id)
+				delete(held.ids, id)
+			}
+			for _, u := range r.Lift {
+				if _, ok := held.snap[ipc.BanKey(u)]; ok {
+					held.snap[ipc.BanKey(u)] = false
+				}
 			}
 			for i, id := range r.Add {
-				held[id] = r.Rooms[i]
+				held.ids[id] = r.Rooms[i]
 			}
 			done = done || r.Done
 		}
@@ -185,22 +220,38 @@ func banList(recs []frameRecord) (map[string]string, bool, error) {
 	return held, done, nil
 }
 
-// wantBans polls until room name holds exactly ids (after Done).
-func wantBans(t *testing.T, dir, name string, timeout time.Duration, ids ...string) {
+// wantBans polls until room name holds exactly want (after Done): ban ids
+// in its overlay, and "@user" for each user of its snapshot not lifted.
+func wantBans(t *testing.T, dir, name string, timeout time.Duration, want ...string) {
 	t.Helper()
-	slices.Sort(ids)
+	slices.Sort(want)
 	testutil.Eventually(t, timeout, func() error {
 		held, done, err := banList(records(t, dir, name))
 		if err != nil {
 			t.Fatalf("room %s: %v", name, err)
 		}
 		var got []string
-		for id := range held {
+		for id := range held.ids {
 			got = append(got, id)
 		}
+		live := 0
+		for _, ok := range held.snap {
+			if ok {
+				live++
+			}
+		}
+		for _, w := range want {
+			if u, ok := strings.CutPrefix(w, "@"); ok && held.snap[ipc.BanKey(u)] {
+				got = append(got, w)
+				live--
+			}
+		}
+		for range live {
+			got = append(got, "@?")
+		}
 		slices.Sort(got)
-		if !done || !slices.Equal(got, ids) {
-			return fmt.Errorf("room %s holds %v (done %v), want %v", name, got, done, ids)
+		if !done || !slices.Equal(got, want) {
+			return fmt.Errorf("room %s holds %v (done %v), want %v", name, got, done, want)
 		}
 		return nil
 	})
@@ -217,9 +268,11 @@ func banJSON(id, user, room string) string {
 }
 
 // TestBansReachOnlyTheirRooms: each room gets, after the cache (which holds
-// no bans), the fleet's bans and its own as Reset, Add, Done, never another
-// room's; admin changes reach the rooms as deltas; a room's ban applies to
-// that room only, and a room's fleet ban or ban of another room is refused.
+// no bans), the fleet's bans as a snapshot and its own as Add, between Reset
+// and Done, never another room's; admin changes reach the rooms as deltas (a
+// fleet ban removed lifts its user from the snapshot); a room's ban applies
+// to that room only, and a room's fleet ban or ban of another room is
+// refused. A room of an older binary gets the fleet's bans as Add.
 func TestBansReachOnlyTheirRooms(t *testing.T) {
 	st := storetest.NewStore(t)
 	ctx := context.Background()
@@ -239,8 +292,8 @@ func TestBansReachOnlyTheirRooms(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wantBans(t, dir, "a", 5*time.Second, "f1", "f2", "a1")
-	wantBans(t, dir, "b", 5*time.Second, "f1", "f2", "b1")
+	wantBans(t, dir, "a", 5*time.Second, "@troll", "@spammer", "a1")
+	wantBans(t, dir, "b", 5*time.Second, "@troll", "@spammer", "b1")
 	if recs := records(t, dir, "a"); recs[0].Type != ipc.TypeResume || recs[1].Type != ipc.TypeCache || recs[1].Words != 1 {
 		t.Fatalf("first frames %+v, want resume, then the cache with the one blocked word within bounds", recs[:2])
 	}
@@ -256,8 +309,9 @@ func TestBansReachOnlyTheirRooms(t *testing.T) {
 		if status != 200 || body != `{"data":{"rooms":2}}` {
 			t.Fatalf("post bans: %d %s", status, body)
 		}
-		wantBans(t, dir, "a", time.Second, "f2", "f3", "a1", "a2")
-		wantBans(t, dir, "b", time.Second, "f2", "f3", "b1")
+		// f1 is lifted (its user troll has no other ban), f3 comes whole.
+		wantBans(t, dir, "a", time.Second, "@spammer", "f3", "a1", "a2")
+		wantBans(t, dir, "b", time.Second, "@spammer", "f3", "b1")
 		t.Logf("admin ban reached both rooms in %v", time.Since(start))
 		for _, r := range records(t, dir, "b")[before:] {
 			if r.Reset {
@@ -273,11 +327,11 @@ func TestBansReachOnlyTheirRooms(t *testing.T) {
 			m.Global("ban a " + b) // the fake room a sends it as its ban event
 		}
 		m.Global("ban a " + banJSON("a3", "rude", "a"))
-		wantBans(t, dir, "a", 2*time.Second, "f2", "f3", "a1", "a2", "a3")
+		wantBans(t, dir, "a", 2*time.Second, "@spammer", "f3", "a1", "a2", "a3")
 		if got := refused() - before; got != 2 {
 			t.Fatalf("refused %v bans, want the fleet ban and the other room's", got)
 		}
-		wantBans(t, dir, "b", time.Second, "f2", "f3", "b1")
+		wantBans(t, dir, "b", time.Second, "@spammer", "f3", "b1")
 		testutil.Eventually(t, 5*time.Second, func() error {
 			bans, err := st.Bans(ctx, chatfleet.BanFilter{Room: "a", Limit: 10})
 			if err != nil || len(bans) != 2 || bans[1].ID != "a3" {
@@ -311,7 +365,7 @@ func TestBansReachOnlyTheirRooms(t *testing.T) {
 				t.Errorf("post %.60s: %d %s, want 400 invalid", body, status, resp)
 			}
 		}
-		wantBans(t, dir, "b", time.Second, "f2", "f3", "b1")
+		wantBans(t, dir, "b", time.Second, "@spammer", "f3", "b1")
 	})
 
 	t.Run("a restarted room gets its whole list again, encoded once for the fleet", func(t *testing.T) {
@@ -330,11 +384,15 @@ func TestBansReachOnlyTheirRooms(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		wantBans(t, dir, "b", 5*time.Second, "f2", "f3", "b1")
-		wantBans(t, dir, "c", 5*time.Second, "f2", "f3")
+		wantBans(t, dir, "b", 5*time.Second, "@spammer", "@new-troll", "b1")
+		wantBans(t, dir, "c", 5*time.Second, "@spammer", "@new-troll")
 		if got := metricValue(t, m, "chatserver_fleet_ban_encodes_total") - encodes; got > 1 {
 			t.Fatalf("the fleet's bans were encoded %v times for two room starts, want at most once", got)
 		}
+		if _, err := m.CreateRoom(ctx, "legacy-d", RoomOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		wantBans(t, dir, "legacy-d", 5*time.Second, "f2", "f3")
 		// A crashed room is started again and gets its list again.
 		pid := records(t, dir, "c")[0].PID
 		syscall.Kill(pid, syscall.SIGKILL)
@@ -345,7 +403,7 @@ func TestBansReachOnlyTheirRooms(t *testing.T) {
 			}
 			return nil
 		})
-		wantBans(t, dir, "c", time.Second, "f2", "f3")
+		wantBans(t, dir, "c", time.Second, "@spammer", "@new-troll")
 	})
 
 	t.Run("a refresh sends what changed in the store", func(t *testing.T) {
@@ -356,8 +414,11 @@ func TestBansReachOnlyTheirRooms(t *testing.T) {
 		st.AddBan(ctx, &chatfleet.Ban{ID: "f4", UserID: "u6"})
 		st.AddBan(ctx, &chatfleet.Ban{ID: "f3", UserID: "new-troll"}) // posted before: the control API stored it
 		m.bans.refresh(ctx)
+		// f2 removed lifts spammer; f3 changed (as stored) lifts new-troll
+		// and comes whole; f4 is new.
 		wantBans(t, dir, "b", time.Second, "f3", "f4", "b2")
 		wantBans(t, dir, "c", time.Second, "f3", "f4")
+		wantBans(t, dir, "legacy-d", time.Second, "f3", "f4")
 	})
 }
 
@@ -463,8 +524,9 @@ func TestBlockedWordsBounded(t *testing.T) {
 }
 
 // BenchmarkBanList measures the master's part of a room's whole list with
-// 60,000 fleet bans and 10,000 of the room's own: encoding the fleet's (once
-// per version, shared by every room) and the frames of one room start.
+// 100,000 fleet bans and 10,000 of the room's own: building the fleet's
+// snapshot (once per version, shared by every room), the Add frames of
+// older rooms, and the frames of one room start.
 func BenchmarkBanList(b *testing.B) {
 	m, err := New(Config{StateDir: b.TempDir()})
 	if err != nil {
@@ -472,7 +534,7 @@ func BenchmarkBanList(b *testing.B) {
 	}
 	k := m.bans
 	now := time.Now()
-	for i := range 60000 {
+	for i := range 100000 {
 		id := fmt.Sprintf("%024x", i)
 		k.fleet[id] = chatfleet.Ban{ID: id, UserID: fmt.Sprint("user-", i), By: "admin", Reason: "spam", CreatedAt: now}
 	}
@@ -482,15 +544,26 @@ func BenchmarkBanList(b *testing.B) {
 		id := fmt.Sprintf("r%023x", i)
 		rb.bans[id] = chatfleet.Ban{ID: id, UserID: fmt.Sprint("user-", i), Room: "t", By: "mod", Reason: "spam", CreatedAt: now}
 	}
-	b.Run("fleet encode", func(b *testing.B) {
+	b.Run("fleet snapshot", func(b *testing.B) {
+		var n int
+		for b.Loop() {
+			k.snapshot = nil
+			n = 0
+			for _, fr := range k.snapshotFrames(1) {
+				n += len(fr)
+			}
+		}
+		b.ReportMetric(float64(n), "bytes")
+	})
+	b.Run("fleet encode as Add", func(b *testing.B) {
 		for b.Loop() {
 			k.frames = nil
 			k.fleetFrames(1)
 		}
 	})
 	b.Run("room start", func(b *testing.B) {
-		k.fleetFrames(1)
-		f := &banFeed{rb: rb}
+		k.snapshotFrames(1)
+		f := &banFeed{rb: rb, snapshot: true}
 		var n int
 		for b.Loop() {
 			k.mu.Lock()
@@ -522,10 +595,10 @@ func TestCacheFileBans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wantBans(t, dir, "a", 5*time.Second, "f1", "a1")
-	wantBans(t, dir, "b", 5*time.Second, "f1")
+	wantBans(t, dir, "a", 5*time.Second, "@troll", "a1")
+	wantBans(t, dir, "b", 5*time.Second, "@troll")
 	m.Global("ban b " + banJSON("b1", "rude", "b"))
-	wantBans(t, dir, "b", 2*time.Second, "f1", "b1")
+	wantBans(t, dir, "b", 2*time.Second, "@troll", "b1")
 
 	write(chatfleet.Ban{ID: "f2", UserID: "troll2"}, chatfleet.Ban{ID: "a1", UserID: "u", Room: "a"})
 	later := time.Now().Add(time.Minute)
@@ -572,4 +645,124 @@ func TestFeedFallsBehind(t *testing.T) {
 		}
 		k.changeRoom(rb, bans, nil)
 	}
+}
+
+// TestFleetSnapshot: the fleet's snapshot holds one entry per user with an
+// active fleet ban (its latest end, forever above all), sorted, in frames
+// built once per version and shared by every room; removing a ban lifts its
+// user and sends the user's other active bans whole, before the lift.
+func TestFleetSnapshot(t *testing.T) {
+	m, err := New(Config{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := m.bans
+	now := time.Now()
+	hour := now.Add(time.Hour).Truncate(time.Millisecond)
+	k.mu.Lock()
+	k.changeFleet([]chatfleet.Ban{
+		{ID: "a", UserID: "forever"},
+		{ID: "b1", UserID: "two-ends", Until: hour}, {ID: "b2", UserID: "two-ends", Until: hour.Add(time.Hour)},
+		{ID: "c1", UserID: "both", Until: hour}, {ID: "c2", UserID: "both"},
+		{ID: "d", UserID: "ended", Until: now.Add(-time.Minute)},
+	}, nil)
+	feeds := map[string]*banFeed{}
+	for _, name := range []string{"r1", "r2"} {
+		rb := &roomBans{name: name, bans: map[string]chatfleet.Ban{}}
+		feeds[name] = &banFeed{rb: rb, state: feedLive, snapshot: true, kick: make(chan struct{}, 1)}
+		rb.feed = feeds[name]
+		k.rooms[name] = rb
+		k.resync(feeds[name])
+	}
+	k.mu.Unlock()
+	encodes := func() float64 { return metricValue(t, m, "chatserver_fleet_ban_encodes_total") }
+
+	list1, list2 := k.next(feeds["r1"]), k.next(feeds["r2"])
+	if len(list1) != 3 || len(list2) != 3 || &list1[1][0] != &list2[1][0] {
+		t.Fatalf("lists of %d and %d frames, want Reset, one shared snapshot frame, Done", len(list1), len(list2))
+	}
+	if got := encodes(); got != 1 {
+		t.Fatalf("snapshot built %v times for two rooms, want once", got)
+	}
+	msg, err := ipc.Decode(strings.NewReader(string(list1[1])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := msg.Bans.Snapshot
+	if _, err := ipc.CheckSnapshot(snap, nil); err != nil || len(snap) != 3*ipc.SnapshotEntry {
+		t.Fatalf("snapshot of %d bytes: %v; want 3 sorted entries", len(snap), err)
+	}
+	for user, want := range map[string]int64{"forever": 0, "two-ends": hour.Add(time.Hour).UnixMilli(), "both": 0} {
+		if got, ok := ipc.SearchSnapshot(snap, ipc.BanKey(user)); !ok || got != want {
+			t.Errorf("%s: end %d %v, want %d", user, got, ok, want)
+		}
+	}
+	if _, ok := ipc.SearchSnapshot(snap, ipc.BanKey("ended")); ok {
+		t.Error("an ended ban is in the snapshot")
+	}
+
+	// Removing c2 lifts "both": c1, still active, comes whole first.
+	k.mu.Lock()
+	k.changeFleet(nil, []string{"c2"})
+	k.mu.Unlock()
+	d1, d2 := k.next(feeds["r1"]), k.next(feeds["r2"])
+	if len(d1) != 3 || &d1[0][0] != &d2[0][0] {
+		t.Fatalf("change of %d frames (shared: %v), want Add, Remove, Lift", len(d1), len(d2) > 0 && &d1[0][0] == &d2[0][0])
+	}
+	var steps []ipc.BanUpdate
+	for _, fr := range d1 {
+		msg, err := ipc.Decode(strings.NewReader(string(fr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps = append(steps, *msg.Bans)
+	}
+	if len(steps[0].Add) != 1 || steps[0].Add[0].ID != "c1" || !slices.Equal(steps[1].Remove, []string{"c2"}) || !slices.Equal(steps[2].Lift, []string{"both"}) {
+		t.Fatalf("change %+v, want Add c1, Remove c2, Lift both", steps)
+	}
+	// A new version is built once more, without "both"'s forever.
+	k.mu.Lock()
+	k.resync(feeds["r1"])
+	k.mu.Unlock()
+	list := k.next(feeds["r1"])
+	if got := encodes(); got != 2 {
+		t.Fatalf("snapshot built %v times, want twice", got)
+	}
+	msg, _ = ipc.Decode(strings.NewReader(string(list[1])))
+	if got, _ := ipc.SearchSnapshot(msg.Bans.Snapshot, ipc.BanKey("both")); got != hour.UnixMilli() {
+		t.Fatalf("both's end %d, want %d", got, hour.UnixMilli())
+	}
+	if k.fleetByUser["both"] == nil || len(k.fleetByUser["both"]) != 1 {
+		t.Fatalf("index of both: %v", k.fleetByUser["both"])
+	}
+}
+
+// TestFleetSnapshotFrames: 100,000 fleet bans make a snapshot of 1.6 MB in
+// frames within the frame limit.
+func TestFleetSnapshotFrames(t *testing.T) {
+	m, err := New(Config{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := m.bans
+	for i := range 100000 {
+		id := fmt.Sprint("f", i)
+		k.fleet[id] = chatfleet.Ban{ID: id, UserID: fmt.Sprintf("u%0127d", i)}
+	}
+	var raw []byte
+	frames := k.snapshotFrames(0)
+	for _, fr := range frames {
+		if len(fr) > ipc.MaxFrame {
+			t.Fatalf("frame of %d bytes", len(fr))
+		}
+		msg, err := ipc.Decode(strings.NewReader(string(fr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = append(raw, msg.Bans.Snapshot...)
+	}
+	if _, err := ipc.CheckSnapshot(raw, nil); err != nil || len(raw) != 100000*ipc.SnapshotEntry {
+		t.Fatalf("snapshot of %d bytes in %d frames: %v", len(raw), len(frames), err)
+	}
+	t.Logf("100,000 fleet bans: a snapshot of %d bytes in %d frames", len(raw), len(frames))
 }

@@ -614,7 +614,7 @@ func (r *room) session(c *ipc.Conn, started bool) {
 		c.SendFrame(now, 5*time.Second)
 	}
 	// Then the room's bans: its whole list, then changes (bans.go).
-	defer r.m.bans.attach(r, c)()
+	defer r.m.bans.attach(r, c, msg.BanSnapshot)()
 	r.readyOnce.Do(func() { close(r.ready) })
 	r.log.Info("room ready", "pid", msg.PID)
 	for {

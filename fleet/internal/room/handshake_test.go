@@ -38,9 +38,9 @@ func TestHandshakeRefusals(t *testing.T) {
 	otherRoom, _ := e.tokens.Issue("other-room", "", "ann", "Ann", chatfleet.RoleViewer, time.Hour)
 	valid := e.token("ann", chatfleet.RoleViewer)
 
-	// A fleet ban, one for this room, and one of another room (ignored).
-	e.room.ApplyBans(BanStep{Reset: true, Add: []chatfleet.Ban{
-		{ID: "b1", UserID: "troll"},
+	// A fleet ban (in the snapshot), one for this room, and one of another
+	// room (ignored).
+	e.room.ApplyBans(BanStep{Reset: true, Snapshot: snapshotOf(map[string]int64{"troll": 0})}, BanStep{Add: []chatfleet.Ban{
 		{ID: "b2", UserID: "pest", Room: testRoom, Until: time.Now().Add(time.Hour)},
 		{ID: "b3", UserID: "ann", Room: "other-room"},
 	}})

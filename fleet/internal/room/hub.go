@@ -923,7 +923,11 @@ func (h *hub) applyCache(c *chatfleet.Cache) {
 // applyBans changes the ban list; connected users a new ban keeps out are
 // told and closed.
 func (h *hub) applyBans(steps []BanStep) {
-	added := h.r.bans.Update(steps...)
+	added, err := h.r.bans.Update(steps...)
+	if err != nil {
+		h.r.log.Error("ban list from the master not applied; keeping the one held", "err", err)
+		return
+	}
 	if slices.ContainsFunc(steps, func(st BanStep) bool { return st.Reset }) {
 		// The whole list changed: check everyone present.
 		ids := make([]string, 0, len(h.users))

@@ -348,13 +348,17 @@ func (p *proc) applyBans(u *ipc.BanUpdate) {
 	if u == nil {
 		return
 	}
-	step := room.BanStep{Reset: u.Reset, Remove: u.Remove, Add: u.Add}
+	step := room.BanStep{Reset: u.Reset, Snapshot: u.Snapshot, Remove: u.Remove, Lift: u.Lift, Add: u.Add}
 	p.mu.Lock()
 	rm := p.room
 	var steps []room.BanStep
 	switch {
 	case rm == nil:
-		p.bans.Update(step) // under p.mu: the room cannot start serving meanwhile
+		// Under p.mu: the room cannot start serving meanwhile. A bad part
+		// of the snapshot is left out (see BanList.Update).
+		if _, err := p.bans.Update(step); err != nil {
+			p.log.Error("ban list from the master: frame not applied", "err", err)
+		}
 	case u.Reset && !u.Done:
 		p.staged, p.stagedBans = []room.BanStep{step}, len(step.Add)
 	case p.staged != nil && !u.Done && p.stagedBans+len(step.Add) <= maxStaged:
@@ -406,7 +410,7 @@ func (p *proc) masterSession(c *ipc.Conn) {
 		c.Close()
 		return
 	}
-	if err := c.Send(ipc.Msg{Type: ipc.TypeReady, Room: p.name, Port: p.port, PID: os.Getpid()}); err != nil {
+	if err := c.Send(ipc.Msg{Type: ipc.TypeReady, Room: p.name, Port: p.port, PID: os.Getpid(), BanSnapshot: true}); err != nil {
 		c.Close()
 		return
 	}
