@@ -53,7 +53,9 @@ function randomId(n) {
 }
 
 // guest returns this browser's guest identity, made once and kept in
-// localStorage: {userId: 'guest-…', name: 'Guest-1234'}.
+// localStorage: {userId: 'web-…', name: 'Guest-1234'}. Ids starting with
+// 'guest-' are the rooms' anonymous guests' (the control API refuses tokens
+// for them): an identity stored before that is made anew.
 export function guest() {
   let g = null;
   try {
@@ -61,10 +63,10 @@ export function guest() {
   } catch {
     g = null;
   }
-  if (!g || typeof g.userId !== 'string' || !g.userId) {
+  if (!g || typeof g.userId !== 'string' || !g.userId || g.userId.startsWith('guest-')) {
     const n = new Uint16Array(1);
     crypto.getRandomValues(n);
-    g = { userId: 'guest-' + randomId(8), name: 'Guest-' + String(1000 + (n[0] % 9000)) };
+    g = { userId: 'web-' + randomId(8), name: 'Guest-' + String(1000 + (n[0] % 9000)) };
     localStorage.setItem(GUEST_STORAGE, JSON.stringify(g));
   }
   return g;
