@@ -216,7 +216,8 @@ func (r *room) domain(now time.Time) *chatfleet.Room {
 	return &chatfleet.Room{
 		Name: r.name, HostID: r.m.cfg.HostID, HostAddr: r.m.cfg.PublicHost, Port: r.port,
 		Status: in.Status, ProducerLive: in.Stats.ProducerLive, HLSURL: in.Stats.HLSURL,
-		Viewers: in.Stats.Viewers, Paid: r.opts.Paid, CreatedAt: r.createdAt, UpdatedAt: now,
+		Viewers: in.Stats.Viewers, Paid: r.opts.Paid, Instance: r.opts.Instance, OwnerID: r.opts.OwnerID,
+		CreatedAt: r.createdAt, UpdatedAt: now,
 	}
 }
 
