@@ -28,8 +28,7 @@ const (
 // Bans are kept in two shapes (docs/store.md): the fleet's, one document
 // each in the bans collection; each room's, all in one document of the
 // roombans collection, {_id: room, bans: [...]}, so that a room's list is one
-// read by _id (the only filter the embedded store answers without scanning
-// the collection) and is bounded with its document.
+// read by _id and is bounded with its document.
 
 // roomBansDoc is a room's bans as stored.
 type roomBansDoc struct {
@@ -275,8 +274,8 @@ func (s *Store) Bans(ctx context.Context, f chatfleet.BanFilter) ([]chatfleet.Ba
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: f.After}}})
 	}
 	// One query, streamed in batches, whatever the page size: the embedded
-	// store reads the whole collection for every query that filters on more
-	// than _id, so paging through many small queries would cost it the square.
+	// store reads the whole collection for every query (docs/store.md), so
+	// paging through many small queries would cost it the square.
 	opts := options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(f.Limit)).SetBatchSize(1000)
 	cur, err := s.bans.Find(ctx, filter, opts)
 	if err != nil {
