@@ -524,25 +524,13 @@ func (k *banKeeper) encode(u *ipc.BanUpdate) [][]byte {
 // minVer, encoding them if the last ones are older: for rooms that do not
 // take snapshots.
 func (k *banKeeper) fleetFrames(minVer int64) [][]byte {
-	k.buildMu.Lock()
-	defer k.buildMu.Unlock()
-	k.mu.Lock()
-	if ff := k.frames; ff != nil && ff.ver >= minVer {
-		k.mu.Unlock()
-		return ff.frames
-	}
-	ver := k.fleetVer
-	bans := slices.Collect(maps.Values(k.fleet))
-	k.mu.Unlock()
-	slices.SortFunc(bans, byID)
-	frames := k.banFrames(bans, nil)
-	k.mu.Lock()
-	if ver == k.fleetVer {
-		k.frames = &fleetFrames{ver: ver, frames: frames}
-	}
-	k.mu.Unlock()
-	k.m.metrics.fleetEncodes.Inc()
-	return frames
+	return k.cached(&k.frames, minVer, func() func() [][]byte {
+		bans := slices.Collect(maps.Values(k.fleet))
+		return func() [][]byte {
+			slices.SortFunc(bans, byID)
+			return k.banFrames(bans, nil)
+		}
+	})
 }
 
 // snapshotFrames returns the fleet's bans as the frames of a snapshot of at
@@ -550,36 +538,50 @@ func (k *banKeeper) fleetFrames(minVer int64) [][]byte {
 // per user with an active fleet ban, its end the latest of that user's
 // (forever above all).
 func (k *banKeeper) snapshotFrames(minVer int64) [][]byte {
+	return k.cached(&k.snapshot, minVer, func() func() [][]byte {
+		type userEnd struct {
+			user  string
+			until int64
+		}
+		now := k.m.cfg.Now()
+		ends := make([]userEnd, 0, len(k.fleet))
+		for _, b := range k.fleet {
+			if b.Active(now) {
+				ends = append(ends, userEnd{b.UserID, untilMs(b)})
+			}
+		}
+		return func() [][]byte {
+			return k.encodeSnapshot(func(yield func(string, int64) bool) {
+				for _, e := range ends {
+					if !yield(e.user, e.until) {
+						return
+					}
+				}
+			}, len(ends))
+		}
+	})
+}
+
+// cached returns the frames in *slot if they are of at least version
+// minVer; otherwise it takes what it needs of the fleet's bans (collect,
+// under k.mu), encodes it (outside k.mu), keeps the frames in *slot if the
+// fleet's bans have not changed meanwhile, and returns them. One build at a
+// time, so every room waiting for the same version shares one encoding.
+func (k *banKeeper) cached(slot **fleetFrames, minVer int64, collect func() func() [][]byte) [][]byte {
 	k.buildMu.Lock()
 	defer k.buildMu.Unlock()
 	k.mu.Lock()
-	if ff := k.snapshot; ff != nil && ff.ver >= minVer {
+	if ff := *slot; ff != nil && ff.ver >= minVer {
 		k.mu.Unlock()
 		return ff.frames
 	}
 	ver := k.fleetVer
-	type userEnd struct {
-		user  string
-		until int64
-	}
-	now := k.m.cfg.Now()
-	ends := make([]userEnd, 0, len(k.fleet))
-	for _, b := range k.fleet {
-		if b.Active(now) {
-			ends = append(ends, userEnd{b.UserID, untilMs(b)})
-		}
-	}
+	encode := collect()
 	k.mu.Unlock()
-	frames := k.encodeSnapshot(func(yield func(string, int64) bool) {
-		for _, e := range ends {
-			if !yield(e.user, e.until) {
-				return
-			}
-		}
-	}, len(ends))
+	frames := encode()
 	k.mu.Lock()
 	if ver == k.fleetVer {
-		k.snapshot = &fleetFrames{ver: ver, frames: frames}
+		*slot = &fleetFrames{ver: ver, frames: frames}
 	}
 	k.mu.Unlock()
 	k.m.metrics.fleetEncodes.Inc()
