@@ -48,7 +48,22 @@ type Config struct {
 	// LogLevel is the lowest level of FerretDB's lines that reach Log;
 	// slog.LevelWarn if nil, so that a running server is quiet.
 	LogLevel slog.Leveler
+	// LogFile, if set, receives FerretDB's lines as text, one record a line,
+	// whatever LogLevel says: from LogFileLevel up. The file and its folder
+	// are created if missing and appended to. Once it would pass
+	// LogFileMax bytes it is renamed to LogFile+".1" (replacing the one
+	// before) and a new one begun, so the two never hold more than twice
+	// LogFileMax.
+	LogFile string
+	// LogFileLevel is the lowest level written to LogFile; slog.LevelInfo
+	// if nil. slog.LevelDebug adds every request and response, whole.
+	LogFileLevel slog.Leveler
+	// LogFileMax bounds LogFile; DefaultLogFileMax if 0.
+	LogFileMax int64
 }
+
+// DefaultLogFileMax is the size at which Config.LogFile is rotated.
+const DefaultLogFileMax = 10 << 20
 
 // Server is a running embedded server. Its methods may be called from any
 // goroutine.
@@ -67,6 +82,8 @@ type Server struct {
 	conns   map[net.Conn]struct{} // both ends of every relayed connection
 	stopped bool
 	relays  sync.WaitGroup // the accept loop and every relay goroutine
+
+	logFile *rotatingFile // Config.LogFile, closed once FerretDB has stopped; nil if none
 
 	stopOnce sync.Once
 }
@@ -91,6 +108,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.LogLevel == nil {
 		cfg.LogLevel = slog.LevelWarn
 	}
+	if cfg.LogFileLevel == nil {
+		cfg.LogFileLevel = slog.LevelInfo
+	}
+	if cfg.LogFileMax <= 0 {
+		cfg.LogFileMax = DefaultLogFileMax
+	}
 	if err := checkLoopback(cfg.Addr); err != nil {
 		return nil, err
 	}
@@ -105,24 +128,33 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("start devstore: listen: %w", err)
 	}
 
+	logger, logFile, err := newLogger(cfg)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	fail := func(err error) (*Server, error) {
+		ln.Close()
+		logFile.Close()
+		return nil, err
+	}
+
 	newMu.Lock()
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
 		Handler:   "sqlite",
 		SQLiteURL: sqliteURL,
-		Logger:    slog.New(levelHandler{cfg.LogLevel, cfg.Log.Handler()}).With("component", "ferretdb"),
+		Logger:    logger,
 	})
 	newMu.Unlock()
 	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("start devstore: %w", err)
+		return fail(fmt.Errorf("start devstore: %w", err))
 	}
 	// FerretDB listens from New on, so its address is known and connections
 	// wait in the backlog until Run accepts them.
 	u, err := url.Parse(f.MongoDBURI())
 	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("start devstore: ferretdb address: %w", err)
+		return fail(fmt.Errorf("start devstore: ferretdb address: %w", err))
 	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -132,6 +164,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		cancel:  cancel,
 		done:    make(chan struct{}),
 		conns:   make(map[net.Conn]struct{}),
+		logFile: logFile,
 	}
 	go func() {
 		defer close(s.done)
@@ -165,6 +198,7 @@ func (s *Server) Stop() {
 		s.relays.Wait()
 		s.cancel()
 		<-s.done
+		s.logFile.Close()
 	})
 }
 
@@ -262,22 +296,4 @@ func sqliteURL(cfg Config) (string, error) {
 		return "", fmt.Errorf("start devstore: data directory: %w", err)
 	}
 	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir) + "/"}).String(), nil
-}
-
-// levelHandler passes on the records of at least level.
-type levelHandler struct {
-	level slog.Leveler
-	slog.Handler
-}
-
-func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.level.Level() && h.Handler.Enabled(ctx, l)
-}
-
-func (h levelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return levelHandler{h.level, h.Handler.WithAttrs(attrs)}
-}
-
-func (h levelHandler) WithGroup(name string) slog.Handler {
-	return levelHandler{h.level, h.Handler.WithGroup(name)}
 }

@@ -1,12 +1,17 @@
 package devstore_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,5 +112,114 @@ func TestStartRefuses(t *testing.T) {
 				t.Fatalf("error %q, want it to say %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer that a logger may write from any goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestLogFile: the store's commands that fail on a fresh database (the
+// listIndexes of collections that do not exist yet) are WARN lines of whole
+// wire messages; with LogLevel at ERROR they stay out of Log and are
+// written, each on one line, to LogFile, which Stop closes.
+func TestLogFile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var terminal syncBuffer
+	path := filepath.Join(t.TempDir(), "logs", "store.log")
+	srv := start(t, devstore.Config{
+		Dir:      t.TempDir(),
+		Log:      slog.New(slog.NewTextHandler(&terminal, nil)),
+		LogLevel: slog.LevelError,
+		LogFile:  path,
+	})
+	s, err := mongo.Open(ctx, mongo.Config{URI: srv.URI(), Database: "fresh", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateRoom(ctx, &chatfleet.Room{Name: "lobby", Port: 34001}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx)
+	srv.Stop()
+
+	if out := terminal.String(); out != "" {
+		t.Errorf("Log at ERROR got lines on a fresh start:\n%s", out)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := string(b)
+	for _, want := range []string{"level=INFO", "component=ferretdb", "level=WARN", "ns does not exist: fresh."} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log file does not hold %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "level=DEBUG") {
+		t.Error("the log file holds DEBUG lines; LogFileLevel defaults to INFO")
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(log, "\n"), "\n") {
+		if !strings.HasPrefix(line, "time=") {
+			t.Fatalf("a record spans lines; this one starts %.80q", line)
+		}
+	}
+}
+
+// TestLogFileRotates: with LogFileLevel DEBUG (every request and response)
+// and a small LogFileMax, the file is renamed to .1 when full, and neither
+// the file nor the one before passes the bound by more than one record.
+func TestLogFileRotates(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "store.log")
+	const max = 16 << 10
+	srv := start(t, devstore.Config{
+		Dir: t.TempDir(), Log: quiet,
+		LogFile: path, LogFileLevel: slog.LevelDebug, LogFileMax: max,
+	})
+	s, err := mongo.Open(ctx, mongo.Config{URI: srv.URI(), Database: "rotate", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	for i := 0; ; i++ {
+		if err := s.CreateRoom(ctx, &chatfleet.Room{Name: fmt.Sprintf("r%d", i), Port: 34001}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(path + ".1"); err == nil {
+			break
+		}
+		if i == 1000 {
+			t.Fatalf("no %s.1 after 1000 rooms", path)
+		}
+	}
+	for _, p := range []string{path, path + ".1"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := strings.LastIndex(strings.TrimSuffix(string(b), "\n"), "\ntime=")
+		if len(b) > max && last > 0 { // more than one record past the bound
+			t.Errorf("%s holds %d bytes, more than %d", p, len(b), max)
+		}
+		if !strings.Contains(string(b), "level=DEBUG") {
+			t.Errorf("%s holds no DEBUG line", p)
+		}
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,6 +36,7 @@ type stack struct {
 	AdminPorts  []int
 	RoomPortMin int
 	StorePort   int
+	DataDir     string
 	proc        *testutil.Proc
 }
 
@@ -89,10 +92,11 @@ func startStack(t *testing.T) *stack {
 		AdminPorts:  ports[5:7],
 		StorePort:   ports[7],
 		RoomPortMin: testutil.FreePortRange(t, 1000),
+		DataDir:     t.TempDir(),
 	}
 	env := []string{
 		"CHATFLEET_BIN=" + filepath.Dir(bin),
-		"CHATFLEET_DATA=" + t.TempDir(),
+		"CHATFLEET_DATA=" + s.DataDir,
 		"CHATFLEET_RESET=",
 		"HTTP_PORT=" + strconv.Itoa(s.HTTPPort),
 		"LB_PORTS=" + joinPorts(s.LBPorts),
@@ -108,6 +112,7 @@ func startStack(t *testing.T) *stack {
 		"API_KEY=" + testAPIKey,
 		"ADMIN_API_KEY=DEV_ADMIN_API_KEY",
 		"LOG_LEVEL=info",
+		"STORE_LOG_LEVEL=",
 	}
 	start = time.Now()
 	s.proc = testutil.Start(t, bin, env)
@@ -210,6 +215,7 @@ func TestQuickStart(t *testing.T) {
 			t.Errorf("POST /api/v1/rooms/nokey without a key: %d, want 401", status)
 		}
 	})
+	t.Run("quiet terminal at start", func(t *testing.T) { checkQuietTerminal(t, s) })
 	t.Run("web client", func(t *testing.T) {
 		status, body := call(t, "GET", s.URL("/"), "", "")
 		if status != 200 || !strings.Contains(body, "chatfleet") {
@@ -254,4 +260,51 @@ func TestQuickStart(t *testing.T) {
 			t.Fatal("the local receiver got no delivery")
 		}
 	})
+	// After rooms were made and used, the terminal is still the
+	// platform's own.
+	t.Run("quiet terminal after use", func(t *testing.T) { checkQuietTerminal(t, s) })
+}
+
+// platformLine is a line of the platform's own log as the stack prints it:
+// a process's name, then a level and a message.
+var platformLine = regexp.MustCompile(`^(lb-\d+|host-\d+|api|store) +\| (DEBUG|INFO|WARN|ERROR) `)
+
+// checkQuietTerminal fails unless the stack's output so far is its banner
+// and the platform's own log lines, none from the embedded store (which
+// logs errors only, and a fresh start has none), and the store's whole log
+// is in the data folder's store.log instead.
+func checkQuietTerminal(t *testing.T, s *stack) {
+	t.Helper()
+	out := s.proc.Output()
+	start := strings.Index(out, "\nchatfleet is running\n")
+	end := strings.Index(out, "Ctrl-C stops everything.\n")
+	if start < 0 || end < start {
+		t.Fatalf("no banner in the output:\n%s", out)
+	}
+	if !strings.Contains(out[start:end], "its log: "+filepath.Join(s.DataDir, "store.log")) {
+		t.Errorf("the banner does not say where the store's log is:\n%s", out[start:end])
+	}
+	logs := out[:start] + out[end+len("Ctrl-C stops everything.\n"):]
+	for _, line := range strings.Split(logs, "\n") {
+		switch {
+		case line == "":
+		case strings.HasPrefix(line, "store "):
+			t.Errorf("the embedded store wrote to the terminal: %.300s", line)
+		case !platformLine.MatchString(line):
+			t.Errorf("a line that is not the platform's own log: %.300s", line)
+		}
+	}
+	if t.Failed() {
+		t.Logf("the whole output:\n%s", out)
+	}
+
+	b, err := os.ReadFile(filepath.Join(s.DataDir, "store.log"))
+	if err != nil {
+		t.Fatalf("the store's log: %v", err)
+	}
+	for _, want := range []string{"component=ferretdb", "level=WARN", "ns does not exist: chatfleet."} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("store.log does not hold %q:\n%.2000s", want, b)
+		}
+	}
 }

@@ -51,6 +51,10 @@ type config struct {
 	StorePort   int    // STORE_PORT, default 27018 (embedded store)
 	MongoURI    string // MONGODB_URI: use this MongoDB instead of the embedded store
 	LogLevel    string // LOG_LEVEL of the children, default info
+	// StoreLogLevel is STORE_LOG_LEVEL, the lowest level of the embedded
+	// store's lines written to DataDir/store.log: info by default; debug
+	// adds every request and response, whole.
+	StoreLogLevel slog.Level
 	// AllowPrivateHooks is the hosts' WEBHOOK_ALLOW_PRIVATE: "1" (the
 	// default here) lets rooms' webhookUrls reach receivers on this
 	// machine; "0" refuses them as a production host does.
@@ -117,6 +121,9 @@ func configFromEnv() (config, error) {
 			return 0
 		}
 		return p[0]
+	}
+	if e := c.StoreLogLevel.UnmarshalText([]byte(envOr("STORE_LOG_LEVEL", "info"))); e != nil {
+		return c, fmt.Errorf("STORE_LOG_LEVEL=%q: want debug, info, warn or error", os.Getenv("STORE_LOG_LEVEL"))
 	}
 	c.HTTPPort = one("HTTP_PORT", "3000")
 	c.RoomPortMin = one("ROOM_PORT_MIN", "34000")
@@ -226,14 +233,14 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 
 	storeURI, storeDesc := cfg.MongoURI, "MONGODB_URI"
 	if storeURI == "" {
-		dir := filepath.Join(cfg.DataDir, "store")
-		st, err := devstore.Start(ctx, devstore.Config{Dir: dir, Addr: fmt.Sprintf("127.0.0.1:%d", cfg.StorePort),
-			Log: slog.New(slog.NewTextHandler(logs.writer("store"), nil))})
+		st, err := startStore(ctx, cfg, logs)
 		if err != nil {
-			return fmt.Errorf("embedded store: %w", err)
+			return err
 		}
 		defer st.Stop()
-		storeURI, storeDesc = st.URI(), "embedded FerretDB/SQLite in "+dir
+		storeURI = st.URI()
+		storeDesc = fmt.Sprintf("embedded FerretDB/SQLite in %s; its log: %s",
+			filepath.Join(cfg.DataDir, "store"), filepath.Join(cfg.DataDir, storeLogName))
 	}
 
 	var procs []*child
@@ -341,6 +348,55 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	logs.banner("chatfleet: stopping (Ctrl-C again to exit at once)")
 	return nil
+}
+
+// storeLogName is the embedded store's log file in the data folder.
+const storeLogName = "store.log"
+
+// startStore starts the embedded store in DataDir/store. Its errors reach
+// the terminal, cut to their first line; its whole log from
+// StoreLogLevel up goes to DataDir/store.log, rotated to store.log.1 at
+// devstore.DefaultLogFileMax (10 MiB). (Every command that fails is a WARN
+// line of whole wire messages there, such as the missing collections of a
+// fresh start, which the store's clients expect.)
+func startStore(ctx context.Context, cfg config, logs *logPrinter) (*devstore.Server, error) {
+	logFile := filepath.Join(cfg.DataDir, storeLogName)
+	terminal := slog.NewTextHandler(logs.writer("store"), nil)
+	st, err := devstore.Start(ctx, devstore.Config{
+		Dir:          filepath.Join(cfg.DataDir, "store"),
+		Addr:         fmt.Sprintf("127.0.0.1:%d", cfg.StorePort),
+		Log:          slog.New(firstLineHandler{terminal, logFile}),
+		LogLevel:     slog.LevelError,
+		LogFile:      logFile,
+		LogFileLevel: cfg.StoreLogLevel,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	return st, nil
+}
+
+// firstLineHandler cuts a record's message to its first line and says
+// where the whole of it is: the embedded store's errors can be wire
+// messages of many lines.
+type firstLineHandler struct {
+	slog.Handler
+	whole string // where the whole message is
+}
+
+func (h firstLineHandler) Handle(ctx context.Context, r slog.Record) error {
+	if first, _, cut := strings.Cut(r.Message, "\n"); cut {
+		r.Message = fmt.Sprintf("%s … (whole in %s)", first, h.whole)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h firstLineHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return firstLineHandler{h.Handler.WithAttrs(attrs), h.whole}
+}
+
+func (h firstLineHandler) WithGroup(name string) slog.Handler {
+	return firstLineHandler{h.Handler.WithGroup(name), h.whole}
 }
 
 func bannerText(cfg config, lbURLs []string, storeURI, storeDesc string) string {
@@ -479,7 +535,11 @@ func readable(line []byte) string {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		fmt.Fprintf(&b, " %s=%v", k, m[k])
+		v := m[k]
+		if f, ok := v.(float64); ok { // 5000000000, not 5e+09
+			v = strconv.FormatFloat(f, 'f', -1, 64)
+		}
+		fmt.Fprintf(&b, " %s=%v", k, v)
 	}
 	return b.String()
 }
