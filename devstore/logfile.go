@@ -85,9 +85,9 @@ func (t teeHandler) WithGroup(name string) slog.Handler {
 }
 
 // rotatingFile is an append-only log file that, when a write would take it
-// past max bytes, is renamed to path+".1" and begun again. A single write
-// larger than max is written whole to a fresh file. Its methods may be
-// called from any goroutine.
+// past max bytes, is renamed to path+".1" and begun again (emptied in place
+// if it cannot be renamed). A single write larger than max is written whole
+// to a fresh file. Its methods may be called from any goroutine.
 type rotatingFile struct {
 	path string
 	max  int64
@@ -102,14 +102,15 @@ func openRotating(path string, max int64) (*rotatingFile, error) {
 		return nil, err
 	}
 	r := &rotatingFile{path: path, max: max}
-	if err := r.open(); err != nil {
+	if err := r.open(0); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-func (r *rotatingFile) open() error {
-	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+// open opens the file for appending, with extra flags such as os.O_TRUNC.
+func (r *rotatingFile) open(extra int) error {
+	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|extra, 0o600)
 	if err != nil {
 		return err
 	}
@@ -123,8 +124,8 @@ func (r *rotatingFile) open() error {
 }
 
 // Write appends p, rotating first if p would take the file past max.
-// After Close it drops p and reports success: a line logged while the
-// server stops is not worth an error.
+// After Close, or once the file could not be opened again, it drops p and
+// reports success: FerretDB has no use for a logging error.
 func (r *rotatingFile) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -145,9 +146,9 @@ func (r *rotatingFile) rotate() error {
 	r.f.Close()
 	r.f = nil
 	if err := os.Rename(r.path, r.path+".1"); err != nil {
-		return err
+		return r.open(os.O_TRUNC)
 	}
-	return r.open()
+	return r.open(0)
 }
 
 // Close closes the file; later writes are dropped. It may be called on a
