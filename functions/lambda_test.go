@@ -39,7 +39,9 @@ type expectation struct {
 	Fixture  string `json:"fixture"`  // no-host, fleet or store-down
 	Status   int    `json:"status"`
 	Code     string `json:"code"` // the error envelope's code; "" for a 2xx
-	Note     string `json:"note"`
+	// Headers the answer must have ("": must not have), e.g. CORS's.
+	Headers map[string]string `json:"headers,omitempty"`
+	Note    string            `json:"note"`
 }
 
 // functionEnv is events/env.json: the environment of each function for
@@ -250,6 +252,18 @@ func TestEvents(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp := emulatorFor(e).invoke(t, event)
+			for k, want := range e.Headers {
+				if got := strings.Join(resp.MultiValueHeaders[k], ", "); got != want {
+					t.Errorf("%s: header %s %q, want %q", e.Event, k, got, want)
+				}
+			}
+			checkOpenAPIAnswer(t, e, event, resp)
+			if e.Status == http.StatusNoContent {
+				if resp.StatusCode != e.Status || resp.Body != "" {
+					t.Fatalf("%s (%s): %d %q, want 204 and no body", e.Event, e.Note, resp.StatusCode, resp.Body)
+				}
+				return
+			}
 			var env struct {
 				Data  json.RawMessage `json:"data"`
 				Error *struct {

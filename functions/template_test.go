@@ -108,7 +108,7 @@ func dynamicSecret(v any, key string) bool {
 var envRead = []string{
 	"MONGODB_URI", "MONGODB_DATABASE", "LOADBALANCERS", "LOADBALANCER_KEY", "LOADBALANCER_CA_FILE",
 	"TOKEN_SECRET", "API_KEY", "ADMIN_API_KEY", "FLEET_KEY", "FLEET_ADMIN_KEY", "REQUEST_TIMEOUT", "LOG_LEVEL",
-	"FLEET_HOSTS_ALLOW", "WEBHOOK_ALLOW_PRIVATE", "MAX_FLEET_BANS",
+	"FLEET_HOSTS_ALLOW", "WEBHOOK_ALLOW_PRIVATE", "MAX_FLEET_BANS", "CORS_ALLOWED_ORIGINS",
 }
 
 // TestTemplate checks template.yaml against the code: every function's
@@ -157,7 +157,7 @@ func TestTemplate(t *testing.T) {
 		never   []string // and those it must not
 		apiKey  string   // the secret key of its API's API key
 	}{
-		"functions/rooms": {api.RoomRoutes, []string{"MONGODB_URI", "LOADBALANCER_KEY", "TOKEN_SECRET", "API_KEY", "FLEET_KEY"},
+		"functions/rooms": {append(slices.Clone(api.RoomRoutes), api.RoomPreflightRoutes...), []string{"MONGODB_URI", "LOADBALANCER_KEY", "TOKEN_SECRET", "API_KEY", "FLEET_KEY"},
 			[]string{"ADMIN_API_KEY", "FLEET_ADMIN_KEY"}, "API_KEY"},
 		"functions/admin": {api.AdminRoutes, []string{"MONGODB_URI", "LOADBALANCER_KEY", "ADMIN_API_KEY", "FLEET_ADMIN_KEY"},
 			[]string{"TOKEN_SECRET", "API_KEY", "FLEET_KEY"}, "ADMIN_API_KEY"},
@@ -216,6 +216,9 @@ func TestTemplate(t *testing.T) {
 			if ref(vars["FLEET_HOSTS_ALLOW"]) != "FleetHostsAllow" {
 				t.Errorf("FLEET_HOSTS_ALLOW is %v, want the parameter FleetHostsAllow", vars["FLEET_HOSTS_ALLOW"])
 			}
+			if cors := ref(vars["CORS_ALLOWED_ORIGINS"]); (codeURI == "functions/rooms") != (cors == "CorsAllowedOrigins") {
+				t.Errorf("CORS_ALLOWED_ORIGINS is %v; want the parameter CorsAllowedOrigins on the room API only", vars["CORS_ALLOWED_ORIGINS"])
+			}
 			for _, name := range want.never {
 				if vars[name] != nil {
 					t.Errorf("environment holds %s, which this function does not need", name)
@@ -230,7 +233,16 @@ func TestTemplate(t *testing.T) {
 					t.Errorf("event %s is %q, want Api (a REST API)", name, str(ev, "Type"))
 					continue
 				}
-				routes = append(routes, api.Route{Method: strings.ToUpper(str(ev, "Properties", "Method")), Path: str(ev, "Properties", "Path")})
+				route := api.Route{Method: strings.ToUpper(str(ev, "Properties", "Method")), Path: str(ev, "Properties", "Path")}
+				routes = append(routes, route)
+				// Browsers send no key with a CORS preflight: only those
+				// routes are open, every other keeps the API's key.
+				keyRequired, set := at(ev, "Properties", "Auth", "ApiKeyRequired").(bool)
+				if preflight := route.Method == "OPTIONS"; preflight && (!set || keyRequired) {
+					t.Errorf("event %s (%s) does not set Auth.ApiKeyRequired: false", name, route)
+				} else if !preflight && at(ev, "Properties", "Auth") != nil {
+					t.Errorf("event %s (%s) overrides the API's Auth", name, route)
+				}
 				rid := ref(at(ev, "Properties", "RestApiId"))
 				if apiID != "" && rid != apiID {
 					t.Errorf("event %s is on %s, the others on %s", name, rid, apiID)

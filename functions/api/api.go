@@ -61,6 +61,10 @@ type Config struct {
 	// MaxFleetBans is the most fleet bans the admin API stores
 	// (MAX_FLEET_BANS); 100,000 if zero.
 	MaxFleetBans int
+	// CORSAllowedOrigins are the exact origins (scheme://host[:port]) whose
+	// browsers may call the room API (CORS_ALLOWED_ORIGINS); none if empty.
+	// The admin API never answers CORS headers.
+	CORSAllowedOrigins []string
 
 	Log *slog.Logger     // discards if nil
 	Now func() time.Time // stamps audit entries and times requests; time.Now if nil
@@ -174,7 +178,13 @@ func NewRoomAPI(cfg Config) (http.Handler, error) {
 	case cfg.APIKey == cfg.AdminAPIKey:
 		return nil, errors.New("api: API_KEY and ADMIN_API_KEY must differ")
 	}
+	for _, o := range cfg.CORSAllowedOrigins {
+		if err := checkOrigin(o); err != nil {
+			return nil, fmt.Errorf("api: CORS_ALLOWED_ORIGINS: %w", err)
+		}
+	}
 	a := &roomAPI{base: newBase(cfg, "rooms")}
+	a.cors = newCORS(cfg.CORSAllowedOrigins, RoomRoutes)
 	return a.handler(cfg.APIKey, mux(a, roomEndpoints)), nil
 }
 
@@ -212,6 +222,7 @@ type base struct {
 	log   *slog.Logger
 	store chatfleet.Store
 	fleet *hostClient
+	cors  *cors // the room API's CORS policy; nil for the admin API
 }
 
 func newBase(cfg Config, name string) base {
@@ -224,9 +235,13 @@ func newBase(cfg Config, name string) base {
 }
 
 // handler wraps next with the edge every request passes: panic recovery, one
-// log line, the request deadline and the key check, in that order.
+// log line, the request deadline, CORS (the room API's) and the key check,
+// in that order.
 func (b *base) handler(key string, next http.Handler) http.Handler {
 	keyed := httpx.RequireKey(key, next)
+	if b.cors != nil {
+		keyed = b.cors.wrap(keyed)
+	}
 	return httpx.Recover(b.log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := b.cfg.Now()
 		ctx, cancel := context.WithTimeout(r.Context(), b.cfg.RequestTimeout)

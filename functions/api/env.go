@@ -35,6 +35,7 @@ const storePool = 4
 //	FLEET_HOSTS_ALLOW                     CIDRs the hosts' API and admin addresses must be in; default loopback and the private ranges
 //	WEBHOOK_ALLOW_PRIVATE                 1: a room's webhookUrls may name non-public address literals (development)
 //	MAX_FLEET_BANS                        the most fleet bans the admin API stores; default 100000
+//	CORS_ALLOWED_ORIGINS                  exact origins (scheme://host[:port], comma-separated) whose browsers may call the room API; default none
 //	LOG_LEVEL or AWS_LAMBDA_LOG_LEVEL     debug, info (default), warn, error; JSON lines on stdout
 //
 // Which keys are required is up to NewRoomAPI and NewAdminAPI, so each
@@ -82,6 +83,9 @@ func ConfigFromEnv(ctx context.Context) (Config, func(), error) {
 	}
 	if err := trustSettings(get, &cfg); err != nil {
 		return Config{}, nil, err
+	}
+	if cfg.CORSAllowedOrigins, err = ParseOrigins(get("CORS_ALLOWED_ORIGINS")); err != nil {
+		return Config{}, nil, fmt.Errorf("CORS_ALLOWED_ORIGINS: %w", err)
 	}
 
 	st := &lazyStore{cfg: mongo.Config{URI: uri, Database: get("MONGODB_DATABASE"), Timeout: storeCallTimeout, MaxPool: storePool}}
