@@ -53,6 +53,12 @@ type Config struct {
 	// room can Resume.
 	LogEvents bool
 
+	// ProducerGrace is how long a live stream outlasts its producer's last
+	// connection: then the room announces it offline (a stream event with
+	// live false and a reason), and back live with the same URL if the
+	// producer returns. Default 30 s.
+	ProducerGrace time.Duration
+
 	// Resume and StartSeq restore a room after a restart: the last events it
 	// sequenced (oldest first, as reported in EventLog) refill its history, and
 	// its sequence continues from the larger of StartSeq and the last event's Seq.
@@ -96,6 +102,13 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	BodyTimeout    time.Duration // reading a POST /send body; default 10 s
 }
+
+// DefaultProducerGrace is Config.ProducerGrace's default.
+const DefaultProducerGrace = 30 * time.Second
+
+// ReasonProducerLeft is the reason of the stream event that ends a live
+// stream whose producer has been gone for the grace.
+const ReasonProducerLeft = "the producer left"
 
 // Event types reported through Config.OnEvent.
 const (
@@ -235,6 +248,9 @@ func New(cfg Config) (*Room, error) {
 	}
 	if cfg.CloseWait <= 0 {
 		cfg.CloseWait = 3 * time.Second
+	}
+	if cfg.ProducerGrace <= 0 {
+		cfg.ProducerGrace = DefaultProducerGrace
 	}
 	if cfg.Bans == nil {
 		cfg.Bans = NewBanList(cfg.Name)

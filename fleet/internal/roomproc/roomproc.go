@@ -248,7 +248,8 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, 
 		PongWait: timings.PongWait, WriteWait: timings.WriteWait, SendQueueBytes: timings.SendQueueBytes,
 		Bans: p.bans, MaxRoomBans: limits.maxBans, ModRate: limits.modRate, ModBurst: limits.modBurst,
 		MaxConnsPerIP: limits.perIP, MaxRoomConns: limits.roomConns, TrustedProxies: limits.proxies,
-		BodyTimeout: min(10*time.Second, limits.idle), // a POST /send body idle as long as a keep-alive is cut too
+		ProducerGrace: limits.grace,
+		BodyTimeout:   min(10*time.Second, limits.idle), // a POST /send body idle as long as a keep-alive is cut too
 	}
 	if opts.Paid {
 		if err := entitlements(&rcfg, log); err != nil {
