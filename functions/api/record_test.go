@@ -52,9 +52,9 @@ func TestRoomRecordIsTrue(t *testing.T) {
 	call(t, "POST", a.rooms+"/api/v1/rooms/rec", apiKey, `{"hlsUrl":"`+hls+`","title":"`+title+`"}`).
 		want(t, http.StatusCreated, "").decode(t, &rec)
 
-	// syncs waits until the host has written the room n more times, then
-	// checks that what the create gave is still there.
-	syncs := func(n int, what string) {
+	// syncs waits until the host has written the room n more times,
+	// checking every record it sees.
+	syncs := func(n int, what string, check func(r *chatfleet.Room) error) {
 		t.Helper()
 		seen := map[time.Time]bool{}
 		testutil.Eventually(t, 15*time.Second, func() error {
@@ -62,8 +62,8 @@ func TestRoomRecordIsTrue(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if r.HLSURL != hls || r.Title != title {
-				t.Fatalf("%s: stored room has hlsUrl %q, title %q; want %q, %q", what, r.HLSURL, r.Title, hls, title)
+			if err := check(r); err != nil {
+				t.Fatalf("%s: stored room: %v", what, err)
 			}
 			seen[r.UpdatedAt] = true
 			if len(seen) < n+1 {
@@ -71,13 +71,23 @@ func TestRoomRecordIsTrue(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	offline := func(r *chatfleet.Room) error {
+		if r.HLSURL != hls || r.Title != title || r.Status != chatfleet.RoomOffline || r.ProducerLive {
+			return fmt.Errorf("%+v, want offline with hlsUrl %q and title %q", r, hls, title)
+		}
+		return nil
+	}
+	view := func(what string) {
+		t.Helper()
 		var v roomView
 		call(t, "GET", a.rooms+"/api/v1/rooms/rec", apiKey, "").want(t, http.StatusOK, "").decode(t, &v)
 		if v.HLSURL != hls || v.Title != title || v.Status != "offline" || v.Producer != "offline" {
 			t.Fatalf("%s: room view %+v", what, v)
 		}
 	}
-	syncs(5, "after syncs")
+	syncs(5, "after syncs", offline)
+	view("after syncs")
 
 	// The options are in the room's state file, for the next master.
 	files, _ := filepath.Glob(filepath.Join(h.StateDir, "rooms", "*.json"))
@@ -90,9 +100,10 @@ func TestRoomRecordIsTrue(t *testing.T) {
 	h.Proc.Signal(syscall.SIGKILL)
 	h.Proc.Wait(t, 5*time.Second)
 	h.Start()
-	syncs(5, "after the master's SIGKILL and re-adoption")
+	syncs(5, "after the master's SIGKILL and re-adoption", offline)
+	view("after re-adoption")
 
-	// A producer goes live with its own URL: the listing shows it.
+	// A producer goes live, then with a URL of its own: the listing shows it.
 	const announced = "https://cdn.example.com/live/rec-hd.m3u8"
 	base := strings.TrimSuffix(rec.WSURL, "/ws")
 	prod := testutil.DialRoom(t, base, rec.Token, -1)
@@ -101,6 +112,11 @@ func TestRoomRecordIsTrue(t *testing.T) {
 	call(t, "POST", a.rooms+"/api/v1/rooms/rec/tokens", apiKey, `{"userId":"vera"}`).want(t, http.StatusCreated, "").decode(t, &vt)
 	viewer := testutil.DialRoom(t, base, vt.Token, -1)
 	viewer.Next(protocol.TypeWelcome, 5*time.Second)
+	// Announced live without a URL, the stream is at the create's.
+	prod.Send(protocol.ClientMsg{Type: protocol.TypeStream, Live: true})
+	if m := viewer.Next(protocol.TypeStream, 5*time.Second); !m.Live || m.HLSURL != hls {
+		t.Fatalf("stream %+v, want live at the create's URL", m)
+	}
 	prod.Send(protocol.ClientMsg{Type: protocol.TypeStream, Live: true, HLSURL: announced})
 	if m := viewer.Next(protocol.TypeStream, 5*time.Second); !m.Live || m.HLSURL != announced {
 		t.Fatalf("stream %+v", m)
@@ -148,7 +164,19 @@ func TestRoomRecordIsTrue(t *testing.T) {
 		}
 		return err
 	})
-	if r, err := st.Room(ctx, "rec"); err != nil || r.Title != title || r.Status != chatfleet.RoomLive {
-		t.Fatalf("stored room %+v %v", r, err)
+
+	// A live room stays live in the store through its master's SIGKILL:
+	// the next master's first sync already knows (the room's ready carries
+	// its stats).
+	live := func(r *chatfleet.Room) error {
+		if r.Status != chatfleet.RoomLive || !r.ProducerLive || r.HLSURL != announced || r.Title != title {
+			return fmt.Errorf("%+v, want live at %s", r, announced)
+		}
+		return nil
 	}
+	syncs(2, "live", live)
+	h.Proc.Signal(syscall.SIGKILL)
+	h.Proc.Wait(t, 5*time.Second)
+	h.Start()
+	syncs(5, "live, after the master's SIGKILL", live)
 }

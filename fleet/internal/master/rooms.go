@@ -126,7 +126,7 @@ func (o RoomOptions) withWebhookSecret() (RoomOptions, string) {
 
 // assignment returns o as a spare room process is given it.
 func (o RoomOptions) assignment() *ipc.Assignment {
-	return &ipc.Assignment{Instance: o.Instance, Owner: o.OwnerID, AllowAnonymous: o.AllowAnonymous, HistorySize: o.HistorySize, Paid: o.Paid}
+	return &ipc.Assignment{Instance: o.Instance, Owner: o.OwnerID, AllowAnonymous: o.AllowAnonymous, HistorySize: o.HistorySize, Paid: o.Paid, HLSURL: o.HLSURL}
 }
 
 // args returns the room process flags for o.
@@ -146,6 +146,9 @@ func (o RoomOptions) args() []string {
 	}
 	if o.Paid {
 		a = append(a, "-paid")
+	}
+	if o.HLSURL != "" {
+		a = append(a, "-hls", o.HLSURL)
 	}
 	return a
 }
@@ -639,6 +642,9 @@ func (r *room) session(c *ipc.Conn, started bool) {
 		r.status = chatfleet.RoomOffline
 	}
 	r.mu.Unlock()
+	if msg.Stats != nil { // a room already serving (adopted) says how it is
+		r.handle(ipc.Msg{Type: ipc.TypeStats, Stats: msg.Stats})
+	}
 	// A cache pushed while the room was not yet connected is sent now.
 	if now := r.m.cache.currentFrame(); !bytes.Equal(now, cache) {
 		c.SendFrame(now, 5*time.Second)

@@ -90,3 +90,26 @@ func TestProducerOfflineLeavesNoGrace(t *testing.T) {
 		t.Fatalf("stats: %+v", st)
 	}
 }
+
+// A room created with an hlsUrl lets the producer announce live without
+// one; a room without refuses that.
+func TestStreamDefaultURL(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.HLSURL = testHLS })
+	prod := e.dial("prod", chatfleet.RoleProducer)
+	prod.send(protocol.ClientMsg{Type: protocol.TypeStream, Live: true})
+	if m := prod.await(protocol.TypeStream, nil); !m.Live || m.HLSURL != testHLS {
+		t.Fatalf("stream %+v, want live at the room's URL", m)
+	}
+	if st := e.room.Stats(); !st.ProducerLive || st.HLSURL != testHLS {
+		t.Fatalf("stats %+v", st)
+	}
+
+	bare := newEnv(t, nil)
+	p2 := bare.dial("prod", chatfleet.RoleProducer)
+	if code := p2.errorCode(protocol.ClientMsg{Type: protocol.TypeStream, Live: true}); code != protocol.CodeMissingField {
+		t.Fatalf("live without any URL: %q, want %q", code, protocol.CodeMissingField)
+	}
+	if _, err := New(Config{Name: "x", Tokens: e.tokens, HLSURL: "ftp://cdn/x"}); chatfleet.ErrorCode(err) != chatfleet.EINVALID {
+		t.Fatalf("New with a bad hlsUrl: %v", err)
+	}
+}

@@ -743,11 +743,15 @@ func (h *hub) announce(req *request) {
 	m := &req.msg
 	st := protocol.StreamState{Live: m.Live}
 	if m.Live {
-		if err := validHLS(m.HLSURL); err != nil {
+		st.HLSURL = cmp.Or(m.HLSURL, h.r.cfg.HLSURL)
+		if st.HLSURL == "" {
+			h.fail(req, protocol.CodeMissingField, `stream: field "hlsUrl" is required when live is true (the room was created without one)`)
+			return
+		}
+		if err := validHLS(st.HLSURL); err != nil {
 			h.fail(req, protocol.CodeInvalid, "hlsUrl: "+err.Error())
 			return
 		}
-		st.HLSURL = m.HLSURL
 	}
 	h.away = ""
 	req.seq = h.setStream(st, "")

@@ -39,6 +39,7 @@ type Config struct {
 	Name           string                 // the room's name; required
 	Instance       string                 // the room's instance id: join tokens must carry it (none: tokens without one)
 	Owner          string                 // the owner's user id: the producer; moderation never acts on it
+	HLSURL         string                 // the stream URL given at create: a stream announced live without one uses it
 	Settings       chatfleet.RoomSettings // zero fields follow the cache's defaults, then chatfleet.DefaultRoomSettings
 	Tokens         *token.Issuer          // verifies join tokens; required
 	AllowedOrigins []string               // browser origins allowed, exactly "scheme://host[:port]"; empty: same origin only; "*": any
@@ -201,6 +202,11 @@ func New(cfg Config) (*Room, error) {
 	}
 	if cfg.Tokens == nil {
 		return nil, chatfleet.Errorf(chatfleet.EINVALID, "room %s: no token issuer", cfg.Name)
+	}
+	if cfg.HLSURL != "" {
+		if err := validHLS(cfg.HLSURL); err != nil {
+			return nil, chatfleet.Errorf(chatfleet.EINVALID, "room %s: hlsUrl: %v", cfg.Name, err)
+		}
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
