@@ -113,3 +113,22 @@ func TestStreamDefaultURL(t *testing.T) {
 		t.Fatalf("New with a bad hlsUrl: %v", err)
 	}
 }
+
+// A room restarted while its stream was live (resumed from its events) has
+// no producer yet: the grace runs from its start.
+func TestResumedLiveStreamWithoutProducer(t *testing.T) {
+	live := `{"type":"stream","seq":7,"ts":1,"live":true,"hlsUrl":"` + testHLS + `"}`
+	e := newEnv(t, func(c *Config) {
+		c.ProducerGrace = 300 * time.Millisecond
+		c.Resume = []chatfleet.Event{{Room: testRoom, Seq: 7, Type: protocol.TypeStream, Data: []byte(live)}}
+	})
+	vic := e.dial("vic", chatfleet.RoleViewer)
+	off := vic.await(protocol.TypeStream, func(m protocol.ServerMsg) bool { return m.Seq > 7 })
+	if off.Live || off.Reason != ReasonProducerLeft {
+		t.Fatalf("stream %+v, want offline", off)
+	}
+	e.dial("prod", chatfleet.RoleProducer)
+	if on := vic.await(protocol.TypeStream, nil); !on.Live || on.HLSURL != testHLS {
+		t.Fatalf("stream on return %+v", on)
+	}
+}
