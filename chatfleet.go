@@ -55,6 +55,7 @@ func (s RoomStatus) Open() bool {
 // Room is one chat room as the store and the listing know it.
 type Room struct {
 	Name         string     `json:"name" bson:"name"`
+	Title        string     `json:"title,omitempty" bson:"title,omitempty"` // given at create, for listings
 	HostID       string     `json:"hostId" bson:"hostId"`
 	HostAddr     string     `json:"hostAddr" bson:"hostAddr"` // host name or IP clients use for the room port
 	Port         int        `json:"port" bson:"port"`

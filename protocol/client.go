@@ -25,7 +25,7 @@ type ClientMsg struct {
 	SendTS   int64  // chat (optional): client time in Unix ms, echoed in the broadcast
 
 	Live   bool   // stream
-	HLSURL string // stream: required when Live
+	HLSURL string // stream: when Live, else the room's (given at create) is used
 
 	Page     int // viewers (optional): 0-based
 	PageSize int // viewers (optional): 1..MaxPageSize, 0 means the room's default
@@ -163,8 +163,9 @@ func decodeErr(code, format string, args ...any) error {
 // (CodeMissingField, CodeUnknownType), a missing required field
 // (CodeMissingField), and a field that is unknown, null, of the wrong JSON
 // type or out of range (CodeInvalidField). Integers must be JSON integers
-// (no fraction or exponent). A stream message with live true needs hlsUrl.
-// Room rules (message length, roles, URL scheme) are the room's to check.
+// (no fraction or exponent). Room rules (message length, roles, URL scheme,
+// an hlsUrl for a stream announced live: its own or the room's) are the
+// room's to check.
 func Decode(b []byte) (ClientMsg, error) {
 	var m ClientMsg
 	if !utf8.Valid(b) {
@@ -208,9 +209,6 @@ func Decode(b []byte) (ClientMsg, error) {
 		}
 		slices.Sort(unknown)
 		return m, decodeErr(CodeInvalidField, "%s: unknown field %q", m.Type, truncate(unknown[0], 32))
-	}
-	if m.Type == TypeStream && m.Live && m.HLSURL == "" {
-		return m, decodeErr(CodeMissingField, "stream: field \"hlsUrl\" is required when live is true")
 	}
 	return m, nil
 }

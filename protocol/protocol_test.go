@@ -50,7 +50,7 @@ func TestDecode(t *testing.T) {
 		{"missing text", `{"type":"chat"}`, protocol.ClientMsg{}, protocol.CodeMissingField},
 		{"missing lastSeq", `{"type":"resume"}`, protocol.ClientMsg{}, protocol.CodeMissingField},
 		{"missing userId", `{"type":"kick","reason":"x"}`, protocol.ClientMsg{}, protocol.CodeMissingField},
-		{"live without url", `{"type":"stream","live":true}`, protocol.ClientMsg{}, protocol.CodeMissingField},
+		{"live without url (the room's own is used)", `{"type":"stream","live":true}`, protocol.ClientMsg{Type: "stream", Live: true}, ""},
 		{"text null", `{"type":"chat","text":null}`, protocol.ClientMsg{}, protocol.CodeInvalidField},
 		{"text number", `{"type":"chat","text":5}`, protocol.ClientMsg{}, protocol.CodeInvalidField},
 		{"seq string", `{"type":"delete","seq":"3"}`, protocol.ClientMsg{}, protocol.CodeInvalidField},

@@ -36,14 +36,14 @@ type created struct {
 
 // roomView is a room as the API shows it.
 type roomView struct {
-	Name, Status, Producer, HostID, Host string
-	ProducerLive                         bool
-	OwnerID                              string `json:"ownerId"`
-	Instance                             string
-	Viewers, Port                        int
-	WSURL                                string `json:"wsUrl"`
-	SSEURL                               string `json:"sseUrl"`
-	HLSURL                               string `json:"hlsUrl"`
+	Name, Title, Status, Producer, HostID, Host string
+	ProducerLive                                bool
+	OwnerID                                     string `json:"ownerId"`
+	Instance                                    string
+	Viewers, Port                               int
+	WSURL                                       string `json:"wsUrl"`
+	SSEURL                                      string `json:"sseUrl"`
+	HLSURL                                      string `json:"hlsUrl"`
 }
 
 type tokenAnswer struct {

@@ -199,6 +199,10 @@ type roomOptions struct {
 	// WebhookSecret signs the deliveries to WebhookURLs; the room's own,
 	// returned once to the creator and never stored by the control API.
 	WebhookSecret string `json:"webhookSecret,omitempty"`
+	// HLSURL and Title are kept by the host, whose sync writes them to
+	// the store (the hlsUrl until the producer announces its own).
+	HLSURL string `json:"hlsUrl,omitempty"`
+	Title  string `json:"title,omitempty"`
 }
 
 // createRoom asks h to run room name and returns its port. A host that has

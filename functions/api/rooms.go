@@ -33,6 +33,7 @@ const (
 	guestPrefix     = "guest-"    // anonymous guests' ids; no token may claim one
 	maxUserIDLen    = 128
 	maxDisplayLen   = 64
+	maxTitleLen     = 120 // bytes, as a host takes it
 	defaultPageSize = 50
 	maxPageSize     = 200
 	maxURLLen       = 2048
@@ -51,6 +52,7 @@ type roomAPI struct {
 // createRequest is the optional body of POST /api/v1/rooms/{name}.
 type createRequest struct {
 	HLSURL         string   `json:"hlsUrl"`
+	Title          string   `json:"title"` // shown in listings
 	AllowAnonymous bool     `json:"allowAnonymous"`
 	Paid           bool     `json:"paid"`
 	Region         string   `json:"region"`
@@ -70,9 +72,16 @@ func (c *createRequest) validate(allowPrivate bool) error {
 	if len(c.OwnerName) > maxDisplayLen {
 		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: at most %d bytes", "ownerName", maxDisplayLen)
 	}
+	if len(c.Title) > maxTitleLen || !utf8.ValidString(c.Title) || strings.IndexFunc(c.Title, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: want at most %d bytes of printable characters", "title", maxTitleLen)
+	}
 	if c.HLSURL != "" {
 		if err := checkURL("hlsUrl", c.HLSURL, maxURLLen); err != nil {
 			return err
+		}
+		// A host refuses credentials in it: the URL is shown to every viewer.
+		if u, _ := url.Parse(c.HLSURL); u.User != nil {
+			return chatfleet.Errorf(chatfleet.EINVALID, "field %q: credentials in a URL are not allowed (it is shown to every viewer)", "hlsUrl")
 		}
 	}
 	if c.Region != "" && !regionRE.MatchString(c.Region) {
@@ -135,6 +144,7 @@ func checkURL(field, s string, maxLen int) error {
 // roomView is a room as the room API shows it.
 type roomView struct {
 	Name         string               `json:"name"`
+	Title        string               `json:"title,omitempty"`
 	Status       chatfleet.RoomStatus `json:"status"`
 	Producer     string               `json:"producer"` // "live" or "offline"
 	ProducerLive bool                 `json:"producerLive"`
@@ -161,7 +171,7 @@ func view(r *chatfleet.Room, hosts map[string]chatfleet.Host) roomView {
 	}
 	ws, sse := roomURLs(hosts[r.HostID].RoomURL, r.HostAddr, r.Port)
 	return roomView{
-		Name: r.Name, Status: r.Status, Producer: producer, ProducerLive: r.ProducerLive, Viewers: r.Viewers,
+		Name: r.Name, Title: r.Title, Status: r.Status, Producer: producer, ProducerLive: r.ProducerLive, Viewers: r.Viewers,
 		HostID: r.HostID, Host: r.HostAddr, Port: r.Port, WSURL: ws, SSEURL: sse,
 		HLSURL: r.HLSURL, Paid: r.Paid, OwnerID: ownerOf(r), Instance: r.Instance, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
@@ -209,7 +219,7 @@ func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	opts := roomOptions{AllowAnonymous: req.AllowAnonymous, Paid: req.Paid, WebhookURLs: req.WebhookURLs,
-		Instance: randomHex(16), OwnerID: req.OwnerID}
+		Instance: randomHex(16), OwnerID: req.OwnerID, HLSURL: req.HLSURL, Title: req.Title}
 	display := req.OwnerName
 	if opts.OwnerID == "" {
 		opts.OwnerID = "owner-" + randomHex(8)
@@ -226,7 +236,7 @@ func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	room := &chatfleet.Room{
-		Name: name, HostID: host.ID, HostAddr: host.RoomHost, Port: port,
+		Name: name, Title: req.Title, HostID: host.ID, HostAddr: host.RoomHost, Port: port,
 		Status: chatfleet.RoomOffline, HLSURL: req.HLSURL, Paid: req.Paid,
 		Instance: opts.Instance, OwnerID: opts.OwnerID,
 	}

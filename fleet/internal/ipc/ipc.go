@@ -104,6 +104,7 @@ type Assignment struct {
 	AllowAnonymous bool   `json:"allowAnonymous,omitempty"`
 	HistorySize    int    `json:"historySize,omitempty"`
 	Paid           bool   `json:"paid,omitempty"`
+	HLSURL         string `json:"hlsUrl,omitempty"` // the create's: a stream announced live without one uses it
 }
 
 // MaxBansPerFrame bounds the bans of one Bans frame: a ban is at most about

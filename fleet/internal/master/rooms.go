@@ -2,6 +2,7 @@ package master
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -10,12 +11,16 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
@@ -50,12 +55,34 @@ type RoomOptions struct {
 	// (docs/events.md): at most 5 http(s) URLs of at most 1024 bytes, at
 	// public addresses (Config.WebhookAllowPrivate lifts that).
 	WebhookURLs []string `json:"webhookUrls,omitempty"`
+	// HLSURL is the stream's URL given at create: what the store shows
+	// until the producer announces one (and after it stops announcing).
+	// An http(s) URL of at most 2048 bytes, without credentials.
+	HLSURL string `json:"hlsUrl,omitempty"`
+	// Title is the room's title for listings: at most 120 bytes of
+	// printable characters.
+	Title string `json:"title,omitempty"`
 }
+
+// Limits of the options shown in listings.
+const (
+	maxHLSURLLen = 2048 // bytes, as the control API and the room take it
+	maxTitleLen  = 120  // bytes
+)
 
 // validate checks o for a host configured with cfg; EINVALID if it is wrong.
 func (o RoomOptions) validate(cfg *Config) error {
 	if o.HistorySize < 0 || o.HistorySize > 10000 {
 		return chatfleet.Errorf(chatfleet.EINVALID, "options.historySize must be 0 to 10000")
+	}
+	if o.HLSURL != "" {
+		u, err := url.Parse(o.HLSURL)
+		if err != nil || len(o.HLSURL) > maxHLSURLLen || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return chatfleet.Errorf(chatfleet.EINVALID, "options.hlsUrl: want an http(s) URL of at most %d bytes, without credentials", maxHLSURLLen)
+		}
+	}
+	if len(o.Title) > maxTitleLen || !utf8.ValidString(o.Title) || strings.IndexFunc(o.Title, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return chatfleet.Errorf(chatfleet.EINVALID, "options.title: want at most %d bytes of printable characters", maxTitleLen)
 	}
 	return o.validateWebhooks(cfg)
 }
@@ -99,7 +126,7 @@ func (o RoomOptions) withWebhookSecret() (RoomOptions, string) {
 
 // assignment returns o as a spare room process is given it.
 func (o RoomOptions) assignment() *ipc.Assignment {
-	return &ipc.Assignment{Instance: o.Instance, Owner: o.OwnerID, AllowAnonymous: o.AllowAnonymous, HistorySize: o.HistorySize, Paid: o.Paid}
+	return &ipc.Assignment{Instance: o.Instance, Owner: o.OwnerID, AllowAnonymous: o.AllowAnonymous, HistorySize: o.HistorySize, Paid: o.Paid, HLSURL: o.HLSURL}
 }
 
 // args returns the room process flags for o.
@@ -119,6 +146,9 @@ func (o RoomOptions) args() []string {
 	}
 	if o.Paid {
 		a = append(a, "-paid")
+	}
+	if o.HLSURL != "" {
+		a = append(a, "-hls", o.HLSURL)
 	}
 	return a
 }
@@ -210,12 +240,14 @@ func (r *room) info() RoomInfo {
 	return RoomInfo{Name: r.name, Port: r.port, PID: r.pid, Status: r.status, Restarts: r.restarts, CreatedAt: r.createdAt, Stats: r.stats}
 }
 
-// domain returns the room as the store keeps it.
+// domain returns the room as the store keeps it: what was given at create
+// (the title, and the create's hlsUrl while the producer announces none)
+// with the room's own state.
 func (r *room) domain(now time.Time) *chatfleet.Room {
 	in := r.info()
 	return &chatfleet.Room{
-		Name: r.name, HostID: r.m.cfg.HostID, HostAddr: r.m.cfg.PublicHost, Port: r.port,
-		Status: in.Status, ProducerLive: in.Stats.ProducerLive, HLSURL: in.Stats.HLSURL,
+		Name: r.name, Title: r.opts.Title, HostID: r.m.cfg.HostID, HostAddr: r.m.cfg.PublicHost, Port: r.port,
+		Status: in.Status, ProducerLive: in.Stats.ProducerLive, HLSURL: cmp.Or(in.Stats.HLSURL, r.opts.HLSURL),
 		Viewers: in.Stats.Viewers, Paid: r.opts.Paid, Instance: r.opts.Instance, OwnerID: r.opts.OwnerID,
 		CreatedAt: r.createdAt, UpdatedAt: now,
 	}
@@ -610,6 +642,9 @@ func (r *room) session(c *ipc.Conn, started bool) {
 		r.status = chatfleet.RoomOffline
 	}
 	r.mu.Unlock()
+	if msg.Stats != nil { // a room already serving (adopted) says how it is
+		r.handle(ipc.Msg{Type: ipc.TypeStats, Stats: msg.Stats})
+	}
 	// A cache pushed while the room was not yet connected is sent now.
 	if now := r.m.cache.currentFrame(); !bytes.Equal(now, cache) {
 		c.SendFrame(now, 5*time.Second)

@@ -76,6 +76,7 @@ func (m *Master) syncLoop(ctx context.Context) {
 	if m.cfg.Store == nil {
 		return
 	}
+	m.awaitAdopted(ctx, min(m.cfg.SyncEvery, 3*time.Second))
 	t := time.NewTicker(m.cfg.SyncEvery)
 	defer t.Stop()
 	for {
@@ -84,6 +85,27 @@ func (m *Master) syncLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// awaitAdopted waits up to limit for the rooms this master took over to
+// answer (their ready carries their stats), so that the first sync writes
+// them as they are, not offline and empty.
+func (m *Master) awaitAdopted(ctx context.Context, limit time.Duration) {
+	m.mu.Lock()
+	rs := m.roomList()
+	m.mu.Unlock()
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	for _, r := range rs {
+		select {
+		case <-r.ready:
+		case <-r.done:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
 		}
 	}
 }

@@ -84,6 +84,12 @@ type hub struct {
 	idle  *time.Timer
 	idleC <-chan time.Time
 
+	// The producer's grace: a live stream whose producer is gone ends when
+	// it fires; away is the URL to go back live with when it returns.
+	grace  *time.Timer
+	graceC <-chan time.Time
+	away   string
+
 	draining    bool
 	drainReason string
 	drainList   []*client
@@ -151,6 +157,7 @@ func (h *hub) run(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	h.armIdle()
+	h.armGrace() // a room resumed live has no producer yet
 	for !h.ended {
 		select {
 		case <-ctx.Done():
@@ -164,6 +171,8 @@ func (h *hub) run(ctx context.Context) error {
 			h.safely(h.tick)
 		case <-h.idleC:
 			h.end(protocol.CloseGoingAway, fmt.Sprintf("no producer for %d seconds", h.idleTimeout), CauseIdle)
+		case <-h.graceC:
+			h.safely(h.producerGone)
 		case <-h.drainC:
 			h.safely(h.drainStep)
 		}
@@ -171,6 +180,9 @@ func (h *hub) run(ctx context.Context) error {
 	}
 	if h.idle != nil {
 		h.idle.Stop()
+	}
+	if h.grace != nil {
+		h.grace.Stop()
 	}
 	if h.drainTick != nil {
 		h.drainTick.Stop()
@@ -268,12 +280,17 @@ func (h *hub) add(c *client) {
 		old := h.producer
 		h.producer = c
 		h.stopIdle()
+		h.stopGrace()
 		if old != nil {
 			h.drop(old, protocol.CloseReplaced, "replaced by a new producer connection", false)
 		}
+
 		defer h.reportPresence() // a producer's coming is reported at once
 	}
 	h.welcome(c, c.lastSeq, c.hasLastSeq)
+	if c == h.producer {
+		h.producerBack() // after its welcome: it gets the event like everyone
+	}
 	if joined {
 		h.presenceChange(protocol.TypeJoin, u)
 	}
@@ -359,6 +376,7 @@ func (h *hub) remove(c *client) {
 	if c == h.producer {
 		h.producer = nil
 		h.armIdle()
+		h.armGrace()
 		defer h.reportPresence() // a producer's going is reported at once
 	}
 	u := c.user
@@ -725,16 +743,69 @@ func (h *hub) announce(req *request) {
 	m := &req.msg
 	st := protocol.StreamState{Live: m.Live}
 	if m.Live {
-		if err := validHLS(m.HLSURL); err != nil {
+		st.HLSURL = cmp.Or(m.HLSURL, h.r.cfg.HLSURL)
+		if st.HLSURL == "" {
+			h.fail(req, protocol.CodeMissingField, `stream: field "hlsUrl" is required when live is true (the room was created without one)`)
+			return
+		}
+		if err := validHLS(st.HLSURL); err != nil {
 			h.fail(req, protocol.CodeInvalid, "hlsUrl: "+err.Error())
 			return
 		}
-		st.HLSURL = m.HLSURL
 	}
+	h.away = ""
+	req.seq = h.setStream(st, "")
+}
+
+// setStream makes st the stream state, tells the clients (with reason, if
+// any) and the master, and returns the event's seq.
+func (h *hub) setStream(st protocol.StreamState, reason string) int64 {
 	h.stream = st
 	h.publishStream()
-	req.seq = h.broadcast(&protocol.ServerMsg{Type: protocol.TypeStream, Live: st.Live, HLSURL: st.HLSURL})
+	seq := h.broadcast(&protocol.ServerMsg{Type: protocol.TypeStream, Live: st.Live, HLSURL: st.HLSURL, Reason: reason})
 	h.r.emit(Event{Type: EventStream, Live: st.Live, HLSURL: st.HLSURL})
+	return seq
+}
+
+// armGrace starts the producer's grace when a live stream has no producer.
+func (h *hub) armGrace() {
+	if h.producer != nil || !h.stream.Live || h.ended {
+		return
+	}
+	if h.grace == nil {
+		h.grace = time.NewTimer(h.r.cfg.ProducerGrace)
+		h.graceC = h.grace.C
+		return
+	}
+	h.grace.Reset(h.r.cfg.ProducerGrace)
+}
+
+func (h *hub) stopGrace() {
+	if h.grace != nil {
+		h.grace.Stop()
+	}
+}
+
+// producerGone ends the live stream of a producer gone for the grace,
+// keeping its URL for its return.
+func (h *hub) producerGone() {
+	if h.producer != nil || !h.stream.Live || h.ended {
+		return
+	}
+	h.away = h.stream.HLSURL
+	h.r.log.Info("producer gone for the grace: stream offline", "grace", h.r.cfg.ProducerGrace)
+	h.setStream(protocol.StreamState{}, ReasonProducerLeft)
+}
+
+// producerBack puts the stream of a producer who left while live back
+// live with the URL it had announced.
+func (h *hub) producerBack() {
+	if h.away == "" || h.stream.Live || h.ended {
+		return
+	}
+	url := h.away
+	h.away = ""
+	h.setStream(protocol.StreamState{Live: true, HLSURL: url}, "the producer is back")
 }
 
 func validHLS(s string) error {

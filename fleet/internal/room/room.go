@@ -39,6 +39,7 @@ type Config struct {
 	Name           string                 // the room's name; required
 	Instance       string                 // the room's instance id: join tokens must carry it (none: tokens without one)
 	Owner          string                 // the owner's user id: the producer; moderation never acts on it
+	HLSURL         string                 // the stream URL given at create: a stream announced live without one uses it
 	Settings       chatfleet.RoomSettings // zero fields follow the cache's defaults, then chatfleet.DefaultRoomSettings
 	Tokens         *token.Issuer          // verifies join tokens; required
 	AllowedOrigins []string               // browser origins allowed, exactly "scheme://host[:port]"; empty: same origin only; "*": any
@@ -52,6 +53,12 @@ type Config struct {
 	// (Event{Type: EventLog}) so that the master can store them and a restarted
 	// room can Resume.
 	LogEvents bool
+
+	// ProducerGrace is how long a live stream outlasts its producer's last
+	// connection: then the room announces it offline (a stream event with
+	// live false and a reason), and back live with the same URL if the
+	// producer returns. Default 30 s.
+	ProducerGrace time.Duration
 
 	// Resume and StartSeq restore a room after a restart: the last events it
 	// sequenced (oldest first, as reported in EventLog) refill its history, and
@@ -96,6 +103,13 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	BodyTimeout    time.Duration // reading a POST /send body; default 10 s
 }
+
+// DefaultProducerGrace is Config.ProducerGrace's default.
+const DefaultProducerGrace = 30 * time.Second
+
+// ReasonProducerLeft is the reason of the stream event that ends a live
+// stream whose producer has been gone for the grace.
+const ReasonProducerLeft = "the producer left"
 
 // Event types reported through Config.OnEvent.
 const (
@@ -189,6 +203,11 @@ func New(cfg Config) (*Room, error) {
 	if cfg.Tokens == nil {
 		return nil, chatfleet.Errorf(chatfleet.EINVALID, "room %s: no token issuer", cfg.Name)
 	}
+	if cfg.HLSURL != "" {
+		if err := validHLS(cfg.HLSURL); err != nil {
+			return nil, chatfleet.Errorf(chatfleet.EINVALID, "room %s: hlsUrl: %v", cfg.Name, err)
+		}
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -235,6 +254,9 @@ func New(cfg Config) (*Room, error) {
 	}
 	if cfg.CloseWait <= 0 {
 		cfg.CloseWait = 3 * time.Second
+	}
+	if cfg.ProducerGrace <= 0 {
+		cfg.ProducerGrace = DefaultProducerGrace
 	}
 	if cfg.Bans == nil {
 		cfg.Bans = NewBanList(cfg.Name)

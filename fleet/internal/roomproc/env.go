@@ -19,6 +19,7 @@ type envSettings struct {
 	modRate   float64        // ROOM_MOD_RATE: moderation messages per second per producer or moderator
 	modBurst  int            // ROOM_MOD_BURST
 	maxBans   int            // MAX_ROOM_BANS: bans of the room before a moderator's ban is refused
+	grace     time.Duration  // ROOM_PRODUCER_GRACE: a live stream outlasts its producer's connections this long
 }
 
 // Defaults of the room limits read from the environment.
@@ -29,6 +30,7 @@ const (
 	DefaultModRate       = 10.0
 	DefaultModBurst      = 50
 	DefaultMaxRoomBans   = 10000
+	DefaultProducerGrace = 30 * time.Second
 )
 
 // CheckEnv reports the first bad room setting in the environment getenv
@@ -41,13 +43,20 @@ func CheckEnv(getenv func(string) string) error {
 
 func readEnv(getenv func(string) string) (envSettings, error) {
 	s := envSettings{idle: DefaultIdleTimeout, perIP: DefaultMaxConnsPerIP, roomConns: DefaultMaxRoomConns,
-		modRate: DefaultModRate, modBurst: DefaultModBurst, maxBans: DefaultMaxRoomBans}
+		modRate: DefaultModRate, modBurst: DefaultModBurst, maxBans: DefaultMaxRoomBans, grace: DefaultProducerGrace}
 	if v := getenv("ROOM_IDLE_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < time.Second || d > time.Hour {
 			return s, fmt.Errorf("ROOM_IDLE_TIMEOUT=%q: want a duration from 1s to 1h", v)
 		}
 		s.idle = d
+	}
+	if v := getenv("ROOM_PRODUCER_GRACE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second || d > 10*time.Minute {
+			return s, fmt.Errorf("ROOM_PRODUCER_GRACE=%q: want a duration from 1s to 10m", v)
+		}
+		s.grace = d
 	}
 	var err error
 	if s.perIP, err = envInt("MAX_CONNS_PER_IP", getenv("MAX_CONNS_PER_IP"), s.perIP, 0, 1_000_000, "0 turns the cap off"); err != nil {

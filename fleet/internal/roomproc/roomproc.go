@@ -52,6 +52,7 @@ func Main(args []string, log *slog.Logger) int {
 	anon := fs.Bool("allow-anonymous", false, "let viewers in without a token")
 	history := fs.Int("history", 0, "messages kept for join and recovery (0: the fleet default)")
 	paid := fs.Bool("paid", false, "the room is paid (entitlement checks)")
+	hls := fs.String("hls", "", "the stream URL given at create: the producer may announce live without one")
 	pongWait := fs.Duration("pong-wait", 0, "read deadline, extended by every pong and message (0: the room default)")
 	writeWait := fs.Duration("write-wait", 0, "deadline of one write (0: the room default)")
 	sendQueue := fs.Int("send-queue-bytes", 0, "bytes queued for one connection before it is dropped (0: the room default)")
@@ -80,7 +81,7 @@ func Main(args []string, log *slog.Logger) int {
 	// A room outlives its master: a broken stdout pipe must not kill it, and
 	// the terminal's signals are the master's to handle.
 	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP, syscall.SIGINT)
-	opts := ipc.Assignment{Instance: *instance, Owner: *owner, AllowAnonymous: *anon, HistorySize: *history, Paid: *paid}
+	opts := ipc.Assignment{Instance: *instance, Owner: *owner, AllowAnonymous: *anon, HistorySize: *history, Paid: *paid, HLSURL: *hls}
 	timings := room.Config{PongWait: *pongWait, WriteWait: *writeWait, SendQueueBytes: *sendQueue}
 	// (An *os.File closes its fd when collected: only wrap fds that are ours.)
 	var tcpFile, ctlFile *os.File
@@ -242,13 +243,14 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, 
 	p.resumeEvents = nil
 	p.mu.Unlock()
 	rcfg := room.Config{
-		Name: p.name, Instance: opts.Instance, Owner: opts.Owner,
+		Name: p.name, Instance: opts.Instance, Owner: opts.Owner, HLSURL: opts.HLSURL,
 		Settings: settings, Tokens: tokens, AllowedOrigins: origins, Log: log,
 		OnEvent: p.onEvent, LogEvents: true, Resume: resume, StartSeq: startSeq,
 		PongWait: timings.PongWait, WriteWait: timings.WriteWait, SendQueueBytes: timings.SendQueueBytes,
 		Bans: p.bans, MaxRoomBans: limits.maxBans, ModRate: limits.modRate, ModBurst: limits.modBurst,
 		MaxConnsPerIP: limits.perIP, MaxRoomConns: limits.roomConns, TrustedProxies: limits.proxies,
-		BodyTimeout: min(10*time.Second, limits.idle), // a POST /send body idle as long as a keep-alive is cut too
+		ProducerGrace: limits.grace,
+		BodyTimeout:   min(10*time.Second, limits.idle), // a POST /send body idle as long as a keep-alive is cut too
 	}
 	if opts.Paid {
 		if err := entitlements(&rcfg, log); err != nil {
@@ -410,7 +412,17 @@ func (p *proc) masterSession(c *ipc.Conn) {
 		c.Close()
 		return
 	}
-	if err := c.Send(ipc.Msg{Type: ipc.TypeReady, Room: p.name, Port: p.port, PID: os.Getpid(), BanSnapshot: true}); err != nil {
+	ready := ipc.Msg{Type: ipc.TypeReady, Room: p.name, Port: p.port, PID: os.Getpid(), BanSnapshot: true}
+	p.mu.Lock()
+	rm := p.room
+	p.mu.Unlock()
+	if rm != nil {
+		// A master re-adopting the room knows at once whether it is live,
+		// so its first sync to the store does not say offline.
+		s := rm.Stats()
+		ready.Stats = &s
+	}
+	if err := c.Send(ready); err != nil {
 		c.Close()
 		return
 	}

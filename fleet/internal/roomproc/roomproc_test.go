@@ -28,16 +28,17 @@ func TestReadEnv(t *testing.T) {
 		return func(k string) string { return m[k] }
 	}
 	s, err := readEnv(env())
-	if err != nil || s.idle != 30*time.Second || s.perIP != 1000 || s.roomConns != 20000 || s.modRate != 10 || s.modBurst != 50 || s.maxBans != 10000 || s.proxies != nil {
+	if err != nil || s.idle != 30*time.Second || s.perIP != 1000 || s.roomConns != 20000 || s.modRate != 10 || s.modBurst != 50 || s.maxBans != 10000 || s.proxies != nil || s.grace != 30*time.Second {
 		t.Fatalf("defaults: %+v %v", s, err)
 	}
-	s, err = readEnv(env("MAX_CONNS_PER_IP", "0", "TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1", "ROOM_IDLE_TIMEOUT", "5s"))
-	if err != nil || s.perIP != -1 || len(s.proxies) != 2 || s.idle != 5*time.Second {
+	s, err = readEnv(env("MAX_CONNS_PER_IP", "0", "TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1", "ROOM_IDLE_TIMEOUT", "5s", "ROOM_PRODUCER_GRACE", "2s"))
+	if err != nil || s.perIP != -1 || len(s.proxies) != 2 || s.idle != 5*time.Second || s.grace != 2*time.Second {
 		t.Fatalf("set: %+v %v", s, err)
 	}
 	for _, kv := range [][2]string{
 		{"ROOM_IDLE_TIMEOUT", "0s"}, {"ROOM_IDLE_TIMEOUT", "2h"}, {"MAX_CONNS_PER_IP", "-1"}, {"MAX_ROOM_CONNS", "0"},
 		{"TRUSTED_PROXIES", "proxy.local"}, {"ROOM_MOD_RATE", "NaN"}, {"ROOM_MOD_BURST", "0"}, {"MAX_ROOM_BANS", "1e6"},
+		{"ROOM_PRODUCER_GRACE", "500ms"}, {"ROOM_PRODUCER_GRACE", "11m"}, {"ROOM_PRODUCER_GRACE", "30"},
 	} {
 		if err := CheckEnv(env(kv[0], kv[1])); err == nil || !strings.Contains(err.Error(), kv[0]) {
 			t.Errorf("%s=%s: %v", kv[0], kv[1], err)
