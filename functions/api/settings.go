@@ -24,6 +24,7 @@ const (
 	maxHistorySize    = 10000   // as a room's own historySize at create
 	maxDefaultMsgLen  = 10000   // characters
 	maxSlowMode       = 3600    // seconds, as the rooms' slow_mode command
+	minIdleTimeout    = 10      // seconds: running rooms follow it at once
 	maxIdleTimeout    = 86400   // seconds
 	maxAuditDetail    = 1000    // bytes of an audit entry's detail
 	hostRefreshPath   = "/api/v1/cache/refresh"
@@ -191,7 +192,7 @@ func (d *defaultsRequest) settings() (chatfleet.RoomSettings, error) {
 		{"historySize", d.HistorySize, 1, maxHistorySize},
 		{"maxMessageLen", d.MaxMessageLen, 1, maxDefaultMsgLen},
 		{"slowModeSeconds", d.SlowModeSeconds, 0, maxSlowMode},
-		{"idleTimeoutSec", d.IdleTimeoutSec, 1, maxIdleTimeout},
+		{"idleTimeoutSec", d.IdleTimeoutSec, minIdleTimeout, maxIdleTimeout},
 	}
 	for _, f := range ints {
 		if f.v == nil || *f.v < f.min || *f.v > f.max {

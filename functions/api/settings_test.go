@@ -20,6 +20,7 @@ import (
 // host's cache refreshed only when told (CACHE_REFRESH=1h): what reaches its
 // rooms quickly came through POST /api/v1/cache/refresh.
 type storeFleet struct {
+	lb    string
 	store *mongo.Store
 	host  *host
 	api   *apis
@@ -32,7 +33,7 @@ func newStoreFleet(t *testing.T) *storeFleet {
 	lb := startLB(t)
 	picker := newPicker(t, lb)
 	h := startHost(t, lb, "MONGODB_URI="+cfg.URI, "MONGODB_DATABASE="+cfg.Database, "CACHE_REFRESH=1h", "STATS_EVERY=200ms")
-	return &storeFleet{store: st, host: h, api: newAPIs(t, st, picker)}
+	return &storeFleet{lb: lb, store: st, host: h, api: newAPIs(t, st, picker)}
 }
 
 // open creates room name and returns a viewer connected to it, past its welcome.
@@ -139,7 +140,17 @@ func TestBlockedWordsReachRooms(t *testing.T) {
 		t.Errorf("audit entry %+v", e)
 	}
 
-	call(t, "PUT", a.admin+"/admin/v1/blocked-words", adminAPIKey, `{"words":[]}`).want(t, http.StatusOK, "")
+	// A host that fails the refresh is listed; the others are told.
+	broken := newFakeHost(t, func(method, path string) (int, string) { return http.StatusServiceUnavailable, "store down" })
+	broken.register(t, f.lb, "h2-broken", broken.URL)
+	waitHostID(t, newPicker(t, f.lb), "h2-broken")
+	call(t, "PUT", a.admin+"/admin/v1/blocked-words", adminAPIKey, `{"words":[]}`).want(t, http.StatusOK, "").decode(t, &out)
+	if out.Hosts != 1 || len(out.Failed) != 1 || out.Failed[0].HostID != "h2-broken" || !strings.Contains(out.Failed[0].Error, "store down") {
+		t.Errorf("answer %+v, want h1 told and h2-broken failed", out)
+	}
+	if r := broken.requests(); len(r) != 1 || r[0].Method != "POST" || r[0].Path != "/api/v1/cache/refresh" || r[0].Key != fleetAdminKey {
+		t.Errorf("the broken host got %+v, want one POST /api/v1/cache/refresh with the fleet admin key", r)
+	}
 	testutil.Eventually(t, 2*time.Second, func() error {
 		if got, _ := say(t, rooms[0], "darn"); got != "darn" {
 			return fmt.Errorf("after clearing: %q", got)
@@ -246,6 +257,7 @@ func TestRoomDefaultsReachRooms(t *testing.T) {
 		{"zero history", `{"historySize":0,"maxMessageLen":10,"slowModeSeconds":0,"allowAnonymous":false,"idleTimeoutSec":600}`, "historySize"},
 		{"message too long", `{"historySize":50,"maxMessageLen":10001,"slowModeSeconds":0,"allowAnonymous":false,"idleTimeoutSec":600}`, "maxMessageLen"},
 		{"negative slow mode", `{"historySize":50,"maxMessageLen":10,"slowModeSeconds":-1,"allowAnonymous":false,"idleTimeoutSec":600}`, "slowModeSeconds"},
+		{"idle timeout under 10 s", `{"historySize":50,"maxMessageLen":10,"slowModeSeconds":0,"allowAnonymous":false,"idleTimeoutSec":9}`, "idleTimeoutSec"},
 		{"slow mode over an hour", `{"historySize":50,"maxMessageLen":10,"slowModeSeconds":3601,"allowAnonymous":false,"idleTimeoutSec":600}`, "slowModeSeconds"},
 		{"not a number", `{"historySize":"50","maxMessageLen":10,"slowModeSeconds":0,"allowAnonymous":false,"idleTimeoutSec":600}`, "historySize"},
 		{"unknown field", `{"historySize":50,"maxMessageLen":10,"slowModeSeconds":0,"allowAnonymous":false,"idleTimeoutSec":600,"x":1}`, "x"},
