@@ -243,7 +243,7 @@ func TestEvents(t *testing.T) {
 	var hostStarted bool
 	for _, e := range expect {
 		if e.Fixture != "no-host" && !hostStarted {
-			startHost(t, lb, lbKey, fleetKey, fleetAdminKey, tokenSecret)
+			startHost(t, lb, lbKey, fleetKey, fleetAdminKey, tokenSecret, "MONGODB_URI="+storeCfg.URI, "MONGODB_DATABASE="+storeCfg.Database)
 			hostStarted = true
 		}
 		ok := t.Run(strings.TrimSuffix(e.Event, ".json"), func(t *testing.T) {
@@ -289,6 +289,22 @@ func TestEvents(t *testing.T) {
 			if e.Event == "rooms-create-webhook-private.json" && (env.Error == nil || !strings.Contains(env.Error.Message, "webhookUrls") ||
 				!strings.Contains(env.Error.Message, "public addresses only")) {
 				t.Errorf("%s: body %s does not say webhookUrls go to public addresses only", e.Event, resp.Body)
+			}
+			switch e.Event {
+			case "admin-blocked-words-set.json", "admin-room-defaults-set.json":
+				// host-1 runs on the events' store: it reloads the change.
+				var out struct {
+					Hosts  int
+					Failed []any
+				}
+				if json.Unmarshal(env.Data, &out); out.Hosts != 1 || len(out.Failed) != 0 {
+					t.Errorf("%s: %s, want host-1 told and none failed", e.Event, env.Data)
+				}
+			case "admin-room-inspect.json":
+				var out struct{ Host *struct{ PID int } }
+				if json.Unmarshal(env.Data, &out); out.Host == nil || out.Host.PID == 0 {
+					t.Errorf("%s: %s, want what host-1 says of demo", e.Event, env.Data)
+				}
 			}
 			if e.Event == "rooms-create.json" {
 				var c struct {
@@ -336,15 +352,16 @@ func startLB(t *testing.T, key string) string {
 	return u
 }
 
-// startHost runs the real chatserver as host-1 (the host the events name)
-// and waits until the load balancer lists it as accepting.
-func startHost(t *testing.T, lb, lbKey, key, adminKey, tokenSecret string) {
+// startHost runs the real chatserver as host-1 (the host the events name),
+// on the events' store (storeEnv: MONGODB_URI and MONGODB_DATABASE), and
+// waits until the load balancer lists it as accepting.
+func startHost(t *testing.T, lb, lbKey, key, adminKey, tokenSecret string, storeEnv ...string) {
 	t.Helper()
-	testutil.NewChatserver(t, 10,
-		"HOST_ID=host-1", "PUBLIC_HOST=127.0.0.1", "IMDS=0", "KEY="+key, "ADMIN_KEY="+adminKey,
-		"TOKEN_SECRET="+tokenSecret, "LOADBALANCERS="+lb, "LOADBALANCER_KEY="+lbKey,
-		"HEARTBEAT_EVERY=500ms", "LOG_LEVEL=warn", "ORPHAN_GRACE=10s", "DRAIN_WINDOW=200ms", "MONGODB_URI=",
-	).Start()
+	testutil.NewChatserver(t, 10, append([]string{
+		"HOST_ID=host-1", "PUBLIC_HOST=127.0.0.1", "IMDS=0", "KEY=" + key, "ADMIN_KEY=" + adminKey,
+		"TOKEN_SECRET=" + tokenSecret, "LOADBALANCERS=" + lb, "LOADBALANCER_KEY=" + lbKey,
+		"HEARTBEAT_EVERY=500ms", "LOG_LEVEL=warn", "ORPHAN_GRACE=10s", "DRAIN_WINDOW=200ms",
+	}, storeEnv...)...).Start()
 	testutil.Eventually(t, 15*time.Second, func() error {
 		status, body, err := testutil.TryDo("GET", lb+"/api/v1/hosts", lbKey, "")
 		if err != nil || status != 200 || !strings.Contains(body, `"id":"host-1"`) || !strings.Contains(body, `"state":"accepting"`) {

@@ -139,7 +139,8 @@ func (a *adminAPI) hosts(w http.ResponseWriter, r *http.Request) {
 }
 
 // hostAction returns the handler of POST /admin/v1/hosts/{id}/<action>
-// (drain, resume, restart), which the host's admin port carries out.
+// (drain, resume, restart, shutdown), which the host's admin port carries
+// out; restart and shutdown answer 202, as the host does.
 func hostAction(action string) func(*adminAPI, http.ResponseWriter, *http.Request) {
 	return func(a *adminAPI, w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -152,33 +153,23 @@ func hostAction(action string) func(*adminAPI, http.ResponseWriter, *http.Reques
 			a.fail(w, r, err)
 			return
 		}
-		hosts, err := a.cfg.Picker.Hosts(ctx)
+		host, err := a.findHost(ctx, id)
 		if err != nil {
-			a.fail(w, r, timedOut(ctx, "the load balancers", err))
+			a.fail(w, r, err)
 			return
 		}
-		var host *chatfleet.Host
-		for i := range hosts {
-			if hosts[i].ID == id {
-				host = &hosts[i]
-			}
-		}
-		switch {
-		case host == nil:
-			a.fail(w, r, chatfleet.Errorf(chatfleet.ENOTFOUND, "host %q not found", id))
-			return
-		case host.State == chatfleet.HostDown:
+		if host.State == chatfleet.HostDown {
 			a.fail(w, r, chatfleet.Errorf(chatfleet.EUNAVAILABLE, "host %q is down", id))
 			return
 		}
 		var result map[string]any
-		if err := a.fleet.admin(ctx, *host, "/api/v1/"+action, nil, &result); err != nil {
+		if err := a.fleet.admin(ctx, host, "/api/v1/"+action, nil, &result); err != nil {
 			a.fail(w, r, timedOut(ctx, "the host", hostFailure(err)))
 			return
 		}
 		a.record(ctx, "host."+action, id, "")
 		status := http.StatusOK
-		if action == "restart" {
+		if action == "restart" || action == "shutdown" {
 			status = http.StatusAccepted
 		}
 		httpx.WriteData(w, status, map[string]any{"hostId": id, "action": action, "result": result})

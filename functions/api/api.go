@@ -136,12 +136,19 @@ var adminEndpoints = []endpoint[*adminAPI]{
 	{Route{http.MethodPost, "/admin/v1/hosts/{id}/drain"}, hostAction("drain")},
 	{Route{http.MethodPost, "/admin/v1/hosts/{id}/resume"}, hostAction("resume")},
 	{Route{http.MethodPost, "/admin/v1/hosts/{id}/restart"}, hostAction("restart")},
+	{Route{http.MethodPost, "/admin/v1/hosts/{id}/shutdown"}, hostAction("shutdown")},
+	{Route{http.MethodGet, "/admin/v1/hosts/{id}/stats"}, (*adminAPI).hostStats},
+	{Route{http.MethodGet, "/admin/v1/rooms/{name}"}, (*adminAPI).inspectRoom},
 	{Route{http.MethodDelete, "/admin/v1/rooms/{name}"}, (*adminAPI).closeRoom},
 	{Route{http.MethodGet, "/admin/v1/audit"}, (*adminAPI).audit},
 	{Route{http.MethodPost, "/admin/v1/bans"}, (*adminAPI).addBan},
 	{Route{http.MethodGet, "/admin/v1/bans"}, (*adminAPI).listBans},
 	{Route{http.MethodDelete, "/admin/v1/bans/{userId}"}, (*adminAPI).removeFleetBans},
 	{Route{http.MethodDelete, "/admin/v1/rooms/{name}/bans/{userId}"}, (*adminAPI).removeRoomBans},
+	{Route{http.MethodGet, "/admin/v1/blocked-words"}, (*adminAPI).blockedWords},
+	{Route{http.MethodPut, "/admin/v1/blocked-words"}, (*adminAPI).setBlockedWords},
+	{Route{http.MethodGet, "/admin/v1/room-defaults"}, (*adminAPI).roomDefaults},
+	{Route{http.MethodPut, "/admin/v1/room-defaults"}, (*adminAPI).setRoomDefaults},
 }
 
 // RoomRoutes are the routes NewRoomAPI serves; the SAM template must declare

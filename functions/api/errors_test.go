@@ -162,6 +162,12 @@ func TestStoreDown(t *testing.T) {
 		{"GET", "/admin/v1/bans", "", true},
 		{"DELETE", "/admin/v1/bans/u", "", true},
 		{"DELETE", "/admin/v1/rooms/up/bans/u", "", true},
+		{"GET", "/admin/v1/blocked-words", "", true},
+		{"PUT", "/admin/v1/blocked-words", `{"words":["darn"]}`, true},
+		{"GET", "/admin/v1/room-defaults", "", true},
+		{"PUT", "/admin/v1/room-defaults", `{"historySize":50,"maxMessageLen":10,"slowModeSeconds":0,"allowAnonymous":false,"idleTimeoutSec":600}`, true},
+		{"POST", "/admin/v1/hosts/h1/shutdown", "", true},
+		{"GET", "/admin/v1/rooms/up", "", true},
 	} {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
 			base, key := a.rooms, apiKey
@@ -331,7 +337,7 @@ func TestRoutes(t *testing.T) {
 			}
 		}
 	}
-	if n := len(api.RoomRoutes) + len(api.AdminRoutes); n != 16 {
-		t.Errorf("%d routes, want 16", n)
+	if n := len(api.RoomRoutes) + len(api.AdminRoutes); n != 23 {
+		t.Errorf("%d routes, want 23", n)
 	}
 }

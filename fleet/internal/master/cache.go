@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"slices"
 	"sync"
@@ -29,6 +30,8 @@ const (
 // room. The frame is encoded once per version and shared by every room.
 type cacheKeeper struct {
 	m *Master
+
+	loadMu sync.Mutex // one load at a time, so versions follow the order of loads
 
 	mu      sync.Mutex
 	c       *chatfleet.Cache // immutable snapshot; replaced on change
@@ -69,6 +72,34 @@ func (k *cacheKeeper) cutWords() int {
 // load reads blocked words and defaults once (and, from CacheFile, its bans
 // for bans.go); on failure the previous snapshot stays.
 func (k *cacheKeeper) load(ctx context.Context) error {
+	_, err := k.loadPushed(ctx)
+	return err
+}
+
+// refresh reloads the cache from the store (or CacheFile) at once and makes
+// sure every connected room has it, whether it changed or not; it returns the
+// rooms it reached. EUNAVAILABLE if the host has neither store nor CacheFile,
+// or the store does not answer.
+func (k *cacheKeeper) refresh(ctx context.Context) (int, error) {
+	cfg := &k.m.cfg
+	if cfg.Store == nil && cfg.CacheFile == "" {
+		return 0, chatfleet.Errorf(chatfleet.EUNAVAILABLE, "this host has no store (MONGODB_URI) nor CACHE_FILE to reload")
+	}
+	n, err := k.loadPushed(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", chatfleet.Errorf(chatfleet.EUNAVAILABLE, "the host could not reload its cache"), err)
+	}
+	if n < 0 { // unchanged: push it again, for a room that missed it
+		n = k.push(k.currentFrame())
+	}
+	return n, nil
+}
+
+// loadPushed is load, returning the rooms a changed cache was pushed to, or
+// -1 if nothing changed.
+func (k *cacheKeeper) loadPushed(ctx context.Context) (int, error) {
+	k.loadMu.Lock()
+	defer k.loadMu.Unlock()
 	cfg := &k.m.cfg
 	c := &chatfleet.Cache{Defaults: chatfleet.DefaultRoomSettings}
 	switch {
@@ -82,27 +113,27 @@ func (k *cacheKeeper) load(ctx context.Context) error {
 		if err != nil {
 			k.m.metrics.storeErrors.Inc()
 			k.m.log.Warn("load cache from store", "err", err)
-			return err
+			return -1, err
 		}
 	case cfg.CacheFile != "":
 		fi, err := os.Stat(cfg.CacheFile)
 		if err != nil {
 			k.m.log.Error("cache file", "err", err)
-			return err
+			return -1, err
 		}
 		k.mu.Lock()
 		same := fi.ModTime().Equal(k.fileMod)
 		k.mu.Unlock()
 		if same {
-			return nil
+			return -1, nil
 		}
 		b, err := os.ReadFile(cfg.CacheFile)
 		if err != nil {
-			return err
+			return -1, err
 		}
 		if err := json.Unmarshal(b, c); err != nil {
 			k.m.log.Error("cache file is not a JSON cache", "file", cfg.CacheFile, "err", err)
-			return err
+			return -1, err
 		}
 		k.mu.Lock()
 		k.fileMod = fi.ModTime()
@@ -110,10 +141,9 @@ func (k *cacheKeeper) load(ctx context.Context) error {
 		k.m.bans.setFile(c.Bans)
 		c.Bans = nil
 	default:
-		return nil
+		return -1, nil
 	}
-	k.set(c)
-	return nil
+	return k.set(c), nil
 }
 
 // boundWords returns words without those longer than maxBlockedWordLen and
@@ -128,15 +158,16 @@ func boundWords(words []string) ([]string, int) {
 	return out, len(words) - len(out)
 }
 
-// set installs c (its bans are ignored) and pushes it if it changed.
-func (k *cacheKeeper) set(c *chatfleet.Cache) {
+// set installs c (its bans are ignored) and pushes it if it changed; it
+// returns the rooms it pushed to, -1 if nothing changed.
+func (k *cacheKeeper) set(c *chatfleet.Cache) int {
 	words, cut := boundWords(c.BlockedWords)
 	c = &chatfleet.Cache{BlockedWords: words, Defaults: c.Defaults}
 	k.mu.Lock()
 	old := k.c
 	if slices.Equal(old.BlockedWords, c.BlockedWords) && old.Defaults == c.Defaults {
 		k.mu.Unlock()
-		return
+		return -1
 	}
 	c.Version = old.Version + 1
 	k.mu.Unlock()
@@ -145,13 +176,13 @@ func (k *cacheKeeper) set(c *chatfleet.Cache) {
 			"words", len(words)+cut, "left_out", cut)
 	}
 	if !k.install(c) {
-		return
+		return -1
 	}
 	k.mu.Lock()
 	k.cut = cut
 	frame := k.frame
 	k.mu.Unlock()
-	k.push(frame)
+	return k.push(frame)
 }
 
 // install encodes c and makes it current; it reports whether it could.
@@ -168,14 +199,19 @@ func (k *cacheKeeper) install(c *chatfleet.Cache) bool {
 	return true
 }
 
-// push sends the cache frame to every connected room.
-func (k *cacheKeeper) push(frame []byte) {
+// push sends the cache frame to every connected room and returns how many
+// it reached.
+func (k *cacheKeeper) push(frame []byte) int {
 	k.m.mu.Lock()
 	rooms := k.m.roomList()
 	k.m.mu.Unlock()
+	n := 0
 	for _, r := range rooms {
-		r.sendFrame(ipc.TypeCache, frame)
+		if r.sendFrame(ipc.TypeCache, frame) == nil {
+			n++
+		}
 	}
+	return n
 }
 
 // run refreshes the cache and the fleet's and rooms' bans every CacheEvery,

@@ -52,6 +52,7 @@ func (m *Master) adminHandler() http.Handler {
 	mux.Handle("DELETE /api/v1/rooms/{name}", key(http.HandlerFunc(m.handleClose)))
 	mux.Handle("POST /api/v1/messages", key(http.HandlerFunc(m.handleGlobal)))
 	mux.Handle("POST /api/v1/bans", key(http.HandlerFunc(m.handleBans)))
+	mux.Handle("POST /api/v1/cache/refresh", key(http.HandlerFunc(m.handleCacheRefresh)))
 	mux.Handle("POST /api/v1/drain", key(http.HandlerFunc(m.handleDrain(true))))
 	mux.Handle("POST /api/v1/resume", key(http.HandlerFunc(m.handleDrain(false))))
 	mux.Handle("POST /api/v1/restart", key(http.HandlerFunc(m.handleRestart)))
@@ -173,6 +174,18 @@ func (m *Master) handleBans(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n, err := m.ApplyBans(req)
+	if err != nil {
+		httpx.WriteError(w, m.log, err)
+		return
+	}
+	httpx.WriteData(w, http.StatusOK, map[string]int{"rooms": n})
+}
+
+// handleCacheRefresh reloads the cache (blocked words, room defaults) from
+// the store at once, after the control API changed them, and pushes it to
+// this host's rooms.
+func (m *Master) handleCacheRefresh(w http.ResponseWriter, r *http.Request) {
+	n, err := m.cache.refresh(r.Context())
 	if err != nil {
 		httpx.WriteError(w, m.log, err)
 		return

@@ -12,6 +12,7 @@ package roomproc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -224,14 +225,15 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, 
 		log.Error("no cache from the master; starting with defaults")
 		cache = &chatfleet.Cache{Defaults: chatfleet.DefaultRoomSettings}
 	}
-	settings := cache.Defaults
-	if settings.HistorySize == 0 {
-		settings = chatfleet.DefaultRoomSettings
+	// Message length and idle timeout are left zero so that they follow the
+	// fleet's defaults in every cache the master pushes; history size (which
+	// the resumed history needs at start), slow mode and anonymity are the
+	// assignment's or the defaults' at start.
+	settings := chatfleet.RoomSettings{
+		HistorySize:     cmp.Or(opts.HistorySize, cache.Defaults.HistorySize),
+		SlowModeSeconds: cache.Defaults.SlowModeSeconds,
+		AllowAnonymous:  cache.Defaults.AllowAnonymous || opts.AllowAnonymous,
 	}
-	if opts.HistorySize > 0 {
-		settings.HistorySize = opts.HistorySize
-	}
-	settings.AllowAnonymous = settings.AllowAnonymous || opts.AllowAnonymous
 	var origins []string
 	for _, o := range strings.Split(os.Getenv("ALLOWED_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o != "" {
