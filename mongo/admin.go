@@ -74,9 +74,9 @@ func (s *Store) AddBan(ctx context.Context, b *chatfleet.Ban) error {
 	return err
 }
 
-// AddBans stores bans (a host's queue of room bans, say): ids already
-// stored are skipped, so a retried batch never duplicates. One write per
-// room, and one for the fleet's.
+// AddBans stores bans (a host's queue of room bans, say) in one write per
+// room and one for the fleet's, without reading first: a ban stored already
+// (a retried batch) is not stored again.
 func (s *Store) AddBans(ctx context.Context, bans []chatfleet.Ban) error {
 	byRoom := map[string][]chatfleet.Ban{}
 	var order []string
@@ -94,7 +94,7 @@ func (s *Store) AddBans(ctx context.Context, bans []chatfleet.Ban) error {
 	defer cancel()
 	for _, room := range order {
 		if room != "" {
-			if _, err := s.addRoomBans(ctx, room, byRoom[room]); err != nil {
+			if err := s.appendRoomBans(ctx, room, byRoom[room]); err != nil {
 				return err
 			}
 			continue
@@ -141,7 +141,8 @@ func (s *Store) migrateRoomBans(ctx context.Context) error {
 	return fail("move room bans", err)
 }
 
-// roomBans returns the stored bans of room (none if it has no document).
+// roomBans returns the stored bans of room (none if it has no document),
+// one per id.
 func (s *Store) roomBans(ctx context.Context, room string) ([]chatfleet.Ban, error) {
 	var doc roomBansDoc
 	err := s.roomBansColl.FindOne(ctx, bson.D{{Key: "_id", Value: room}}).Decode(&doc)
@@ -151,7 +152,26 @@ func (s *Store) roomBans(ctx context.Context, room string) ([]chatfleet.Ban, err
 	if err != nil {
 		return nil, fail("get room bans", err)
 	}
-	return doc.Bans, nil
+	seen := make(map[string]bool, len(doc.Bans))
+	return slices.DeleteFunc(doc.Bans, func(b chatfleet.Ban) bool {
+		dup := seen[b.ID]
+		seen[b.ID] = true
+		return dup
+	}), nil
+}
+
+// appendRoomBans adds bans to room's document in one write: $addToSet, so
+// a ban sent again exactly as stored (a retry) is not added twice; reads
+// keep one ban per id besides.
+func (s *Store) appendRoomBans(ctx context.Context, room string, bans []chatfleet.Ban) error {
+	add := make(bson.A, len(bans))
+	for i, b := range bans {
+		add[i] = b
+	}
+	_, err := s.roomBansColl.UpdateOne(ctx, bson.D{{Key: "_id", Value: room}},
+		bson.D{{Key: "$addToSet", Value: bson.D{{Key: "bans", Value: bson.D{{Key: "$each", Value: add}}}}}},
+		options.UpdateOne().SetUpsert(true))
+	return fail("add room bans", err)
 }
 
 // addRoomBans appends those of bans whose ids room's document lacks, and

@@ -103,8 +103,8 @@ func TestRoomBanFloodKeepsRoomsStarting(t *testing.T) {
 	h := startHost(t, append(env, "CACHE_REFRESH=1h")...)
 	port := h.create("flood")
 	h.create("bystander")
-	h.waitMetric("chatserver_room_bans", 2060, 30*time.Second)
-	h.waitMetric("chatserver_ban_lists_sent_total", 2, 30*time.Second)
+	h.waitMetric("chatserver_room_bans", 2060, 60*time.Second)
+	h.waitMetric("chatserver_ban_lists_sent_total", 2, 60*time.Second)
 
 	frames, bytes := h.series("chatserver_ban_frames_sent_total"), h.series("chatserver_ban_bytes_sent_total")
 	mod := join(t, port, "flood", "mod", chatfleet.RoleModerator)
@@ -114,7 +114,9 @@ func TestRoomBanFloodKeepsRoomsStarting(t *testing.T) {
 		mod.Send(protocol.ClientMsg{Type: protocol.TypeBan, UserID: b.UserID, Reason: b.Reason})
 	}
 	h.waitMetric("chatserver_room_bans", 2060+live, 10*time.Second)
-	h.waitMetric("chatserver_bans_unstored", 0, 20*time.Second)
+	// Bounds, not timings: the embedded store runs in this (race) test binary
+	// and rewrites the room's whole document (2,100 bans) for each write.
+	h.waitMetric("chatserver_bans_unstored", 0, 60*time.Second)
 	if n, err := st.CountBans(context.Background(), "flood", time.Now()); err != nil || n != 2060+live {
 		t.Fatalf("stored bans of the room: %d %v, want %d", n, err, 2060+live)
 	}
@@ -135,7 +137,7 @@ func TestRoomBanFloodKeepsRoomsStarting(t *testing.T) {
 	frames = h.series("chatserver_ban_frames_sent_total")
 	h.create("after-flood")
 	syscall.Kill(pid, syscall.SIGKILL)
-	h.waitMetric("chatserver_ban_lists_sent_total", 4, 30*time.Second)
+	h.waitMetric("chatserver_ban_lists_sent_total", 4, 60*time.Second)
 	// after-flood: Reset, Done; flood: Reset, 3 to 8 frames of Add, Done.
 	if got := h.series("chatserver_ban_frames_sent_total") - frames; got < 7 || got > 12 {
 		t.Fatalf("the restarted room's list of %d bans and the new room's empty one took %v frames, want 7 to 12", 2060+live, got)
