@@ -507,9 +507,13 @@ func TestConsole(t *testing.T) {
 	noticeOK("host-1: drain answered 200, state draining")
 	op.wait("host-1 is draining", `document.querySelector('#hosts tr[data-host="host-1"]').dataset.state === 'draining'`, 10*time.Second)
 	op.shot("c04-host-drained")
-	op.do("resume host-1", 10*time.Second, chromedp.Click(button("host", "host-1", "resume")))
+	// By keyboard: focus Resume and press Enter; the focus stays in host-1's row after the list is re-read.
+	op.do("resume host-1 by keyboard", 10*time.Second, chromedp.Focus(button("host", "host-1", "resume")), chromedp.KeyEvent("\r"))
 	noticeOK("host-1: resume answered 200, state accepting")
 	op.wait("host-1 is accepting", `document.querySelector('#hosts tr[data-host="host-1"]').dataset.state === 'accepting'`, 10*time.Second)
+	if got := eval[string](op, `(document.activeElement.closest('tr')?.dataset.host || '') + ' ' + (document.activeElement.dataset.action || '')`); !strings.HasPrefix(got, "host-1 ") {
+		t.Errorf("after the host list was re-read the focus is on %q, want a button of host-1's row", got)
+	}
 	op.shot("c05-host-resumed")
 	op.do("show host-1's stats", 10*time.Second, chromedp.Click(button("host", "host-1", "stats")))
 	settle()
@@ -631,17 +635,36 @@ func TestConsole(t *testing.T) {
 	settle()
 	op.wait("host-1 still accepting", `document.querySelector('#hosts tr[data-host="host-1"]')?.dataset.state === 'accepting'`, 10*time.Second)
 
-	// 12. Forget the key: the console hides and the tab holds no key.
+	// 12. The audit log lists the actions with their actor, newest first.
+	op.do("show the audit log", 10*time.Second, chromedp.Click(chromedp.CSS(`#audit-form button[type="submit"]`)))
+	settle()
+	for _, action := range []string{"host.drain", "host.resume", "host.restart", "global.message", "ban.add", "ban.remove", "roomban.remove", "blockedwords.set", "defaults.set", "room.close"} {
+		op.wait("the audit log lists "+action, fmt.Sprintf(`(() => { const tr = document.querySelector('#audit tr[data-action=%s]'); return tr && tr.children[1].textContent === 'admin'; })()`, js(action)), 10*time.Second)
+	}
+	if first := eval[string](op, `document.querySelector('#audit tr').dataset.action`); first != "host.restart" {
+		t.Errorf("the audit log starts with %q, want the latest action, host.restart", first)
+	}
+	op.do("filter the audit log by host-1", 10*time.Second,
+		chromedp.SendKeys(chromedp.ID("audit-target"), "host-1"),
+		chromedp.Click(chromedp.CSS(`#audit-form button[type="submit"]`)))
+	settle()
+	op.waitText("#audit-count", "for host-1", 10*time.Second)
+	if others := eval[int](op, `[...document.querySelectorAll('#audit tr')].filter(tr => tr.children[3].textContent !== 'host-1').length`); others != 0 {
+		t.Errorf("the audit log filtered by host-1 shows %d entries of other targets", others)
+	}
+	op.shot("c19-audit-log")
+
+	// 13. Forget the key: the console hides and the tab holds no key.
 	op.do("forget the key", 10*time.Second, chromedp.Click(chromedp.ID("key-forget")))
 	op.wait("the key is forgotten", `sessionStorage.getItem('chatfleet.adminKey') === null && document.querySelector('#console').hidden`, 10*time.Second)
-	op.shot("c19-key-forgotten")
+	op.shot("c20-key-forgotten")
 
-	// 13. Last, as the stack stops with it: shut host-1 down for real (202).
+	// 14. Last, as the stack stops with it: shut host-1 down for real (202).
 	op.do("enter the admin key again", 10*time.Second, chromedp.SendKeys(chromedp.ID("admin-key"), testAdminAPIKey+"\r"))
 	noticeOK("Connected to the admin API")
 	op.do("shut down host-1", 10*time.Second, chromedp.Click(button("host", "host-1", "shutdown")))
 	op.wait("the confirmation", `document.querySelector('#confirm').open`, 10*time.Second)
 	op.do("confirm the shutdown", 10*time.Second, chromedp.Click(chromedp.ID("confirm-ok")))
 	op.waitText("#notice", "host-1: shutdown answered 202", 10*time.Second)
-	op.shot("c20-host-shutdown")
+	op.shot("c21-host-shutdown")
 }

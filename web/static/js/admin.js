@@ -84,6 +84,20 @@ function kv(dl, obj) {
   dl.replaceChildren(...items);
 }
 
+// replaceRows replaces a table body's rows and keeps the keyboard focus on
+// the same button (row key and data-action) when it was in the table.
+function replaceRows(tbody, key, rows) {
+  const a = document.activeElement;
+  const tr = a && tbody.contains(a) ? a.closest('tr') : null;
+  const was = tr ? [tr.dataset[key], a.dataset.action] : null;
+  tbody.replaceChildren(...rows);
+  if (!was) return;
+  const again = rows.find((r) => r.dataset[key] === was[0]);
+  const b = again && again.querySelector(`button[data-action="${was[1]}"]`);
+  if (b && !b.disabled) b.focus();
+  else if (again) again.querySelector('button:not([disabled])')?.focus();
+}
+
 function cpu(v) {
   return Number.isFinite(v) ? (v * 100).toFixed(1) + ' %' : '—';
 }
@@ -135,7 +149,7 @@ function hostRow(host) {
 async function loadHosts(quiet = false) {
   const { data } = await admin('GET', '/hosts', undefined, quiet);
   const hosts = (data && data.hosts) || [];
-  $('#hosts').replaceChildren(...hosts.map(hostRow));
+  replaceRows($('#hosts'), 'host', hosts.map(hostRow));
   $('#hosts-empty').hidden = hosts.length > 0;
   $('#hosts-table').hidden = hosts.length === 0;
 }
@@ -195,7 +209,7 @@ async function loadRooms() {
   try {
     const { rooms } = await listRooms({ sort: 'newest', limit: 100 });
     const open = rooms.filter((r) => r && r.name && !['closed', 'failed'].includes(r.status));
-    $('#rooms').replaceChildren(...open.map(roomRow));
+    replaceRows($('#rooms'), 'room', open.map(roomRow));
     $('#rooms-table').hidden = open.length === 0;
     $('#rooms-note').textContent = open.length ? `${open.length} open ${open.length === 1 ? 'room' : 'rooms'} (newest first, at most 100).` : 'No open room.';
   } catch (e) {
@@ -257,7 +271,7 @@ async function loadBans(more) {
   const bans = (data && data.bans) || [];
   const rows = bans.map((b) => banRow(b, room));
   if (more) $('#bans').append(...rows);
-  else $('#bans').replaceChildren(...rows);
+  else replaceRows($('#bans'), 'user', rows);
   bansCursor = (data && data.nextCursor) || '';
   $('#bans-more').hidden = !bansCursor;
   const n = $('#bans').children.length;
@@ -316,6 +330,36 @@ async function saveDefaults() {
   const { status, data } = await admin('PUT', '/room-defaults', body);
   ok(`Room defaults replaced (${status}): told ${data.hosts} hosts.${failures(data)}`);
   await loadDefaults();
+}
+
+// The audit log, newest first, 50 at a time.
+
+const AUDIT_PAGE = 50;
+let auditBefore = '';
+
+function auditRow(e) {
+  return h('tr', { dataset: { action: e.action || '' } },
+    h('td', {}, when(e.at)),
+    h('td', {}, e.actor || ''),
+    h('td', {}, e.action || ''),
+    h('td', {}, e.target || ''),
+    h('td', { class: 'detail-cell' }, e.detail === undefined ? '' : fmt(e.detail)));
+}
+
+async function loadAudit(more) {
+  const q = new URLSearchParams({ limit: String(AUDIT_PAGE) });
+  const target = $('#audit-target').value.trim();
+  if (target) q.set('target', target);
+  if (more && auditBefore) q.set('before', auditBefore);
+  const { data } = await admin('GET', '/audit?' + q);
+  const rows = ((data && data.entries) || []).map(auditRow);
+  if (more) $('#audit').append(...rows);
+  else $('#audit').replaceChildren(...rows);
+  auditBefore = (data && data.nextBefore) || '';
+  $('#audit-more').hidden = !auditBefore;
+  const n = $('#audit').children.length;
+  $('#audit-table').hidden = n === 0;
+  $('#audit-count').textContent = `${n} ${n === 1 ? 'entry' : 'entries'}${target ? ' for ' + target : ''}${auditBefore ? ' so far' : ''}.`;
 }
 
 // The key form and start.
@@ -385,6 +429,8 @@ function start() {
   wire('#words-load', 'click', loadWords);
   wire('#defaults-form', 'submit', saveDefaults);
   wire('#defaults-load', 'click', loadDefaults);
+  wire('#audit-form', 'submit', () => loadAudit(false));
+  wire('#audit-more', 'click', () => loadAudit(true));
   setPending(0);
   showKeyState();
   if (adminKey()) run(loadAll);
