@@ -491,6 +491,7 @@ func TestConsole(t *testing.T) {
 	// 2. A wrong key is refused with the API's message; the right one lists the two hosts.
 	op.do("enter a wrong key", 10*time.Second, chromedp.SendKeys(chromedp.ID("admin-key"), "WRONG_KEY\r"))
 	op.wait("the refusal is shown", `document.querySelector('#notice').classList.contains('error') && document.querySelector('#notice').textContent.includes('the admin key was refused')`, 10*time.Second)
+	op.wait("the refused key is not kept", `sessionStorage.getItem('chatfleet.adminKey') === null && document.querySelector('#console').hidden`, 5*time.Second)
 	op.shot("c02-wrong-key")
 	op.do("enter the admin key", 10*time.Second,
 		chromedp.SendKeys(chromedp.ID("admin-key"), testAdminAPIKey),

@@ -400,7 +400,16 @@ function start() {
     }
     sessionStorage.setItem(KEY_STORAGE, k);
     showKeyState();
-    await loadAll();
+    try {
+      await loadAll();
+    } catch (e) {
+      if (e.status === 401 || e.status === 403) {
+        // A refused key is not kept: the notice says why.
+        sessionStorage.removeItem(KEY_STORAGE);
+        showKeyState();
+      }
+      throw e;
+    }
   });
   $('#key-forget').addEventListener('click', () => {
     sessionStorage.removeItem(KEY_STORAGE);
