@@ -12,9 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"net/http"
+
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/chatfleet/chatfleet/internal/testutil"
+	"github.com/chatfleet/chatfleet/protocol"
 )
 
 // chromiumFlags are the flags the browser test runs Chromium with.
@@ -422,4 +427,255 @@ func TestBrowser(t *testing.T) {
 	producer.shot("15-producer-closed")
 	sse.shot("16-sse-viewer-closed")
 	t.Logf("browser scenario took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestConsole drives the operator console (/admin.html) in headless
+// Chromium against the local stack and uses every admin route through it:
+// hosts (list, drain, resume, stats, restart, shutdown behind a
+// confirmation), a room (listed, inspected, its own ban lifted, closed),
+// a global message a viewer receives, a fleet ban added, listed and
+// removed, blocked words and room defaults replaced and read back, an
+// API error shown, and the key kept in sessionStorage only. Each step
+// leaves a screenshot.
+func TestConsole(t *testing.T) {
+	chromium := findChromium(t)
+	dir := artifacts(t)
+	s := startStack(t)
+
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
+		append(chromiumFlags, chromedp.ExecPath(chromium), chromedp.UserDataDir(t.TempDir()))...)
+	t.Cleanup(cancel)
+	browser, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(browser, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start %s: %v", chromium, err)
+	}
+
+	// A room made through the room API, its producer and a viewer, and a
+	// ban of the room's own (by the producer) for the console to lift.
+	const room = "console-room"
+	var created struct{ Token, WSURL string }
+	decodeData(t, "POST", s.URL("/api/v1/rooms/"+room), testAPIKey, `{}`, http.StatusCreated, &created)
+	prod := testutil.DialRoom(t, strings.TrimSuffix(created.WSURL, "/ws"), created.Token, -1)
+	prod.Next(protocol.TypeWelcome, 5*time.Second)
+	prod.Send(protocol.ClientMsg{Type: protocol.TypeBan, UserID: "room-pest", Reason: "spam here"})
+	prod.Next(protocol.TypeBanned, 5*time.Second)
+	v := joinRoom(t, s, room, "", "console-viewer")
+
+	op := newTab(t, browser, "operator", dir, false)
+	row := func(kind, id string) string { return fmt.Sprintf(`#%s tr[data-%s=%s]`, kind+"s", kind, js(id)) }
+	button := func(kind, id, action string) chromedp.CSS {
+		return chromedp.CSS(fmt.Sprintf(`%s button[data-action=%q]`, row(kind, id), action))
+	}
+	// settle waits until the console's actions are done (it re-renders
+	// its tables after each).
+	settle := func() {
+		t.Helper()
+		op.wait("the console is idle", `document.body.dataset.pending === '0'`, 10*time.Second)
+	}
+	noticeOK := func(text string) {
+		t.Helper()
+		op.wait(fmt.Sprintf("the notice says %q", text), fmt.Sprintf(
+			`(() => { const n = document.querySelector('#notice'); return !n.hidden && n.classList.contains('ok') && n.textContent.includes(%s); })()`, js(text)), 10*time.Second)
+		settle()
+	}
+
+	// 1. The lobby links the console discreetly; the console asks for the key.
+	op.do("open the lobby", 20*time.Second, chromedp.Navigate(s.URL("/")))
+	// (The lobby's listing moves the footer when it arrives.)
+	op.wait("the lobby lists the room", `!!document.querySelector('#rooms tr[data-room="console-room"]')`, 15*time.Second)
+	op.do("follow the console link", 10*time.Second, chromedp.Click(chromedp.CSS(`footer a[href="/admin.html"]`)))
+	op.wait("the console asks for the key", `location.pathname === '/admin.html' && document.querySelector('#console').hidden && !!document.querySelector('#admin-key')`, 10*time.Second)
+	op.shot("c01-key-form")
+
+	// 2. A wrong key is refused with the API's message; the right one lists the two hosts.
+	op.do("enter a wrong key", 10*time.Second, chromedp.SendKeys(chromedp.ID("admin-key"), "WRONG_KEY\r"))
+	op.wait("the refusal is shown", `document.querySelector('#notice').classList.contains('error') && document.querySelector('#notice').textContent.includes('the admin key was refused')`, 10*time.Second)
+	op.wait("the refused key is not kept", `sessionStorage.getItem('chatfleet.adminKey') === null && document.querySelector('#console').hidden`, 5*time.Second)
+	op.shot("c02-wrong-key")
+	op.do("enter the admin key", 10*time.Second,
+		chromedp.SendKeys(chromedp.ID("admin-key"), testAdminAPIKey),
+		chromedp.Click(chromedp.ID("key-use")))
+	noticeOK("Connected to the admin API")
+	op.wait("two hosts listed", `document.querySelectorAll('#hosts tr').length === 2`, 10*time.Second)
+	if got := eval[string](op, `sessionStorage.getItem('chatfleet.adminKey') + ' ' + (localStorage.getItem('chatfleet.adminKey') === null) + ' ' + location.href.includes('DEV_ADMIN')`); got != testAdminAPIKey+" true false" {
+		t.Errorf("the key is kept as %q, want it in sessionStorage only, not in localStorage or the address", got)
+	}
+	op.shot("c03-hosts")
+
+	// 3. Drain, then resume host-1; its stats on demand.
+	op.do("drain host-1", 10*time.Second, chromedp.Click(button("host", "host-1", "drain")))
+	noticeOK("host-1: drain answered 200, state draining")
+	op.wait("host-1 is draining", `document.querySelector('#hosts tr[data-host="host-1"]').dataset.state === 'draining'`, 10*time.Second)
+	op.shot("c04-host-drained")
+	// By keyboard: focus Resume and press Enter; the focus stays in host-1's row after the list is re-read.
+	op.do("resume host-1 by keyboard", 10*time.Second, chromedp.Focus(button("host", "host-1", "resume")), chromedp.KeyEvent("\r"))
+	noticeOK("host-1: resume answered 200, state accepting")
+	op.wait("host-1 is accepting", `document.querySelector('#hosts tr[data-host="host-1"]').dataset.state === 'accepting'`, 10*time.Second)
+	if got := eval[string](op, `(document.activeElement.closest('tr')?.dataset.host || '') + ' ' + (document.activeElement.dataset.action || '')`); !strings.HasPrefix(got, "host-1 ") {
+		t.Errorf("after the host list was re-read the focus is on %q, want a button of host-1's row", got)
+	}
+	op.shot("c05-host-resumed")
+	op.do("show host-1's stats", 10*time.Second, chromedp.Click(button("host", "host-1", "stats")))
+	settle()
+	op.waitText("#host-stats-title", "Stats of host-1", 10*time.Second)
+	op.waitText("#host-stats-list", "uptimeSec", 5*time.Second)
+	op.shot("c06-host-stats")
+
+	// 4. The room is listed with its viewer, and inspected.
+	op.do("refresh the rooms", 10*time.Second, chromedp.Click(chromedp.ID("rooms-refresh")))
+	settle()
+	op.wait("the room is listed", `!!document.querySelector(`+js(row("room", room))+`)`, 10*time.Second)
+	op.do("inspect the room", 10*time.Second, chromedp.Click(button("room", room, "inspect")))
+	settle()
+	op.waitText("#room-detail-title", "Room "+room, 10*time.Second)
+	op.waitText("#room-detail-host", "pid", 5*time.Second)
+	// The host's figures are sampled: inspect again until they count the producer and the viewer.
+	conns := `[...document.querySelectorAll('#room-detail-host dt')].some(dt => dt.textContent === 'conns' && Number(dt.nextElementSibling.textContent) >= 2)`
+	for deadline := time.Now().Add(slack * 10 * time.Second); !eval[bool](op, conns); {
+		if time.Now().After(deadline) {
+			op.shot("FAILED-operator")
+			t.Fatal("the room's inspection never counted its 2 connections")
+		}
+		time.Sleep(200 * time.Millisecond)
+		op.do("inspect the room again", 10*time.Second, chromedp.Click(chromedp.CSS(`#inspect-form button[type="submit"]`)))
+		settle()
+	}
+	op.shot("c07-room-inspected")
+
+	// 5. A global message reaches the viewer.
+	const msg = "maintenance at <b>noon</b>"
+	got := watch([]*viewer{v}, globalMessage(msg))
+	op.do("send a global message", 10*time.Second,
+		chromedp.SendKeys(chromedp.ID("message-text"), msg),
+		chromedp.Click(chromedp.CSS(`#message-form button[type="submit"]`)))
+	noticeOK("Message sent (200) to")
+	if _, err := got(); err != nil {
+		t.Fatalf("the viewer did not get the global message: %v", err)
+	}
+	op.shot("c08-global-message")
+
+	// 6. A fleet ban added, listed and removed.
+	op.do("add a fleet ban", 10*time.Second,
+		chromedp.SendKeys(chromedp.ID("ban-user"), "pest-1"),
+		chromedp.SendKeys(chromedp.ID("ban-reason"), "<script>alert(1)</script>"),
+		chromedp.SetValue(chromedp.ID("ban-minutes"), "30"),
+		chromedp.Click(chromedp.CSS(`#ban-form button[type="submit"]`)))
+	noticeOK("Fleet ban of pest-1 added (201)")
+	op.wait("the fleet ban is listed", `!!document.querySelector('#bans tr[data-user="pest-1"]')`, 10*time.Second)
+	if n := eval[int](op, `document.querySelectorAll('#bans script').length`); n != 0 {
+		t.Errorf("the ban's reason became markup: %d script elements", n)
+	}
+	op.waitText("#bans", "<script>alert(1)</script>", 5*time.Second)
+	op.shot("c09-fleet-ban")
+	op.do("remove the fleet ban", 10*time.Second, chromedp.Click(chromedp.CSS(`#bans tr[data-user="pest-1"] button[data-action="unban"]`)))
+	noticeOK("1 ban of pest-1 removed (200)")
+	op.wait("the fleet ban is gone", `!document.querySelector('#bans tr[data-user="pest-1"]')`, 10*time.Second)
+	op.shot("c10-fleet-ban-removed")
+
+	// 7. The room's own ban, listed from the room's row and removed.
+	op.do("list the room's bans", 10*time.Second, chromedp.Click(button("room", room, "bans")))
+	settle()
+	op.wait("the room's ban is listed", `!!document.querySelector('#bans tr[data-user="room-pest"]')`, 10*time.Second)
+	op.waitText("#bans-count", "in room "+room, 5*time.Second)
+	op.do("remove the room's ban", 10*time.Second, chromedp.Click(chromedp.CSS(`#bans tr[data-user="room-pest"] button[data-action="unban"]`)))
+	noticeOK("1 ban of room-pest removed from " + room + " (200)")
+	op.shot("c11-room-ban-removed")
+
+	// 8. Blocked words: a refusal shows the API's message; then replaced and read back.
+	op.do("save an invalid word", 10*time.Second,
+		chromedp.SetValue(chromedp.ID("words-text"), "fine\nnot-ok"),
+		chromedp.Click(chromedp.CSS(`#words-form button[type="submit"]`)))
+	op.wait("the API's refusal is shown", `document.querySelector('#notice').classList.contains('error') && document.querySelector('#notice').textContent.includes('letters and digits only')`, 10*time.Second)
+	op.shot("c12-words-refused")
+	op.do("replace the blocked words", 10*time.Second,
+		chromedp.SetValue(chromedp.ID("words-text"), "darn\nheck"),
+		chromedp.Click(chromedp.CSS(`#words-form button[type="submit"]`)))
+	noticeOK("Blocked words replaced (200): 2 words, told 2 hosts")
+	var words struct{ Words []string }
+	decodeData(t, "GET", s.URL("/admin/v1/blocked-words"), testAdminAPIKey, "", http.StatusOK, &words)
+	if strings.Join(words.Words, ",") != "darn,heck" {
+		t.Errorf("the store holds blocked words %q, want darn, heck", words.Words)
+	}
+	op.wait("the words shown are the stored ones", `document.querySelector('#words-text').value === 'darn\nheck'`, 10*time.Second)
+	op.shot("c13-blocked-words")
+
+	// 9. Room defaults replaced and read back.
+	op.do("replace the room defaults", 10*time.Second,
+		chromedp.SetValue(chromedp.ID("def-maxMessageLen"), "321"),
+		chromedp.SetValue(chromedp.ID("def-idleTimeoutSec"), "600"),
+		chromedp.Click(chromedp.CSS(`#defaults-form button[type="submit"]`)))
+	noticeOK("Room defaults replaced (200): told 2 hosts")
+	var defs struct{ MaxMessageLen, IdleTimeoutSec, HistorySize int }
+	decodeData(t, "GET", s.URL("/admin/v1/room-defaults"), testAdminAPIKey, "", http.StatusOK, &defs)
+	if defs.MaxMessageLen != 321 || defs.IdleTimeoutSec != 600 || defs.HistorySize != 100 {
+		t.Errorf("the store holds defaults %+v, want maxMessageLen 321, idleTimeoutSec 600, historySize 100", defs)
+	}
+	// Read back: a reload of the page (the tab keeps its key) shows what the API holds.
+	op.do("reload the console", 20*time.Second, chromedp.Reload())
+	noticeOK("Connected to the admin API")
+	op.wait("the words are read back", `document.querySelector('#words-text').value === 'darn\nheck' && document.querySelector('#words-count').textContent === '2 words stored.'`, 10*time.Second)
+	op.wait("the defaults are read back", `document.querySelector('#def-maxMessageLen').value === '321' && document.querySelector('#def-idleTimeoutSec').value === '600' && document.querySelector('#def-historySize').value === '100'`, 10*time.Second)
+	op.shot("c14-room-defaults")
+
+	// 10. The room closed with a reason, behind a confirmation.
+	op.do("ask to close the room", 10*time.Second, chromedp.Click(button("room", room, "close")))
+	op.wait("the confirmation asks for a reason", `document.querySelector('#confirm').open && !document.querySelector('#confirm-reason-field').hidden`, 10*time.Second)
+	op.do("give the reason", 10*time.Second, chromedp.SendKeys(chromedp.ID("confirm-reason"), "closed by the operator"))
+	op.shot("c15-room-close-confirm")
+	op.do("confirm the close", 10*time.Second, chromedp.Click(chromedp.ID("confirm-ok")))
+	noticeOK(room + ": closed (200)")
+	op.wait("the room leaves the listing", `!document.querySelector(`+js(row("room", room))+`)`, 10*time.Second)
+	var insp struct{ Room struct{ Status string } }
+	decodeData(t, "GET", s.URL("/admin/v1/rooms/"+room), testAdminAPIKey, "", http.StatusOK, &insp)
+	if insp.Room.Status != "closed" {
+		t.Errorf("the room's status after the close is %q, want closed", insp.Room.Status)
+	}
+	op.shot("c16-room-closed")
+
+	// 11. Restart host-2 (202); shutdown asks first, and cancelling does nothing.
+	op.do("restart host-2", 10*time.Second, chromedp.Click(button("host", "host-2", "restart")))
+	noticeOK("host-2: restart answered 202")
+	op.shot("c17-host-restart")
+	op.do("ask to shut down host-1", 10*time.Second, chromedp.Click(button("host", "host-1", "shutdown")))
+	op.wait("the shutdown asks for confirmation", `document.querySelector('#confirm').open && document.querySelector('#confirm-title').textContent === 'Shut down host-1?'`, 10*time.Second)
+	op.shot("c18-shutdown-confirm")
+	op.do("cancel the shutdown", 10*time.Second, chromedp.Click(chromedp.ID("confirm-cancel")))
+	noticeOK("host-1: shutdown cancelled")
+	op.do("refresh the hosts", 10*time.Second, chromedp.Click(chromedp.ID("hosts-refresh")))
+	settle()
+	op.wait("host-1 still accepting", `document.querySelector('#hosts tr[data-host="host-1"]')?.dataset.state === 'accepting'`, 10*time.Second)
+
+	// 12. The audit log lists the actions with their actor, newest first.
+	op.do("show the audit log", 10*time.Second, chromedp.Click(chromedp.CSS(`#audit-form button[type="submit"]`)))
+	settle()
+	for _, action := range []string{"host.drain", "host.resume", "host.restart", "global.message", "ban.add", "ban.remove", "roomban.remove", "blockedwords.set", "defaults.set", "room.close"} {
+		op.wait("the audit log lists "+action, fmt.Sprintf(`(() => { const tr = document.querySelector('#audit tr[data-action=%s]'); return tr && tr.children[1].textContent === 'admin'; })()`, js(action)), 10*time.Second)
+	}
+	if first := eval[string](op, `document.querySelector('#audit tr').dataset.action`); first != "host.restart" {
+		t.Errorf("the audit log starts with %q, want the latest action, host.restart", first)
+	}
+	op.do("filter the audit log by host-1", 10*time.Second,
+		chromedp.SendKeys(chromedp.ID("audit-target"), "host-1"),
+		chromedp.Click(chromedp.CSS(`#audit-form button[type="submit"]`)))
+	settle()
+	op.waitText("#audit-count", "for host-1", 10*time.Second)
+	if others := eval[int](op, `[...document.querySelectorAll('#audit tr')].filter(tr => tr.children[3].textContent !== 'host-1').length`); others != 0 {
+		t.Errorf("the audit log filtered by host-1 shows %d entries of other targets", others)
+	}
+	op.shot("c19-audit-log")
+
+	// 13. Forget the key: the console hides and the tab holds no key.
+	op.do("forget the key", 10*time.Second, chromedp.Click(chromedp.ID("key-forget")))
+	op.wait("the key is forgotten", `sessionStorage.getItem('chatfleet.adminKey') === null && document.querySelector('#console').hidden`, 10*time.Second)
+	op.shot("c20-key-forgotten")
+
+	// 14. Last, as the stack stops with it: shut host-1 down for real (202).
+	op.do("enter the admin key again", 10*time.Second, chromedp.SendKeys(chromedp.ID("admin-key"), testAdminAPIKey+"\r"))
+	noticeOK("Connected to the admin API")
+	op.do("shut down host-1", 10*time.Second, chromedp.Click(button("host", "host-1", "shutdown")))
+	op.wait("the confirmation", `document.querySelector('#confirm').open`, 10*time.Second)
+	op.do("confirm the shutdown", 10*time.Second, chromedp.Click(chromedp.ID("confirm-ok")))
+	op.waitText("#notice", "host-1: shutdown answered 202", 10*time.Second)
+	op.shot("c21-host-shutdown")
 }

@@ -406,6 +406,7 @@ func bannerText(cfg config, lbURLs []string, storeURI, storeDesc string) string 
 	fmt.Fprintf(&b, "  web client      http://localhost:%d/\n", cfg.HTTPPort)
 	fmt.Fprintf(&b, "  control API     http://localhost:%d/api/v1/rooms    X-API-Key: %s\n", cfg.HTTPPort, k.APIKey)
 	fmt.Fprintf(&b, "  admin API       http://localhost:%d/admin/v1/hosts  X-API-Key: %s\n", cfg.HTTPPort, k.AdminAPIKey)
+	fmt.Fprintf(&b, "  console         http://localhost:%d/admin.html  (the operator console: type the admin API key)\n", cfg.HTTPPort)
 	fmt.Fprintf(&b, "  load balancers  %s  LOADBALANCER_KEY=%s\n", strings.Join(lbURLs, " "), k.LBKey)
 	for i := range cfg.HostPorts {
 		min := cfg.RoomPortMin + i*500

@@ -34,6 +34,8 @@ func TestHandlerPages(t *testing.T) {
 		{"/index.html", "text/html; charset=utf-8", "no-cache", "Live rooms"},
 		{"/live.html", "text/html; charset=utf-8", "no-cache", "Go live"},
 		{"/watch.html", "text/html; charset=utf-8", "no-cache", `role="log"`},
+		{"/admin.html", "text/html; charset=utf-8", "no-cache", "Operator console"},
+		{"/js/admin.js", "text/javascript; charset=utf-8", "no-cache", "sessionStorage"},
 		{"/config.js", "text/javascript; charset=utf-8", "no-cache", "CHATFLEET_CONFIG"},
 		{"/js/room.js", "text/javascript; charset=utf-8", "no-cache", "class RoomConnection"},
 		{"/css/app.css", "text/css; charset=utf-8", "no-cache", ":root"},
@@ -217,5 +219,30 @@ func TestClientJS(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m)^# pass [1-9]`).Match(out) || !regexp.MustCompile(`(?m)^# fail 0$`).Match(out) {
 		t.Fatalf("node --test ran no test or had failures:\n%s", out)
+	}
+}
+
+// TestConsoleSource checks what the operator console must never do: keep
+// the admin key anywhere but sessionStorage, or put data into the page as
+// HTML; and that the lobby links it.
+func TestConsoleSource(t *testing.T) {
+	h := Handler()
+	js := get(t, h, "GET", "/js/admin.js").Body.String()
+	if !strings.Contains(js, "sessionStorage.setItem(KEY_STORAGE") {
+		t.Error("admin.js does not keep the key in sessionStorage")
+	}
+	for _, bad := range []string{"localStorage", "innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "location.search", "location.hash"} {
+		if strings.Contains(js, bad) {
+			t.Errorf("admin.js uses %s", bad)
+		}
+	}
+	html := get(t, h, "GET", "/admin.html").Body.String()
+	for _, want := range []string{`<label for="admin-key">`, `id="key-forget"`, `type="password"`, `<script type="module" src="/js/admin.js">`} {
+		if !strings.Contains(html, want) {
+			t.Errorf("admin.html lacks %s", want)
+		}
+	}
+	if lobby := get(t, h, "GET", "/").Body.String(); !strings.Contains(lobby, `href="/admin.html"`) {
+		t.Error("the lobby does not link the operator console")
 	}
 }

@@ -11,10 +11,11 @@ export class ApiError extends Error {
   }
 }
 
-// call sends one request and returns the whole envelope.
-export async function call(method, path, body) {
+// request sends one request with key as X-API-Key (none when '') and
+// returns {status, env}: the HTTP status and the whole envelope. A failure
+// throws an ApiError with the envelope's message.
+export async function request(method, path, body, key) {
   const headers = { Accept: 'application/json' };
-  const key = apiKey();
   if (key) headers['X-API-Key'] = key;
   const init = { method, headers, cache: 'no-store' };
   if (body !== undefined) {
@@ -37,11 +38,20 @@ export async function call(method, path, body) {
   }
   if (!res.ok) {
     const e = (env && env.error) || {};
-    let msg = e.message || res.statusText || 'request failed';
-    if (res.status === 401 && !key) msg = 'an API key is needed: open Settings and enter it';
-    throw new ApiError(res.status, e.code || 'http_' + res.status, msg);
+    throw new ApiError(res.status, e.code || 'http_' + res.status, e.message || res.statusText || 'request failed');
   }
-  return env || {};
+  return { status: res.status, env: env || {} };
+}
+
+// call sends one request with the room API key and returns the whole envelope.
+export async function call(method, path, body) {
+  const key = apiKey();
+  try {
+    return (await request(method, path, body, key)).env;
+  } catch (e) {
+    if (e.status === 401 && !key) e.message = 'an API key is needed: open Settings and enter it';
+    throw e;
+  }
 }
 
 const enc = encodeURIComponent;
