@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/chatfleet/chatfleet"
@@ -104,22 +103,14 @@ func (a *adminAPI) globalMessage(w http.ResponseWriter, r *http.Request) {
 		}
 		targets = append(targets, h)
 	}
-	var mu sync.Mutex
-	a.fanOut(targets, func(h chatfleet.Host) {
+	took, rooms, failed := a.callHosts(targets, "global message", func(h chatfleet.Host) (int, error) {
 		var out struct {
 			Rooms int `json:"rooms"`
 		}
 		err := a.fleet.admin(ctx, h, "/api/v1/messages", messageRequest{req.Text}, &out)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			a.log.Warn("global message to host failed", "host", h.ID, "err", err)
-			res.Failed = append(res.Failed, hostFailed{h.ID, chatfleet.ErrorMessage(hostFailure(err))})
-			return
-		}
-		res.Hosts++
-		res.Rooms += out.Rooms
+		return out.Rooms, err
 	})
+	res.Hosts, res.Rooms, res.Failed = took, rooms, append(res.Failed, failed...)
 	slices.SortFunc(res.Failed, func(x, y hostFailed) int { return strings.Compare(x.HostID, y.HostID) })
 	a.record(ctx, "global.message", "*", fmt.Sprintf("%d hosts, %d rooms, %d failed: %s", res.Hosts, res.Rooms, len(res.Failed), req.Text))
 	httpx.WriteData(w, http.StatusOK, res)

@@ -272,19 +272,8 @@ func (a *adminAPI) push(ctx context.Context, match func(chatfleet.Host) bool, ch
 		}
 	}
 	bodies := chunkBans(change)
-	var mu sync.Mutex
-	a.fanOut(targets, func(h chatfleet.Host) {
-		rooms, err := a.pushTo(ctx, h, bodies)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			a.log.Warn("bans to host failed", "host", h.ID, "err", err)
-			res.Failed = append(res.Failed, hostFailed{h.ID, chatfleet.ErrorMessage(hostFailure(err))})
-			return
-		}
-		res.Hosts++
-		res.Rooms += rooms
-	})
+	took, rooms, failed := a.callHosts(targets, "bans", func(h chatfleet.Host) (int, error) { return a.pushTo(ctx, h, bodies) })
+	res.Hosts, res.Rooms, res.Failed = took, rooms, append(res.Failed, failed...)
 	slices.SortFunc(res.Failed, func(x, y hostFailed) int { return strings.Compare(x.HostID, y.HostID) })
 	slices.Sort(res.Down)
 	return res, nil
@@ -316,18 +305,33 @@ func chunkBans(change hostBans) []hostBans {
 	return out
 }
 
-// fanOut runs do for every host, globalConcurrency at a time, and waits.
-func (a *adminAPI) fanOut(hosts []chatfleet.Host, do func(chatfleet.Host)) {
+// callHosts runs call on every host of targets, globalConcurrency at a time,
+// and tallies the answers: the hosts that took it, the rooms they say it
+// reached, and the hosts that failed (logged as what, sorted by id).
+func (a *adminAPI) callHosts(targets []chatfleet.Host, what string, call func(chatfleet.Host) (rooms int, err error)) (hosts, rooms int, failed []hostFailed) {
+	failed = []hostFailed{}
+	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, globalConcurrency)
-	for _, h := range hosts {
+	for _, h := range targets {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			do(h)
+			n, err := call(h)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				a.log.Warn(what+" to host failed", "host", h.ID, "err", err)
+				failed = append(failed, hostFailed{h.ID, chatfleet.ErrorMessage(hostFailure(err))})
+				return
+			}
+			hosts++
+			rooms += n
 		})
 	}
 	wg.Wait()
+	slices.SortFunc(failed, func(x, y hostFailed) int { return strings.Compare(x.HostID, y.HostID) })
+	return hosts, rooms, failed
 }
 
 func (p pushResult) String() string {

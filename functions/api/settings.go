@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -268,18 +267,10 @@ func (a *adminAPI) refreshFleet(ctx context.Context) refreshResult {
 		}
 		targets = append(targets, h)
 	}
-	var mu sync.Mutex
-	a.fanOut(targets, func(h chatfleet.Host) {
-		err := a.fleet.admin(ctx, h, hostRefreshPath, nil, nil)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			a.log.Warn("cache refresh of host failed", "host", h.ID, "err", err)
-			res.Failed = append(res.Failed, hostFailed{h.ID, chatfleet.ErrorMessage(hostFailure(err))})
-			return
-		}
-		res.Hosts++
+	took, _, failed := a.callHosts(targets, "cache refresh", func(h chatfleet.Host) (int, error) {
+		return 0, a.fleet.admin(ctx, h, hostRefreshPath, nil, nil)
 	})
+	res.Hosts, res.Failed = took, append(res.Failed, failed...)
 	slices.SortFunc(res.Failed, func(x, y hostFailed) int { return strings.Compare(x.HostID, y.HostID) })
 	return res
 }
