@@ -344,22 +344,36 @@ func TestHostStatsAndMetrics(t *testing.T) {
 // with an error naming the variable, before any port is bound.
 func TestBadConfiguration(t *testing.T) {
 	bin := testutil.Binary(t, "./fleet/cmd/chatserver")
-	for _, tc := range []struct{ env, want string }{
-		{"PONG_WAIT=1s", "PONG_WAIT=1s: want 2s to 10m"},
-		{"PONG_WAIT=soon", "PONG_WAIT=\"soon\": want a duration"},
-		{"WRITE_WAIT=10m", "WRITE_WAIT=10m0s: want 1s to 5m"},
-		{"SEND_QUEUE_BYTES=100", "SEND_QUEUE_BYTES=100: want 16384 to 67108864"},
-		{"ROOM_SPARES=two", "ROOM_SPARES=\"two\": want a whole number"},
-		{"MAX_ROOM_BANS=200000", "MAX_ROOM_BANS=200000: want 1 to 100000"},
-		{"ADMIN_KEY=" + userKey, "KEY and ADMIN_KEY must differ"},
+	for _, tc := range []struct {
+		env  []string // the last names the case
+		want string
+	}{
+		{[]string{"PONG_WAIT=1s"}, "PONG_WAIT=1s: want 2s to 10m"},
+		{[]string{"PONG_WAIT=soon"}, "PONG_WAIT=\"soon\": want a duration"},
+		{[]string{"WRITE_WAIT=10m"}, "WRITE_WAIT=10m0s: want 1s to 5m"},
+		{[]string{"SEND_QUEUE_BYTES=100"}, "SEND_QUEUE_BYTES=100: want 16384 to 67108864"},
+		{[]string{"ROOM_SPARES=two"}, "ROOM_SPARES=\"two\": want a whole number"},
+		{[]string{"MAX_ROOM_BANS=200000"}, "MAX_ROOM_BANS=200000: want 1 to 100000"},
+		{[]string{"ADMIN_KEY=" + userKey}, "KEY and ADMIN_KEY must differ"},
+		// Room limits (issue 15), checked by the master for its rooms.
+		{[]string{"MAX_CONNS_PER_IP=-1"}, "MAX_CONNS_PER_IP=\"-1\""},
+		{[]string{"MAX_ROOM_CONNS=0"}, "MAX_ROOM_CONNS=\"0\""},
+		{[]string{"ROOM_IDLE_TIMEOUT=forever"}, "ROOM_IDLE_TIMEOUT=\"forever\""},
+		{[]string{"TRUSTED_PROXIES=nginx"}, "TRUSTED_PROXIES"},
+		{[]string{"ROOM_MOD_RATE=0"}, "ROOM_MOD_RATE=\"0\""},
+		{[]string{"MAX_ROOM_BANS=lots"}, "MAX_ROOM_BANS=\"lots\""},
+		// Secrets per purpose (issue 15).
+		{[]string{"ENTITLEMENT_URL=http://127.0.0.1:9/ent", "WEBHOOK_SECRET=" + hookSecret}, "ENTITLEMENT_SECRET is required with ENTITLEMENT_URL"},
+		{[]string{"ENTITLEMENT_URL=http://127.0.0.1:9/ent", "ENTITLEMENT_SECRET=short"}, "ENTITLEMENT_SECRET must be at least 16 bytes"},
+		{[]string{"WEBHOOK_ALLOW_PRIVATE=yes"}, `WEBHOOK_ALLOW_PRIVATE="yes": want 0 or 1`},
 	} {
-		t.Run(tc.env, func(t *testing.T) {
+		t.Run(tc.env[len(tc.env)-1], func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin)
-			cmd.Env = append(os.Environ(), "KEY="+userKey, "ADMIN_KEY="+adminKey, "LOADBALANCERS=", "IMDS=0",
+			cmd.Env = append(append(os.Environ(), "KEY="+userKey, "ADMIN_KEY="+adminKey, "LOADBALANCERS=", "IMDS=0",
 				"PORT="+strconv.Itoa(testutil.FreePort(t)), "ADMIN_PORT="+strconv.Itoa(testutil.FreePort(t)),
-				"STATE_DIR="+t.TempDir(), tc.env)
+				"STATE_DIR="+t.TempDir(), "ENTITLEMENT_URL=", "ENTITLEMENT_SECRET=", "WEBHOOK_ALLOW_PRIVATE="), tc.env...)
 			out, err := cmd.CombinedOutput()
 			if err == nil || cmd.ProcessState.ExitCode() != 1 {
 				t.Fatalf("exit %v, want status 1; output:\n%s", err, out)

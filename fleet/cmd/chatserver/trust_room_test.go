@@ -13,9 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -387,33 +384,4 @@ func TestTrustModerationFloodRateLimited(t *testing.T) {
 		t.Fatalf("room sequenced %d events in %v, want at most %d", seq, elapsed, limit+10)
 	}
 	t.Logf("4000 moderation messages in %v: %d went through, %d rate_limited answers read before the 1008 closes; room seq %d", elapsed, events.Load(), refused, seq)
-}
-
-// Bad room limits stop the daemon at start, naming the variable.
-func TestTrustBadRoomLimitsRefusedAtStart(t *testing.T) {
-	bin := testutil.Binary(t, "./fleet/cmd/chatserver")
-	for _, tc := range []struct{ env, want string }{
-		{"MAX_CONNS_PER_IP=-1", "MAX_CONNS_PER_IP=\"-1\""},
-		{"MAX_ROOM_CONNS=0", "MAX_ROOM_CONNS=\"0\""},
-		{"ROOM_IDLE_TIMEOUT=forever", "ROOM_IDLE_TIMEOUT=\"forever\""},
-		{"TRUSTED_PROXIES=nginx", "TRUSTED_PROXIES"},
-		{"ROOM_MOD_RATE=0", "ROOM_MOD_RATE=\"0\""},
-		{"MAX_ROOM_BANS=lots", "MAX_ROOM_BANS=\"lots\""},
-	} {
-		t.Run(tc.env, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, bin)
-			cmd.Env = append(os.Environ(), "KEY="+userKey, "ADMIN_KEY="+adminKey, "LOADBALANCERS=", "IMDS=0",
-				"PORT="+strconv.Itoa(testutil.FreePort(t)), "ADMIN_PORT="+strconv.Itoa(testutil.FreePort(t)),
-				"STATE_DIR="+t.TempDir(), tc.env)
-			out, err := cmd.CombinedOutput()
-			if err == nil || cmd.ProcessState.ExitCode() != 1 {
-				t.Fatalf("exit %v, want status 1; output:\n%s", err, out)
-			}
-			if !strings.Contains(string(out), tc.want) {
-				t.Errorf("output %q does not say %q", out, tc.want)
-			}
-		})
-	}
 }
