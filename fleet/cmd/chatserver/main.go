@@ -20,6 +20,7 @@ import (
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/fleet/internal/entitle"
 	"github.com/chatfleet/chatfleet/fleet/internal/hostinfo"
+	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
 	"github.com/chatfleet/chatfleet/fleet/internal/master"
 	"github.com/chatfleet/chatfleet/fleet/internal/roomproc"
 	"github.com/chatfleet/chatfleet/lbclient"
@@ -113,29 +114,20 @@ func list(s string) []string {
 	return out
 }
 
-// roomTimings reads the connection settings every room gets as flags; unset
-// ones are left to the room's defaults (package room).
-func roomTimings(e *env) []string {
-	var args []string
-	if d := e.dur("PONG_WAIT", 0); d != 0 {
-		if d < 2*time.Second || d > 10*time.Minute {
-			e.fail("PONG_WAIT=%v: want 2s to 10m", d)
-		}
-		args = append(args, "-pong-wait", d.String())
+// roomConn reads the connection settings every room gets; unset ones are
+// left to the room's defaults (package room).
+func roomConn(e *env) ipc.ConnSettings {
+	var c ipc.ConnSettings
+	if c.PongWait = e.dur("PONG_WAIT", 0); c.PongWait != 0 && (c.PongWait < 2*time.Second || c.PongWait > 10*time.Minute) {
+		e.fail("PONG_WAIT=%v: want 2s to 10m", c.PongWait)
 	}
-	if d := e.dur("WRITE_WAIT", 0); d != 0 {
-		if d < time.Second || d > 5*time.Minute {
-			e.fail("WRITE_WAIT=%v: want 1s to 5m", d)
-		}
-		args = append(args, "-write-wait", d.String())
+	if c.WriteWait = e.dur("WRITE_WAIT", 0); c.WriteWait != 0 && (c.WriteWait < time.Second || c.WriteWait > 5*time.Minute) {
+		e.fail("WRITE_WAIT=%v: want 1s to 5m", c.WriteWait)
 	}
-	if n := e.int("SEND_QUEUE_BYTES", 0); n != 0 {
-		if n < 16<<10 || n > 64<<20 {
-			e.fail("SEND_QUEUE_BYTES=%d: want 16384 to 67108864", n)
-		}
-		args = append(args, "-send-queue-bytes", strconv.Itoa(n))
+	if c.SendQueueBytes = e.int("SEND_QUEUE_BYTES", 0); c.SendQueueBytes != 0 && (c.SendQueueBytes < 16<<10 || c.SendQueueBytes > 64<<20) {
+		e.fail("SEND_QUEUE_BYTES=%d: want 16384 to 67108864", c.SendQueueBytes)
 	}
-	return args
+	return c
 }
 
 func run(log *slog.Logger) error {
@@ -181,7 +173,7 @@ func run(log *slog.Logger) error {
 	// One scheduler thread per room process: rooms are many per host, and a
 	// room on one thread spends less CPU per delivery (docs/performance.md).
 	cfg.RoomEnv = []string{"GOMAXPROCS=" + e.str("ROOM_GOMAXPROCS", "1")}
-	cfg.RoomArgs = roomTimings(&e)
+	cfg.RoomConn = roomConn(&e)
 	if cfg.RoomPortMax == 0 {
 		cfg.RoomPortMax = cfg.RoomPortMin + 999
 	}
@@ -212,8 +204,8 @@ func run(log *slog.Logger) error {
 		// the control API no issued token verifies, but the host still runs.
 		var b [32]byte
 		rand.Read(b[:])
-		os.Setenv("TOKEN_SECRET", hex.EncodeToString(b[:]))
-		log.Warn("TOKEN_SECRET is not set: using a random one, so only this host's own tokens verify")
+		cfg.RoomEnv = append(cfg.RoomEnv, "TOKEN_SECRET="+hex.EncodeToString(b[:]))
+		log.Warn("TOKEN_SECRET is not set: using a random one, so no token of the control API verifies")
 	}
 
 	hcfg, err := hostinfo.ConfigFromEnv(os.Getenv)

@@ -54,6 +54,9 @@ type Msg struct {
 
 	// Hello (master to room).
 	MasterPID int `json:"masterPid,omitempty"`
+	// Hello and Ready: the protocol version the sender speaks (Version;
+	// absent: 1). See ProtoOf.
+	Proto int `json:"proto,omitempty"`
 
 	// Ready (room to master): who the room is. Assign (master to a spare):
 	// the room it becomes.

@@ -70,18 +70,18 @@ func fakeRoom(dir string, args []string) int {
 	}
 	ln, err := net.FileListener(os.NewFile(4, "control"))
 	if err != nil {
-		return ExitSetup
+		return ipc.ExitSetup
 	}
 	out, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
-		return ExitSetup
+		return ipc.ExitSetup
 	}
 	w := bufio.NewWriter(out)
 	for {
 		ln.(*net.UnixListener).SetDeadline(time.Now().Add(5 * time.Second))
 		nc, err := ln.Accept()
 		if err != nil {
-			return ExitOrphaned
+			return ipc.ExitOrphaned
 		}
 		c := ipc.NewConn(nc)
 		if msg, err := c.Recv(); err != nil || msg.Type != ipc.TypeHello {
@@ -123,7 +123,7 @@ func fakeRoom(dir string, args []string) int {
 				}
 			case ipc.TypeClose, ipc.TypeDrain:
 				w.Flush()
-				return ExitClosed
+				return ipc.ExitClosed
 			}
 			line, _ := json.Marshal(rec)
 			w.Write(append(line, '\n'))

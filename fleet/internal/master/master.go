@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
 )
 
 // ErrRestart is returned by Run when the master stopped so that the process
@@ -51,18 +52,18 @@ type Config struct {
 	Port        int // API port; the listener may be given instead
 	AdminPort   int // admin port
 	BindAddr    string
-	Key         string // API key (KEY)
-	AdminKey    string // admin key (ADMIN_KEY)
-	RoomPortMin int    // default 34000
-	RoomPortMax int    // default 34999
-	RoomBind    string // address room ports bind to; default all interfaces
-	MaxRooms    int    // default: the size of the room port range
-	MaxConns    int    // reported capacity; default 20000
-	StateDir    string // required: room state files and control sockets
-	Self        string // binary to run rooms with; default os.Executable()
-	RoomArgs    []string
-	RoomEnv     []string // added to the room processes' environment, e.g. GOMAXPROCS=1
-	Spares      int      // room processes kept started ahead of need (spares.go); default 0: none
+	Key         string           // API key (KEY)
+	AdminKey    string           // admin key (ADMIN_KEY)
+	RoomPortMin int              // default 34000
+	RoomPortMax int              // default 34999
+	RoomBind    string           // address room ports bind to; default all interfaces
+	MaxRooms    int              // default: the size of the room port range
+	MaxConns    int              // reported capacity; default 20000
+	StateDir    string           // required: room state files and control sockets
+	Self        string           // binary to run rooms with; default os.Executable()
+	RoomConn    ipc.ConnSettings // connection settings of every room (PONG_WAIT, WRITE_WAIT, SEND_QUEUE_BYTES)
+	RoomEnv     []string         // added to the room processes' environment, e.g. GOMAXPROCS=1
+	Spares      int              // room processes kept started ahead of need (spares.go); default 0: none
 
 	Store           chatfleet.Store // nil: no store, the cache comes from CacheFile or defaults
 	CacheFile       string          // JSON chatfleet.Cache, used when Store is nil
@@ -156,14 +157,14 @@ func (c *Config) setDefaults() error {
 	def(&c.SyncEvery, 5*time.Second)
 	def(&c.StaleAfter, 30*time.Second)
 	def(&c.CloseStaleAfter, 5*time.Minute)
-	def(&c.StatsEvery, 2*time.Second)
+	def(&c.StatsEvery, ipc.DefaultStatsEvery)
 	def(&c.StoreTimeout, 3*time.Second)
 	def(&c.ReadyTimeout, 5*time.Second)
 	def(&c.CrashWindow, 60*time.Second)
 	def(&c.RestartBackoff, 100*time.Millisecond)
 	def(&c.DrainWindow, 5*time.Second)
 	def(&c.StopDeadline, 15*time.Second)
-	def(&c.OrphanGrace, 60*time.Second)
+	def(&c.OrphanGrace, ipc.DefaultOrphanGrace)
 	def(&c.EventRetention, 7*24*time.Hour)
 	def(&c.WebhookWait, time.Second)
 	def(&c.WebhookBackoff, time.Second)

@@ -16,7 +16,8 @@ import (
 )
 
 // startMaster runs a Master in the test process on loopback listeners; its
-// rooms are real child processes of self.
+// rooms are real child processes of self. A StateDir and room ports left
+// zero in cfg are made for it.
 func startMaster(t *testing.T, cfg Config) *Master {
 	t.Helper()
 	api, err := net.Listen("tcp", "127.0.0.1:0")
@@ -28,10 +29,14 @@ func startMaster(t *testing.T, cfg Config) *Master {
 		t.Fatal(err)
 	}
 	cfg.APIListener, cfg.AdminListener = api, admin
-	cfg.StateDir = t.TempDir()
+	if cfg.StateDir == "" {
+		cfg.StateDir = t.TempDir()
+	}
 	cfg.Key, cfg.AdminKey = "k", "a"
-	base := testutil.FreePortRange(t, 5)
-	cfg.RoomPortMin, cfg.RoomPortMax = base, base+4
+	if cfg.RoomPortMin == 0 {
+		base := testutil.FreePortRange(t, 5)
+		cfg.RoomPortMin, cfg.RoomPortMax = base, base+4
+	}
 	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -27,15 +27,6 @@ import (
 	"github.com/chatfleet/chatfleet/internal/netguard"
 )
 
-// Exit codes of a room process, named so the master can tell a room that
-// ended on purpose from one that crashed.
-const (
-	ExitClosed   = 0 // the room ended: closed, idle, drained
-	ExitUsage    = 2 // bad arguments or environment
-	ExitSetup    = 3 // inherited sockets unusable
-	ExitOrphaned = 4 // no master came back within the orphan grace; clients were drained
-)
-
 // RoomOptions are chosen when a room is created and kept across restarts.
 type RoomOptions struct {
 	// Instance is this life of the room's name; join tokens must carry it.
@@ -125,32 +116,8 @@ func (o RoomOptions) withWebhookSecret() (RoomOptions, string) {
 }
 
 // assignment returns o as a spare room process is given it.
-func (o RoomOptions) assignment() *ipc.Assignment {
-	return &ipc.Assignment{Instance: o.Instance, Owner: o.OwnerID, AllowAnonymous: o.AllowAnonymous, HistorySize: o.HistorySize, Paid: o.Paid, HLSURL: o.HLSURL}
-}
-
-// args returns the room process flags for o.
-func (o RoomOptions) args() []string {
-	var a []string
-	if o.Instance != "" {
-		a = append(a, "-instance", o.Instance)
-	}
-	if o.OwnerID != "" {
-		a = append(a, "-owner", o.OwnerID)
-	}
-	if o.AllowAnonymous {
-		a = append(a, "-allow-anonymous")
-	}
-	if o.HistorySize > 0 {
-		a = append(a, "-history", strconv.Itoa(o.HistorySize))
-	}
-	if o.Paid {
-		a = append(a, "-paid")
-	}
-	if o.HLSURL != "" {
-		a = append(a, "-hls", o.HLSURL)
-	}
-	return a
+func (o RoomOptions) assignment() ipc.Assignment {
+	return ipc.Assignment{Instance: o.Instance, Owner: o.OwnerID, AllowAnonymous: o.AllowAnonymous, HistorySize: o.HistorySize, Paid: o.Paid, HLSURL: o.HLSURL}
 }
 
 // RoomInfo is a room as the master's API lists it.
@@ -166,16 +133,6 @@ type RoomInfo struct {
 	Restarts  int                  `json:"restarts"`
 	CreatedAt time.Time            `json:"createdAt"`
 	Stats     chatfleet.RoomStats  `json:"stats"`
-}
-
-// stateFile is what StateDir/rooms/<port>.json records of a running room, for
-// a later master to re-adopt it.
-type stateFile struct {
-	Name      string      `json:"name"`
-	Port      int         `json:"port"`
-	PID       int         `json:"pid"`
-	CreatedAt time.Time   `json:"createdAt"`
-	Options   RoomOptions `json:"options"`
 }
 
 // room supervises one room process. Its supervisor goroutine owns the
@@ -368,7 +325,7 @@ func (r *room) supervise(adoptPID int, conn *ipc.Conn) {
 		r.conn, r.pid = nil, 0
 		closing := r.closing
 		r.mu.Unlock()
-		if closing || exit.code == ExitClosed || exit.code == ExitOrphaned {
+		if closing || exit.code == ipc.ExitClosed || exit.code == ipc.ExitOrphaned {
 			r.log.Info("room ended", "exit", exit.status)
 			r.finish(chatfleet.RoomClosed)
 			return
@@ -423,7 +380,7 @@ func (r *room) start() (func() (exitInfo, bool), error) {
 		proc = sp.proc
 	} else {
 		var err error
-		if proc, err = r.m.spawn(r.path(".stderr"), append([]string{"-port", strconv.Itoa(r.port), "-name", r.name}, r.opts.args()...), r.tcp, r.ctl); err != nil {
+		if proc, err = r.m.spawn(r.path(".stderr"), r.m.launch(ipc.Launch{Name: r.name, Port: r.port, Options: r.opts.assignment()}), r.tcp, r.ctl); err != nil {
 			return nil, err
 		}
 	}
@@ -604,13 +561,21 @@ func waitStatusInfo(ws syscall.WaitStatus) exitInfo {
 // then stats and events until the connection ends.
 func (r *room) session(c *ipc.Conn, started bool) {
 	defer c.Close()
-	if err := c.Send(ipc.Msg{Type: ipc.TypeHello, MasterPID: os.Getpid()}); err != nil {
+	if err := c.Send(ipc.Msg{Type: ipc.TypeHello, MasterPID: os.Getpid(), Proto: ipc.Version}); err != nil {
 		r.log.Error("room hello", "err", err)
 		return
 	}
 	msg, err := c.Recv()
 	if err != nil || msg.Type != ipc.TypeReady || msg.Room != r.name || msg.Port != r.port {
 		r.log.Error("room did not report ready", "err", err, "got", msg.Type, "room", msg.Room)
+		return
+	}
+	if err := ipc.CheckProto(ipc.ProtoOf(msg)); err != nil {
+		// Ending the session ends the room's process: a started one is
+		// started again by this binary, an adopted one killed and started
+		// again; either resumes from the room's event log.
+		r.log.Error("room cannot be supervised; restarting it with its event log", "err", err, "pid", msg.PID)
+		syscall.Kill(msg.PID, syscall.SIGKILL) // not r.kill: the room is not closing
 		return
 	}
 	r.mu.Lock()
@@ -741,7 +706,7 @@ func (r *room) finish(status chatfleet.RoomStatus) {
 }
 
 func (r *room) writeState(pid int) error {
-	b, err := json.Marshal(stateFile{Name: r.name, Port: r.port, PID: pid, CreatedAt: r.createdAt, Options: r.opts})
+	b, err := json.Marshal(stateFile{Format: stateFormat, Name: r.name, Port: r.port, PID: pid, CreatedAt: r.createdAt, Options: r.opts})
 	if err != nil {
 		return err
 	}
@@ -906,10 +871,9 @@ func (m *Master) Global(text string) int {
 func (m *Master) adoptAll(ctx context.Context) {
 	files, _ := filepath.Glob(filepath.Join(m.cfg.StateDir, "rooms", "*.json"))
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		var st stateFile
-		if err == nil {
-			err = json.Unmarshal(b, &st)
+		st, err := readState(f)
+		if err == nil && st.Format > stateFormat {
+			m.log.Warn("room state file of a newer release: reading the fields this one knows", "file", f, "format", st.Format, "known", stateFormat)
 		}
 		if err != nil || chatfleet.ValidateRoomName(st.Name) != nil || st.Port < m.cfg.RoomPortMin || st.Port > m.cfg.RoomPortMax {
 			m.log.Error("ignoring bad room state file", "file", f, "err", err)
@@ -953,8 +917,7 @@ func (m *Master) dialRoom(r *room, pid int) (*ipc.Conn, error) {
 	// spare (`chatserver room ... -spare`) given the room later; its ready
 	// on the room's control socket names it.
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmdline, []byte("\x00room\x00")) ||
-		!bytes.Contains(cmdline, []byte("\x00-port\x00"+strconv.Itoa(r.port)+"\x00")) && !bytes.HasSuffix(cmdline, []byte("\x00-spare\x00")) {
+	if err != nil || !ipc.IsRoomCmdline(cmdline, r.port) {
 		return nil, errors.New("process is not this room")
 	}
 	c, err := net.DialTimeout("unix", r.path(".sock"), time.Second)

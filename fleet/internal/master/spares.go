@@ -26,16 +26,21 @@ type child struct {
 // pid is the process id.
 func (c *child) pid() int { return c.p.Pid }
 
-// spawn starts a room process with files as its fds 3 and up, its stderr in
-// the file at stderrPath, and extra as its last flags.
-func (m *Master) spawn(stderrPath string, extra []string, files ...*os.File) (*child, error) {
+// launch returns l with the settings every room of this master gets.
+func (m *Master) launch(l ipc.Launch) ipc.Launch {
+	l.StatsEvery, l.OrphanGrace, l.Conn = m.cfg.StatsEvery, m.cfg.OrphanGrace, m.cfg.RoomConn
+	return l
+}
+
+// spawn starts a room process launched as l with files as its fds 3 and up
+// (ipc.FDListener...), and its stderr in the file at stderrPath.
+func (m *Master) spawn(stderrPath string, l ipc.Launch, files ...*os.File) (*child, error) {
 	stderr, err := os.OpenFile(stderrPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("room stderr file: %w", err)
 	}
 	defer stderr.Close()
-	args := append([]string{"room", "-stats-every", m.cfg.StatsEvery.String(), "-orphan-grace", m.cfg.OrphanGrace.String()}, m.cfg.RoomArgs...)
-	cmd := exec.Command(m.cfg.Self, append(args, extra...)...)
+	cmd := exec.Command(m.cfg.Self, l.Args()...)
 	cmd.ExtraFiles = files
 	cmd.Env = roomEnviron(os.Environ(), m.cfg.RoomEnv)
 	// The room writes to the master's own stdout (no pipe that would break
@@ -199,7 +204,7 @@ func (m *Master) startSpare(id int) (*spare, error) {
 		return sp, fmt.Errorf("spare link: %w", err)
 	}
 	sp.link = c.(*net.UnixConn)
-	if sp.proc, err = m.spawn(sp.stderr, []string{"-spare"}, theirs); err != nil {
+	if sp.proc, err = m.spawn(sp.stderr, m.launch(ipc.Launch{Spare: true}), theirs); err != nil {
 		return sp, err
 	}
 	theirs.Close()
@@ -219,7 +224,8 @@ func (m *Master) startSpare(id int) (*spare, error) {
 // assign gives r to the spare: the room's name and options, and its TCP and
 // control socket listeners as the message's rights.
 func (sp *spare) assign(r *room) error {
-	b, err := ipc.Encode(ipc.Msg{Type: ipc.TypeAssign, Room: r.name, Port: r.port, Assign: r.opts.assignment()})
+	a := r.opts.assignment()
+	b, err := ipc.Encode(ipc.Msg{Type: ipc.TypeAssign, Room: r.name, Port: r.port, Assign: &a})
 	if err == nil {
 		sp.link.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		_, _, err = sp.link.WriteMsgUnix(b, syscall.UnixRights(int(r.tcp.Fd()), int(r.ctl.Fd())), nil)

@@ -16,7 +16,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,7 +34,6 @@ import (
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/fleet/internal/entitle"
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
-	"github.com/chatfleet/chatfleet/fleet/internal/master"
 	"github.com/chatfleet/chatfleet/fleet/internal/procstat"
 	"github.com/chatfleet/chatfleet/fleet/internal/room"
 	"github.com/chatfleet/chatfleet/protocol"
@@ -43,83 +41,65 @@ import (
 )
 
 // Main runs a room process with the arguments after "room" and returns its
-// exit code (see the Exit constants of package master).
+// exit code (see the Exit constants of package ipc).
 func Main(args []string, log *slog.Logger) int {
-	fs := flag.NewFlagSet("room", flag.ContinueOnError)
-	name := fs.String("name", "", "room name")
-	port := fs.Int("port", 0, "room port (the listener is fd 3)")
-	statsEvery := fs.Duration("stats-every", 2*time.Second, "how often to report stats to the master")
-	orphanGrace := fs.Duration("orphan-grace", 60*time.Second, "how long to wait for a master before draining and exiting")
-	anon := fs.Bool("allow-anonymous", false, "let viewers in without a token")
-	history := fs.Int("history", 0, "messages kept for join and recovery (0: the fleet default)")
-	paid := fs.Bool("paid", false, "the room is paid (entitlement checks)")
-	hls := fs.String("hls", "", "the stream URL given at create: the producer may announce live without one")
-	pongWait := fs.Duration("pong-wait", 0, "read deadline, extended by every pong and message (0: the room default)")
-	writeWait := fs.Duration("write-wait", 0, "deadline of one write (0: the room default)")
-	sendQueue := fs.Int("send-queue-bytes", 0, "bytes queued for one connection before it is dropped (0: the room default)")
-	instance := fs.String("instance", "", "the room's instance id: join tokens must carry it (empty: any)")
-	owner := fs.String("owner", "", "the owner's user id: the producer, whom moderation never acts on")
-	spare := fs.Bool("spare", false, "start ahead of need: the master gives the room later (fd 3 is a socket pair with it)")
-	if err := fs.Parse(args); err != nil {
-		return master.ExitUsage
-	}
-	named := *name != "" || *port != 0
-	if *spare && named || !*spare && (chatfleet.ValidateRoomName(*name) != nil || *port <= 0) {
-		fmt.Fprintln(os.Stderr, "room: give -name and -port, or -spare")
-		return master.ExitUsage
+	l, err := ipc.ParseLaunch(args)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "room:", err)
+		return ipc.ExitUsage
 	}
 	log = log.With("pid", os.Getpid())
 	limits, err := readEnv(os.Getenv)
 	if err != nil {
 		log.Error("room cannot start", "err", err)
-		return master.ExitUsage
+		return ipc.ExitUsage
 	}
 	tokens, err := token.NewIssuer(os.Getenv("TOKEN_SECRET"))
 	if err != nil {
 		log.Error("room cannot start", "err", err)
-		return master.ExitUsage
+		return ipc.ExitUsage
 	}
 	// A room outlives its master: a broken stdout pipe must not kill it, and
 	// the terminal's signals are the master's to handle.
 	signal.Ignore(syscall.SIGPIPE, syscall.SIGHUP, syscall.SIGINT)
-	opts := ipc.Assignment{Instance: *instance, Owner: *owner, AllowAnonymous: *anon, HistorySize: *history, Paid: *paid, HLSURL: *hls}
-	timings := room.Config{PongWait: *pongWait, WriteWait: *writeWait, SendQueueBytes: *sendQueue}
+	name, port, opts := l.Name, l.Port, l.Options
+	timings := room.Config{PongWait: l.Conn.PongWait, WriteWait: l.Conn.WriteWait, SendQueueBytes: l.Conn.SendQueueBytes}
 	// (An *os.File closes its fd when collected: only wrap fds that are ours.)
 	var tcpFile, ctlFile *os.File
-	if !*spare {
-		tcpFile, ctlFile = os.NewFile(3, "room-tcp"), os.NewFile(4, "room-ctl")
+	if !l.Spare {
+		tcpFile, ctlFile = os.NewFile(ipc.FDListener, "room-tcp"), os.NewFile(ipc.FDControl, "room-ctl")
 	} else {
 		warmUp(tokens)
 		a, files, err := awaitAssignment()
 		if errors.Is(err, io.EOF) {
-			return master.ExitClosed // the master is gone or restarted: it will start others
+			return ipc.ExitClosed // the master is gone or restarted: it will start others
 		}
 		if err != nil {
 			log.Error("spare: bad assignment", "err", err)
-			return master.ExitSetup
+			return ipc.ExitSetup
 		}
-		*name, *port, opts = a.Room, a.Port, *a.Assign
+		name, port, opts = a.Room, a.Port, *a.Assign
 		tcpFile, ctlFile = files[0], files[1]
 	}
-	log = log.With("room", *name, "port", *port)
+	log = log.With("room", name, "port", port)
 	tcp, err := net.FileListener(tcpFile)
 	if err != nil {
 		log.Error("inherited room listener", "err", err)
-		return master.ExitSetup
+		return ipc.ExitSetup
 	}
 	ctl, err := net.FileListener(ctlFile)
 	if err != nil {
 		log.Error("inherited control socket", "err", err)
-		return master.ExitSetup
+		return ipc.ExitSetup
 	}
 	tcpFile.Close()
 	ctlFile.Close()
-	profileOnSignal(os.Getenv("ROOM_PPROF_DIR"), *name, log)
+	profileOnSignal(os.Getenv("ROOM_PPROF_DIR"), name, log)
 	p := &proc{
-		name: *name, port: *port, log: log, ctl: ctl,
-		statsEvery: *statsEvery, orphanGrace: *orphanGrace,
+		name: name, port: port, log: log, ctl: ctl,
+		statsEvery: l.StatsEvery, orphanGrace: l.OrphanGrace,
 		cacheCh: make(chan *chatfleet.Cache, 1),
-		bans:    room.NewBanList(*name), bansDone: make(chan struct{}),
+		bans:    room.NewBanList(name), bansDone: make(chan struct{}),
 	}
 	return p.run(tcp, tokens, opts, timings, limits)
 }
@@ -143,7 +123,7 @@ func warmUp(tokens *token.Issuer) {
 // which carries the room's TCP and control socket listeners as rights.
 // io.EOF means the master closed the pair first.
 func awaitAssignment() (ipc.Msg, []*os.File, error) {
-	f := os.NewFile(3, "spare-link")
+	f := os.NewFile(ipc.FDSpareLink, "spare-link")
 	c, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
@@ -257,13 +237,13 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, 
 	if opts.Paid {
 		if err := entitlements(&rcfg, log); err != nil {
 			log.Error("room cannot start", "err", err)
-			return master.ExitUsage
+			return ipc.ExitUsage
 		}
 	}
 	rm, err := room.New(rcfg)
 	if err != nil {
 		log.Error("room cannot start", "err", err)
-		return master.ExitUsage
+		return ipc.ExitUsage
 	}
 	rm.ApplyCache(cache)
 	p.mu.Lock()
@@ -310,9 +290,9 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, 
 	orphaned := p.orphaned
 	p.mu.Unlock()
 	if orphaned {
-		return master.ExitOrphaned
+		return ipc.ExitOrphaned
 	}
-	return master.ExitClosed
+	return ipc.ExitClosed
 }
 
 // awaitMaster waits until the master has sent the first cache and the whole
@@ -414,7 +394,7 @@ func (p *proc) masterSession(c *ipc.Conn) {
 		c.Close()
 		return
 	}
-	ready := ipc.Msg{Type: ipc.TypeReady, Room: p.name, Port: p.port, PID: os.Getpid(), BanSnapshot: true}
+	ready := ipc.Msg{Type: ipc.TypeReady, Room: p.name, Port: p.port, PID: os.Getpid(), Proto: ipc.Version, BanSnapshot: true}
 	p.mu.Lock()
 	rm := p.room
 	p.mu.Unlock()
@@ -439,7 +419,7 @@ func (p *proc) masterSession(c *ipc.Conn) {
 	if old != nil {
 		old.Close()
 	}
-	p.log.Info("master connected", "masterPid", msg.MasterPID)
+	p.log.Info("master connected", "masterPid", msg.MasterPID, "proto", ipc.ProtoOf(msg))
 	for {
 		msg, err := c.Recv()
 		if err != nil {
@@ -471,7 +451,7 @@ func (p *proc) orphan() {
 	if rm != nil {
 		rm.Drain("host daemon is gone", 5*time.Second)
 	} else {
-		os.Exit(master.ExitOrphaned)
+		os.Exit(ipc.ExitOrphaned)
 	}
 }
 
