@@ -1,8 +1,10 @@
 # chatfleet — see README.md. `make run` starts the platform locally, `make test` runs every test.
 SHELL := /bin/bash
 GO    ?= go
-VERSION ?= 1.0.0
-LDFLAGS := -s -w -X github.com/chatfleet/chatfleet.Version=$(VERSION)
+# VERSION: the release the last git tag names (v1.1.0 -> 1.1.0; 1.1.0-3-gabcdef0 three commits
+# after it); without a tag, the source's own chatfleet.Version. CHANGELOG.md lists the releases.
+VERSION ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null | sed 's/^v//')
+LDFLAGS := -s -w $(if $(VERSION),-X github.com/chatfleet/chatfleet.Version=$(VERSION))
 BIN   := bin
 
 .PHONY: run test vet fmt-check build bench bench-quick soak clean lambdas web

@@ -11,8 +11,9 @@ import (
 	"time"
 )
 
-// Version is the build's version, set with -ldflags "-X github.com/chatfleet/chatfleet.Version=...".
-var Version = "1.0.0"
+// Version is the release (CHANGELOG.md); `make` builds set it from the git tag with
+// -ldflags "-X github.com/chatfleet/chatfleet.Version=...".
+var Version = "1.1.0"
 
 // MaxRoomNameLen is the longest room name accepted.
 const MaxRoomNameLen = 64

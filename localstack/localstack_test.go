@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/webhook"
 )
@@ -158,13 +159,13 @@ func TestQuickStart(t *testing.T) {
 
 	t.Run("api info", func(t *testing.T) {
 		status, body := call(t, "GET", host+"/api/v1/", "", "")
-		if want := `{"data":{"app":"chatserver","version":"1.0.0"}}`; status != 200 || strings.TrimSpace(body) != want {
+		if want := `{"data":{"app":"chatserver","version":"` + chatfleet.Version + `"}}`; status != 200 || strings.TrimSpace(body) != want {
 			t.Fatalf("GET /api/v1/: %d %s, want 200 %s", status, body, want)
 		}
 	})
 	t.Run("admin info", func(t *testing.T) {
 		status, body := call(t, "GET", admin+"/api/v1/", testAdminKey, "")
-		if want := `{"data":{"app":"Admin chatserver","version":"1.0.0"}}`; status != 200 || strings.TrimSpace(body) != want {
+		if want := `{"data":{"app":"Admin chatserver","version":"` + chatfleet.Version + `"}}`; status != 200 || strings.TrimSpace(body) != want {
 			t.Fatalf("admin GET /api/v1/: %d %s, want 200 %s", status, body, want)
 		}
 		if status, _ := call(t, "GET", admin+"/api/v1/", "", ""); status != http.StatusUnauthorized {

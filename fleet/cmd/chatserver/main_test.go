@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 )
 
@@ -90,8 +92,8 @@ func TestSeedContract(t *testing.T) {
 		method, url, key string
 		want             string
 	}{
-		{"GET", h.API + "/api/v1/", "", `{"data":{"app":"chatserver","version":"1.0.0"}}`},
-		{"GET", h.Admin + "/api/v1/", adminKey, `{"data":{"app":"Admin chatserver","version":"1.0.0"}}`},
+		{"GET", h.API + "/api/v1/", "", `{"data":{"app":"chatserver","version":"` + chatfleet.Version + `"}}`},
+		{"GET", h.Admin + "/api/v1/", adminKey, `{"data":{"app":"Admin chatserver","version":"` + chatfleet.Version + `"}}`},
 		{"POST", h.API + "/api/v1/room/testroom", userKey, fmt.Sprintf(`{"data":{"port":%d,"message":"Room created"}}`, h.RoomMin)},
 		{"GET", fmt.Sprintf("http://127.0.0.1:%d", h.RoomMin), "", "testroom"},
 	}
@@ -332,7 +334,8 @@ func TestHostStatsAndMetrics(t *testing.T) {
 		t.Fatalf("stats: %d %s", status, body)
 	}
 	status, body = testutil.Do(t, "GET", h.Admin+"/metrics", adminKey, "")
-	if status != 200 || !strings.Contains(body, "chatserver_rooms 1") || !strings.Contains(body, "chatserver_rooms_created_total 1") {
+	build := fmt.Sprintf(`chatserver_build_info{protocol="%d",version="%s"} 1`, ipc.Version, chatfleet.Version)
+	if status != 200 || !strings.Contains(body, "chatserver_rooms 1") || !strings.Contains(body, "chatserver_rooms_created_total 1") || !strings.Contains(body, build) {
 		t.Fatalf("metrics: %d %.300s", status, body)
 	}
 	if status, _ := testutil.Do(t, "GET", h.API+"/metrics", "", ""); status != 404 {

@@ -2,12 +2,14 @@ package master
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
 	"github.com/chatfleet/chatfleet/fleet/internal/procstat"
 )
 
@@ -166,6 +168,9 @@ type metrics struct {
 func newMetrics(m *Master) *metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "chatserver", Name: "build_info",
+		Help:        "Always 1; its labels say which release and master–room protocol this master runs.",
+		ConstLabels: prometheus.Labels{"version": chatfleet.Version, "protocol": strconv.Itoa(ipc.Version)}}, func() float64 { return 1 }))
 	counter := func(name, help string) prometheus.Counter {
 		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "chatserver", Name: name, Help: help})
 		reg.MustRegister(c)
