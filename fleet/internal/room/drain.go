@@ -139,6 +139,8 @@ func (h *hub) drain(reason string, window time.Duration) {
 	h.life.startDrain(h.clients, window, time.Now())
 }
 
+// drainStep closes the clients due at this tick of the drain, or ends the
+// room when its window is over.
 func (h *hub) drainStep() {
 	due, over := h.life.drainDue(time.Now())
 	if over {

@@ -213,6 +213,7 @@ func (h *hub) tick() {
 	}
 }
 
+// flushLog sends the master the log events gathered since the last tick.
 func (h *hub) flushLog() {
 	if len(h.logBuf) > 0 {
 		h.r.emit(Event{Type: EventLog, Log: h.logBuf})
@@ -271,6 +272,8 @@ func (h *hub) push(c *client, f *frame) {
 	h.r.stats.deliveries.Add(1)
 }
 
+// tooSlow shuts c, whose queue is full, and leaves its removal to reap: a
+// fan-out must not change h.clients while it ranges over it.
 func (h *hub) tooSlow(c *client) {
 	if c.gone {
 		return
@@ -335,6 +338,8 @@ func (h *hub) welcome(c *client, lastSeq int64, has bool) {
 	h.push(c, &frame{data: b, seq: h.seq})
 }
 
+// chat checks a chat message (guests, mutes, length, slow mode, the room's
+// rate), then broadcasts it with blocked words masked and acks it.
 func (h *hub) chat(req *request, anon bool, now time.Time) {
 	m, u := &req.msg, req.u
 	switch {

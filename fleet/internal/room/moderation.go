@@ -39,6 +39,8 @@ type staff struct {
 	lim, modLim *rate.Limiter
 }
 
+// newModeration returns an empty memory with cfg's caps and rates (defaults
+// applied).
 func newModeration(cfg *Config) moderation {
 	return moderation{
 		mutes:       map[string]time.Time{},
@@ -166,6 +168,7 @@ func (m *moderation) pruneMutes(now time.Time) {
 	}
 }
 
+// rank orders the roles for moderation: a user acts only on lower ranks.
 func rank(r chatfleet.Role) int {
 	switch r {
 	case chatfleet.RoleProducer:

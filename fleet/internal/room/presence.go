@@ -40,8 +40,10 @@ type audience struct {
 	viewers, conns int
 }
 
-func newPresence(max int) presence {
-	return presence{users: map[string]*user{}, max: max}
+// newPresence returns an empty room that announces joins and leaves up to
+// limit users.
+func newPresence(limit int) presence {
+	return presence{users: map[string]*user{}, max: limit}
 }
 
 // enter counts one more connection of info's user. It returns the user,
@@ -147,12 +149,15 @@ func (h *hub) reportPresence() {
 	}
 }
 
+// publishCounts updates the counts Stats reads from other goroutines.
 func (h *hub) publishCounts() {
 	s := &h.r.stats
 	s.conns.Store(int64(len(h.clients)))
 	s.viewers.Store(int64(len(h.pres.users)))
 }
 
+// viewers answers a viewers request with one page of the list, 50 users
+// unless asked otherwise.
 func (h *hub) viewers(req *request) {
 	size := req.msg.PageSize
 	if size == 0 {

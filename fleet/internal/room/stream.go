@@ -100,6 +100,7 @@ func (h *hub) setStream(st protocol.StreamState, reason string) int64 {
 	return seq
 }
 
+// publishStream updates the stream state Stats reads from other goroutines.
 func (h *hub) publishStream() {
 	s := &h.r.stats
 	s.live.Store(h.stream.state.Live)
