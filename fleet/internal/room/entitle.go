@@ -189,7 +189,7 @@ func (r *Room) recheck(ctx context.Context) {
 // for the hook. Hub goroutine only.
 func (h *hub) viewerChecks() []entitle.Check {
 	var out []entitle.Check
-	for id, u := range h.users {
+	for id, u := range h.pres.users {
 		if u.info.Role == chatfleet.RoleViewer {
 			out = append(out, entitle.Check{UserID: id, Room: h.r.name, Role: u.info.Role})
 		}
@@ -202,7 +202,7 @@ func (h *hub) viewerChecks() []entitle.Check {
 // higher role meanwhile are spared. Hub goroutine only.
 func (h *hub) revoke(ds []denial) {
 	for _, d := range ds {
-		if u := h.users[d.user]; u != nil && u.info.Role == chatfleet.RoleViewer {
+		if u := h.pres.users[d.user]; u != nil && u.info.Role == chatfleet.RoleViewer {
 			h.r.warn("viewer not entitled: disconnected", "user", d.user, "reason", d.text)
 			h.disconnect(d.user, protocol.KindEntitlement, d.text, protocol.CloseNotEntitled)
 		}

@@ -132,3 +132,41 @@ func TestResumedLiveStreamWithoutProducer(t *testing.T) {
 		t.Fatalf("stream on return %+v", on)
 	}
 }
+
+// The stream value type alone: what a producer may announce, and the grace's
+// decisions.
+func TestStreamDecisions(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		msg  protocol.ClientMsg
+		def  string
+		want protocol.StreamState
+		code string
+	}{
+		{"offline", protocol.ClientMsg{HLSURL: testHLS}, "", protocol.StreamState{}, ""},
+		{"live", protocol.ClientMsg{Live: true, HLSURL: testHLS}, "", protocol.StreamState{Live: true, HLSURL: testHLS}, ""},
+		{"live at the room's URL", protocol.ClientMsg{Live: true}, testHLS, protocol.StreamState{Live: true, HLSURL: testHLS}, ""},
+		{"live without URL", protocol.ClientMsg{Live: true}, "", protocol.StreamState{Live: true}, protocol.CodeMissingField},
+		{"not http", protocol.ClientMsg{Live: true, HLSURL: "ftp://cdn.example.com/x.m3u8"}, "", protocol.StreamState{}, protocol.CodeInvalid},
+	} {
+		st, code, _ := announced(&tt.msg, tt.def)
+		if code != tt.code || (code == "" && st != tt.want) {
+			t.Errorf("%s: announced = %+v %q, want %+v %q", tt.name, st, code, tt.want, tt.code)
+		}
+	}
+
+	s := stream{state: protocol.StreamState{Live: true, HLSURL: testHLS}}
+	if s.gone(true, false) || s.gone(false, true) {
+		t.Fatal("the grace ended a stream whose producer is back, or in a room that ended")
+	}
+	if !s.gone(false, false) || s.away != testHLS {
+		t.Fatalf("gone: away %q, want the URL kept", s.away)
+	}
+	s.state = protocol.StreamState{}
+	if url, ok := s.back(false); !ok || url != testHLS || s.away != "" {
+		t.Fatalf("back = %q %v, want the kept URL once", url, ok)
+	}
+	if _, ok := s.back(false); ok {
+		t.Fatal("back twice")
+	}
+}

@@ -1,9 +1,13 @@
 package room
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"unicode"
+
+	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/protocol"
 )
 
 // frame is one encoded server message, shared by every client it is queued
@@ -182,4 +186,29 @@ func maskWords(text string, blocked map[string]bool) string {
 	}
 	b.WriteString(text[last:])
 	return b.String()
+}
+
+// resume refills the history from a previous life of the room and restores
+// the stream and slow mode state its events announced.
+func (h *hub) resume(evs []chatfleet.Event, startSeq int64) {
+	h.seq = max(startSeq, 0)
+	for _, ev := range evs {
+		if ev.Seq <= h.hist.last() || len(ev.Data) == 0 || !json.Valid(ev.Data) {
+			continue
+		}
+		h.hist.add(&frame{data: ev.Data, seq: ev.Seq}, ev.Type == protocol.TypeChat)
+		h.seq = max(h.seq, ev.Seq)
+		switch ev.Type {
+		case protocol.TypeStream, protocol.TypeSlowMode:
+			if m, err := protocol.DecodeServer(ev.Data); err == nil {
+				if ev.Type == protocol.TypeStream {
+					h.stream.state = protocol.StreamState{Live: m.Live, HLSURL: m.HLSURL}
+				} else {
+					h.slowMode = m.Seconds
+				}
+			}
+		}
+	}
+	h.r.stats.seq.Store(h.seq)
+	h.publishStream()
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -180,5 +181,39 @@ func TestRunContext(t *testing.T) {
 	}
 	if err := r.Run(context.Background()); err == nil {
 		t.Fatal("second Run succeeded")
+	}
+}
+
+// The drain's schedule alone: the clients due at each moment of the window,
+// each once, in order.
+func TestDrainDue(t *testing.T) {
+	cs := make([]*client, 4)
+	for i := range cs {
+		cs[i] = &client{id: uint64(i)}
+	}
+	var l lifecycle
+	start := time.Unix(1_700_000_000, 0)
+	l.startDrain(cs, 4*time.Second, start)
+	defer l.stopTimers()
+	for _, tt := range []struct {
+		at   time.Duration
+		due  []uint64
+		over bool
+	}{
+		{0, nil, false},
+		{999 * time.Millisecond, nil, false},
+		{time.Second, []uint64{0}, false},
+		{time.Second + time.Millisecond, nil, false},
+		{3500 * time.Millisecond, []uint64{1, 2}, false},
+		{4 * time.Second, nil, true},
+	} {
+		due, over := l.drainDue(start.Add(tt.at))
+		var ids []uint64
+		for _, c := range due {
+			ids = append(ids, c.id)
+		}
+		if !slices.Equal(ids, tt.due) || over != tt.over {
+			t.Errorf("at %v: due %v over %v, want %v %v", tt.at, ids, over, tt.due, tt.over)
+		}
 	}
 }

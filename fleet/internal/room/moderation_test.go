@@ -3,6 +3,7 @@ package room
 import (
 	"fmt"
 	"github.com/chatfleet/chatfleet/internal/testutil"
+	"maps"
 	"net/url"
 	"testing"
 	"time"
@@ -300,4 +301,139 @@ func TestApplyBans(t *testing.T) {
 		c.ws.Close()
 		return nil
 	})
+}
+
+// The moderation value type alone, without a hub.
+
+func testModeration(maxMutes, maxStaff int) moderation {
+	return newModeration(&Config{MaxMutes: maxMutes, MaxRolesSeen: maxStaff, MsgRate: 5, MsgBurst: 10, RoomMsgRate: 2000, RoomMsgBurst: 200, ModRate: 10, ModBurst: 50})
+}
+
+func TestAuthorize(t *testing.T) {
+	mod := protocol.User{UserID: "mod", Role: chatfleet.RoleModerator}
+	prod := protocol.User{UserID: "prod", Role: chatfleet.RoleProducer}
+	for _, tt := range []struct {
+		name   string
+		msg    protocol.ClientMsg
+		by     protocol.User
+		owner  string
+		target chatfleet.Role
+		code   string
+	}{
+		{"moderator mutes a viewer", protocol.ClientMsg{Type: protocol.TypeMute, UserID: "v"}, mod, "", chatfleet.RoleViewer, ""},
+		{"producer kicks a moderator", protocol.ClientMsg{Type: protocol.TypeKick, UserID: "m2"}, prod, "", chatfleet.RoleModerator, ""},
+		{"room ban", protocol.ClientMsg{Type: protocol.TypeBan, UserID: "v"}, mod, "owner", chatfleet.RoleViewer, ""},
+		{"fleet ban", protocol.ClientMsg{Type: protocol.TypeBan, UserID: "v", Fleet: true}, prod, "", chatfleet.RoleViewer, protocol.CodeForbidden},
+		{"oneself", protocol.ClientMsg{Type: protocol.TypeMute, UserID: "mod"}, mod, "", chatfleet.RoleModerator, protocol.CodeInvalid},
+		{"the owner", protocol.ClientMsg{Type: protocol.TypeKick, UserID: "owner"}, prod, "owner", chatfleet.RoleViewer, protocol.CodeForbidden},
+		{"moderator on a moderator", protocol.ClientMsg{Type: protocol.TypeMute, UserID: "m2"}, mod, "", chatfleet.RoleModerator, protocol.CodeForbidden},
+		{"moderator on a producer", protocol.ClientMsg{Type: protocol.TypeBan, UserID: "prod"}, mod, "", chatfleet.RoleProducer, protocol.CodeForbidden},
+		{"producer on a producer", protocol.ClientMsg{Type: protocol.TypeUnmute, UserID: "p2"}, prod, "", chatfleet.RoleProducer, protocol.CodeForbidden},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, text := authorize(&tt.msg, tt.by, tt.owner, tt.target)
+			if code != tt.code || (code == "") != (text == "") {
+				t.Errorf("authorize = %q %q, want code %q", code, text, tt.code)
+			}
+		})
+	}
+}
+
+func TestModerationMutes(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	later := now.Add(time.Minute)
+	for _, tt := range []struct {
+		name   string
+		held   map[string]time.Time // mutes before
+		max    int
+		id     string
+		until  time.Time
+		ok     bool // mute accepted
+		remain int  // mutes held after
+	}{
+		{"first", nil, 2, "a", later, true, 1},
+		{"until unmuted", nil, 2, "a", time.Time{}, true, 1},
+		{"at the cap", map[string]time.Time{"x": later, "y": {}}, 2, "a", later, false, 2},
+		{"at the cap, one ended", map[string]time.Time{"x": now, "y": {}}, 2, "a", later, true, 2},
+		{"at the cap, muted again", map[string]time.Time{"a": later, "y": {}}, 2, "a", time.Time{}, true, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := testModeration(tt.max, 10)
+			maps.Copy(m.mutes, tt.held)
+			if ok := m.mute(tt.id, tt.until, now); ok != tt.ok || len(m.mutes) != tt.remain {
+				t.Fatalf("mute = %v with %d held, want %v with %d", ok, len(m.mutes), tt.ok, tt.remain)
+			}
+			if m.muted(tt.id, now) != tt.ok {
+				t.Errorf("muted = %v, want %v", !tt.ok, tt.ok)
+			}
+		})
+	}
+
+	m := testModeration(10, 10)
+	m.mute("timed", later, now)
+	m.mute("open", time.Time{}, now)
+	for _, tt := range []struct {
+		id    string
+		at    time.Time
+		muted bool
+	}{
+		{"timed", later.Add(-time.Millisecond), true},
+		{"open", later.Add(time.Hour), true},
+		{"nobody", now, false},
+		{"timed", later, false}, // ended: forgotten
+		{"timed", now, false},   // even asked about an earlier time
+	} {
+		if got := m.muted(tt.id, tt.at); got != tt.muted {
+			t.Errorf("muted(%s, %v) = %v, want %v", tt.id, tt.at.Sub(now), got, tt.muted)
+		}
+	}
+	if !m.unmute("open", now) || m.unmute("open", now) || m.unmute("nobody", now) {
+		t.Error("unmute: want true once for a muted user, then false")
+	}
+	m.mute("a", now.Add(time.Second), now)
+	m.mute("b", time.Time{}, now)
+	m.pruneMutes(later)
+	if _, ok := m.mutes["a"]; ok || len(m.mutes) != 1 {
+		t.Errorf("after pruneMutes: %v, want only b", m.mutes)
+	}
+}
+
+func TestModerationRoles(t *testing.T) {
+	m := testModeration(10, 2)
+	lim, modLim, full := m.limits("v", chatfleet.RoleViewer)
+	if lim == nil || modLim != nil || full || len(m.staff) != 0 {
+		t.Fatalf("viewer limits: %v %v %v, %d remembered", lim, modLim, full, len(m.staff))
+	}
+	if lim.Burst() != 10 {
+		t.Errorf("viewer burst %d, want MsgBurst 10", lim.Burst())
+	}
+	lim, modLim, _ = m.limits("mod", chatfleet.RoleModerator)
+	if lim.Burst() != 200 || modLim.Burst() != 50 {
+		t.Errorf("moderator bursts %d %d, want the room's 200 and ModBurst 50", lim.Burst(), modLim.Burst())
+	}
+	// Reconnecting does not refill: the same limiters come back.
+	if lim2, modLim2, _ := m.limits("mod", chatfleet.RoleModerator); lim2 != lim || modLim2 != modLim {
+		t.Error("a moderator's second connection got new limiters")
+	}
+	m.limits("prod", chatfleet.RoleProducer)
+	if _, modLim, full := m.limits("late", chatfleet.RoleModerator); !full || modLim == nil || len(m.staff) != 2 {
+		t.Errorf("over MaxRolesSeen: full %v, modLim %v, %d remembered; want full, fresh limiters, 2", full, modLim, len(m.staff))
+	}
+	// A role only rises; absent users keep the highest they had.
+	m.limits("mod", chatfleet.RoleProducer)
+	for _, tt := range []struct {
+		id      string
+		present chatfleet.Role
+		want    chatfleet.Role
+	}{
+		{"mod", chatfleet.RoleViewer, chatfleet.RoleProducer},
+		{"prod", chatfleet.RoleViewer, chatfleet.RoleProducer},
+		{"late", chatfleet.RoleViewer, chatfleet.RoleViewer}, // not remembered
+		{"late", chatfleet.RoleModerator, chatfleet.RoleModerator},
+		{"v", chatfleet.RoleViewer, chatfleet.RoleViewer},
+	} {
+		if got := m.highestRole(tt.id, tt.present); got != tt.want {
+			t.Errorf("highestRole(%s, %s) = %s, want %s", tt.id, tt.present, got, tt.want)
+		}
+	}
 }

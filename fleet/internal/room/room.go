@@ -353,7 +353,7 @@ func (r *Room) Run(ctx context.Context) error {
 func (r *Room) waitConns() {
 	r.connsMu.Lock()
 	for c := range r.conns {
-		c.shut(r.h.endCode, r.h.endReason, false)
+		c.shut(r.h.life.endCode, r.h.life.endReason, false)
 	}
 	r.connsMu.Unlock()
 	deadline := time.Now().Add(r.cfg.CloseWait)
