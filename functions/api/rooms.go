@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/httpx"
 	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/lbclient"
@@ -218,7 +219,7 @@ func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	opts := roomOptions{AllowAnonymous: req.AllowAnonymous, Paid: req.Paid, WebhookURLs: req.WebhookURLs,
+	opts := hostapi.RoomOptions{AllowAnonymous: req.AllowAnonymous, Paid: req.Paid, WebhookURLs: req.WebhookURLs,
 		Instance: randomHex(16), OwnerID: req.OwnerID, HLSURL: req.HLSURL, Title: req.Title}
 	display := req.OwnerName
 	if opts.OwnerID == "" {
@@ -317,7 +318,7 @@ func (a *roomAPI) checkFree(ctx context.Context, name string) error {
 // reached is excluded from the next pick. A host that finds the request
 // invalid (webhookUrls without its WEBHOOK_SECRET, say) ends the attempts:
 // the caller gets its EINVALID.
-func (a *roomAPI) place(ctx context.Context, name, region string, opts roomOptions) (chatfleet.Host, int, error) {
+func (a *roomAPI) place(ctx context.Context, name, region string, opts hostapi.RoomOptions) (chatfleet.Host, int, error) {
 	pick := lbclient.PickRequest{Region: region}
 	var lastErr error
 	for attempt := range maxCreateAttempts {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 )
 
@@ -41,7 +42,7 @@ func startHost(t *testing.T, extra ...string) *host {
 	return h
 }
 
-func (h *host) create(name string) int { return h.Create(userKey, name, "") }
+func (h *host) create(name string) int { return h.Create(userKey, name, hostapi.RoomOptions{}) }
 
 type roomInfo struct {
 	Name   string

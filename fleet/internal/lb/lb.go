@@ -24,8 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/chatfleet/chatfleet"
-	"github.com/chatfleet/chatfleet/lbclient"
 	"github.com/chatfleet/chatfleet/httpx"
+	"github.com/chatfleet/chatfleet/lbclient"
 )
 
 // Config configures a Server. Zero fields take their defaults.
