@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"syscall"
@@ -73,8 +72,8 @@ func allowedControl(allow []netip.Prefix) func(network, address string, _ syscal
 // checkHostURL refuses, before any dial, a host URL whose host is an IP
 // literal outside allow; a name is checked at dial time.
 func checkHostURL(allow []netip.Prefix, base string) error {
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	u, err := netguard.HTTPURL(base, 0)
+	if err != nil {
 		return errors.New("not an http(s) URL")
 	}
 	if a, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil && !netguard.Contains(allow, a) {

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
@@ -812,8 +812,7 @@ func validHLS(s string) error {
 	if len(s) > protocol.MaxHLSURLLen {
 		return fmt.Errorf("longer than %d bytes", protocol.MaxHLSURLLen)
 	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+	if u, err := netguard.HTTPURL(s, 0); err != nil || u.User != nil {
 		return fmt.Errorf("must be an http or https URL")
 	}
 	return nil
