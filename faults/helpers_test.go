@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/token"
@@ -53,7 +54,7 @@ func startHost(t testing.TB, extra ...string) *host {
 }
 
 // create makes a room through the API port and returns its port.
-func (h *host) create(name string) int { return h.Create(userKey, name, "") }
+func (h *host) create(name string) int { return h.Create(userKey, name, hostapi.RoomOptions{}) }
 
 type roomInfo struct {
 	Name     string

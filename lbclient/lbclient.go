@@ -22,6 +22,7 @@ import (
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/httpx"
+	"github.com/chatfleet/chatfleet/internal/netguard"
 )
 
 // maxResponse bounds what is read of a load balancer's answer.
@@ -45,8 +46,7 @@ func parseURLs(urls []string) ([]string, error) {
 	out := make([]string, 0, len(urls))
 	for _, s := range urls {
 		s = strings.TrimRight(strings.TrimSpace(s), "/")
-		u, err := url.Parse(s)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if _, err := netguard.HTTPURL(s, 0); err != nil {
 			return nil, fmt.Errorf("lbclient: load-balancer URL %q: want http(s)://host:port", redact(s))
 		}
 		out = append(out, s)

@@ -15,7 +15,8 @@ import (
 // leaves time to ask the next.
 const tryTimeout = 3 * time.Second
 
-// PickRequest says what host a new room wants.
+// PickRequest says what host a new room wants: the optional body of a load
+// balancer's POST /api/v1/pick, which the load-balancer service decodes too.
 type PickRequest struct {
 	Region  string   `json:"region,omitempty"`  // prefer hosts of this region, fall back to any
 	Exclude []string `json:"exclude,omitempty"` // host ids not to pick, e.g. one that just failed to create the room

@@ -10,8 +10,10 @@
 // (SignEntitlement, VerifyEntitlementRequest): an entitlement signature never
 // verifies as a webhook's, nor the other way round, whatever the keys.
 //
-// It imports the standard library only, so that a receiver can import it
-// without the rest of the project.
+// It imports the standard library only (and internal/netguard, for
+// ValidateURLs, which does too), so that a receiver can import it without
+// the rest of the project. ValidateURLs is the rule for a room's own
+// webhook URLs, which the control API and the host both apply.
 package webhook
 
 import (

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/httpx"
 )
 
@@ -104,11 +105,12 @@ func (a *adminAPI) globalMessage(w http.ResponseWriter, r *http.Request) {
 		targets = append(targets, h)
 	}
 	took, rooms, failed := a.callHosts(targets, "global message", func(h chatfleet.Host) (int, error) {
-		var out struct {
-			Rooms int `json:"rooms"`
-		}
-		err := a.fleet.admin(ctx, h, "/api/v1/messages", messageRequest{req.Text}, &out)
-		return out.Rooms, err
+		rooms := 0
+		err := a.fleet.admin(ctx, h, func(ctx context.Context, hc *hostapi.Client) (err error) {
+			rooms, err = hc.Global(ctx, req.Text)
+			return err
+		})
+		return rooms, err
 	})
 	res.Hosts, res.Rooms, res.Failed = took, rooms, append(res.Failed, failed...)
 	slices.SortFunc(res.Failed, func(x, y hostFailed) int { return strings.Compare(x.HostID, y.HostID) })
@@ -132,7 +134,7 @@ func (a *adminAPI) hosts(w http.ResponseWriter, r *http.Request) {
 // hostAction returns the handler of POST /admin/v1/hosts/{id}/<action>
 // (drain, resume, restart, shutdown), which the host's admin port carries
 // out; restart and shutdown answer 202, as the host does.
-func hostAction(action string) func(*adminAPI, http.ResponseWriter, *http.Request) {
+func hostAction(action hostapi.Action) func(*adminAPI, http.ResponseWriter, *http.Request) {
 	return func(a *adminAPI, w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		id := r.PathValue("id")
@@ -153,14 +155,18 @@ func hostAction(action string) func(*adminAPI, http.ResponseWriter, *http.Reques
 			a.fail(w, r, chatfleet.Errorf(chatfleet.EUNAVAILABLE, "host %q is down", id))
 			return
 		}
-		var result map[string]any
-		if err := a.fleet.admin(ctx, host, "/api/v1/"+action, nil, &result); err != nil {
+		var result hostapi.ActionAnswer
+		err = a.fleet.admin(ctx, host, func(ctx context.Context, hc *hostapi.Client) (err error) {
+			result, err = hc.Do(ctx, action)
+			return err
+		})
+		if err != nil {
 			a.fail(w, r, timedOut(ctx, "the host", hostFailure(err)))
 			return
 		}
-		a.record(ctx, "host."+action, id, "")
+		a.record(ctx, "host."+string(action), id, "")
 		status := http.StatusOK
-		if action == "restart" || action == "shutdown" {
+		if action == hostapi.Restart || action == hostapi.Shutdown {
 			status = http.StatusAccepted
 		}
 		httpx.WriteData(w, status, map[string]any{"hostId": id, "action": action, "result": result})

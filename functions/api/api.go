@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/httpx"
 	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/lbclient"
@@ -133,10 +134,10 @@ var roomEndpoints = []endpoint[*roomAPI]{
 var adminEndpoints = []endpoint[*adminAPI]{
 	{Route{http.MethodPost, "/admin/v1/messages"}, (*adminAPI).globalMessage},
 	{Route{http.MethodGet, "/admin/v1/hosts"}, (*adminAPI).hosts},
-	{Route{http.MethodPost, "/admin/v1/hosts/{id}/drain"}, hostAction("drain")},
-	{Route{http.MethodPost, "/admin/v1/hosts/{id}/resume"}, hostAction("resume")},
-	{Route{http.MethodPost, "/admin/v1/hosts/{id}/restart"}, hostAction("restart")},
-	{Route{http.MethodPost, "/admin/v1/hosts/{id}/shutdown"}, hostAction("shutdown")},
+	{Route{http.MethodPost, "/admin/v1/hosts/{id}/drain"}, hostAction(hostapi.Drain)},
+	{Route{http.MethodPost, "/admin/v1/hosts/{id}/resume"}, hostAction(hostapi.Resume)},
+	{Route{http.MethodPost, "/admin/v1/hosts/{id}/restart"}, hostAction(hostapi.Restart)},
+	{Route{http.MethodPost, "/admin/v1/hosts/{id}/shutdown"}, hostAction(hostapi.Shutdown)},
 	{Route{http.MethodGet, "/admin/v1/hosts/{id}/stats"}, (*adminAPI).hostStats},
 	{Route{http.MethodGet, "/admin/v1/rooms/{name}"}, (*adminAPI).inspectRoom},
 	{Route{http.MethodDelete, "/admin/v1/rooms/{name}"}, (*adminAPI).closeRoom},

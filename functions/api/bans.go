@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/httpx"
 )
 
@@ -21,7 +22,6 @@ const (
 	maxBanMinutes  = 10 * 365 * 24 * 60 // ten years; 0 is forever
 	maxBansPerPush = 1000               // bans in one POST /api/v1/bans to a host, as hosts take them
 	maxCursorLen   = 128
-	hostBansPath   = "/api/v1/bans"
 )
 
 // banRequest is the body of POST /admin/v1/bans.
@@ -29,12 +29,6 @@ type banRequest struct {
 	UserID  string `json:"userId"`
 	Reason  string `json:"reason"`
 	Minutes int    `json:"minutes"` // 0: forever
-}
-
-// hostBans is the body of a host's POST /api/v1/bans.
-type hostBans struct {
-	Add    []chatfleet.Ban `json:"add,omitempty"`
-	Remove []chatfleet.Ban `json:"remove,omitempty"`
 }
 
 // pushResult says how far a change sent to hosts got: the hosts that took
@@ -99,7 +93,7 @@ func (a *adminAPI) addBan(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, timedOut(ctx, "the store", err))
 		return
 	}
-	res := a.pushFleet(ctx, hostBans{Add: []chatfleet.Ban{ban}})
+	res := a.pushFleet(ctx, hostapi.BanChanges{Add: []chatfleet.Ban{ban}})
 	a.record(ctx, "ban.add", ban.UserID, fmt.Sprintf("fleet ban %s, %s: %s (%s)", ban.ID, banLength(req.Minutes), req.Reason, res))
 	httpx.WriteData(w, http.StatusCreated, banAnswer{Ban: ban, pushResult: res})
 }
@@ -188,7 +182,7 @@ func (a *adminAPI) removeFleetBans(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, timedOut(ctx, "the store", err))
 		return
 	}
-	res := a.pushFleet(ctx, hostBans{Remove: removed})
+	res := a.pushFleet(ctx, hostapi.BanChanges{Remove: removed})
 	a.record(ctx, "ban.remove", user, fmt.Sprintf("%d fleet bans removed (%s)", len(removed), res))
 	httpx.WriteData(w, http.StatusOK, unbanAnswer{Removed: len(removed), Bans: removed, pushResult: res})
 }
@@ -222,7 +216,7 @@ func (a *adminAPI) removeRoomBans(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		res.Failed = append(res.Failed, hostFailed{"", "the room's host could not be found: " + chatfleet.ErrorMessage(err)})
 	default:
-		res, err = a.push(ctx, func(h chatfleet.Host) bool { return h.ID == room.HostID }, hostBans{Remove: removed})
+		res, err = a.push(ctx, func(h chatfleet.Host) bool { return h.ID == room.HostID }, hostapi.BanChanges{Remove: removed})
 		if err != nil {
 			res.Failed = append(res.Failed, hostFailed{room.HostID, chatfleet.ErrorMessage(err)})
 		}
@@ -242,7 +236,7 @@ func checkPathUser(user string) error {
 // pushFleet sends change to every host the load balancers know that is not
 // down. The change is stored already: if the load balancers cannot list the
 // hosts, the answer says so and the hosts read it at their next refresh.
-func (a *adminAPI) pushFleet(ctx context.Context, change hostBans) pushResult {
+func (a *adminAPI) pushFleet(ctx context.Context, change hostapi.BanChanges) pushResult {
 	res, err := a.push(ctx, func(chatfleet.Host) bool { return true }, change)
 	if err != nil {
 		a.log.Warn("bans stored but not pushed: no host list", "err", err)
@@ -255,7 +249,7 @@ func (a *adminAPI) pushFleet(ctx context.Context, change hostBans) pushResult {
 // push sends change, in frames of at most maxBansPerPush bans, to the hosts
 // that match and are not down, globalConcurrency at a time; the error is
 // the load balancers'.
-func (a *adminAPI) push(ctx context.Context, match func(chatfleet.Host) bool, change hostBans) (pushResult, error) {
+func (a *adminAPI) push(ctx context.Context, match func(chatfleet.Host) bool, change hostapi.BanChanges) (pushResult, error) {
 	res := pushResult{Failed: []hostFailed{}, Down: []string{}}
 	hosts, err := a.cfg.Picker.Hosts(ctx)
 	if err != nil {
@@ -281,26 +275,28 @@ func (a *adminAPI) push(ctx context.Context, match func(chatfleet.Host) bool, ch
 
 // pushTo posts bodies to h's admin port in order and returns the rooms the
 // last one reached.
-func (a *adminAPI) pushTo(ctx context.Context, h chatfleet.Host, bodies []hostBans) (int, error) {
-	var out struct {
-		Rooms int `json:"rooms"`
-	}
+func (a *adminAPI) pushTo(ctx context.Context, h chatfleet.Host, bodies []hostapi.BanChanges) (int, error) {
+	rooms := 0
 	for _, b := range bodies {
-		if err := a.fleet.admin(ctx, h, hostBansPath, b, &out); err != nil {
+		err := a.fleet.admin(ctx, h, func(ctx context.Context, hc *hostapi.Client) (err error) {
+			rooms, err = hc.ApplyBans(ctx, b)
+			return err
+		})
+		if err != nil {
 			return 0, err
 		}
 	}
-	return out.Rooms, nil
+	return rooms, nil
 }
 
 // chunkBans splits change into bodies of at most maxBansPerPush bans each.
-func chunkBans(change hostBans) []hostBans {
-	var out []hostBans
+func chunkBans(change hostapi.BanChanges) []hostapi.BanChanges {
+	var out []hostapi.BanChanges
 	for b := range slices.Chunk(change.Add, maxBansPerPush) {
-		out = append(out, hostBans{Add: b})
+		out = append(out, hostapi.BanChanges{Add: b})
 	}
 	for b := range slices.Chunk(change.Remove, maxBansPerPush) {
-		out = append(out, hostBans{Remove: b})
+		out = append(out, hostapi.BanChanges{Remove: b})
 	}
 	return out
 }

@@ -3,13 +3,13 @@ package api
 import (
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/httpx"
+	"github.com/chatfleet/chatfleet/internal/netguard"
 )
 
 // CORS of the room API. Browsers on the origins of Config.CORSAllowedOrigins
@@ -55,8 +55,8 @@ func ParseOrigins(s string) ([]string, error) {
 
 func checkOrigin(o string) error {
 	bad := fmt.Errorf("origin %q: want scheme://host[:port], e.g. https://app.example.com", o)
-	u, err := url.Parse(o)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" ||
+	u, err := netguard.HTTPURL(o, 0)
+	if err != nil || u.Hostname() == "" ||
 		u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(o, "?") || strings.HasSuffix(o, "#") {
 		return bad
 	}

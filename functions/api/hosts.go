@@ -1,28 +1,21 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/chatfleet/chatfleet"
-	"github.com/chatfleet/chatfleet/httpx"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/internal/netguard"
 )
-
-// maxHostAnswer bounds what is read of a host's answer.
-const maxHostAnswer = 1 << 20
 
 // newHTTPClient returns the client for calls to the load balancers: short
 // connect and header timeouts, a small pool (a Lambda container serves one
@@ -79,8 +72,8 @@ func allowedControl(allow []netip.Prefix) func(network, address string, _ syscal
 // checkHostURL refuses, before any dial, a host URL whose host is an IP
 // literal outside allow; a name is checked at dial time.
 func checkHostURL(allow []netip.Prefix, base string) error {
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	u, err := netguard.HTTPURL(base, 0)
+	if err != nil {
 		return errors.New("not an http(s) URL")
 	}
 	if a, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil && !netguard.Contains(allow, a) {
@@ -89,8 +82,11 @@ func checkHostURL(allow []netip.Prefix, base string) error {
 	return nil
 }
 
-// hostClient calls the chatserver APIs of fleet hosts: the API port with the
-// fleet key (create and close rooms), the admin port with the fleet admin key.
+// hostClient calls the chatserver APIs of fleet hosts (package hostapi):
+// the API port with the fleet key (create and close rooms), the admin port
+// with the fleet admin key. It adds to hostapi.Client what the control API
+// needs: the allowed networks, a timeout per call, and errors that name the
+// host and say whether another host may be tried.
 type hostClient struct {
 	client   *http.Client // a newHostHTTPClient of allow
 	allow    []netip.Prefix
@@ -119,11 +115,11 @@ func refused(err error) bool {
 	return chatfleet.ErrorCode(err) == chatfleet.EUNAVAILABLE
 }
 
-// call sends method to base+path with key and body (JSON, if not nil), within
-// timeout, and decodes the data envelope of a 2xx answer into out (if not
-// nil). An error answer is a *hostError; a host that cannot be reached or
-// does not answer in time is EUNAVAILABLE.
-func (c *hostClient) call(ctx context.Context, h chatfleet.Host, base, method, path, key string, timeout time.Duration, body, out any) error {
+// call runs fn with h's hostapi client, within timeout, after checking the
+// address of the port it calls (base: h.APIURL or h.AdminURL). An error
+// answer is a *hostError; a host that cannot be reached or does not answer
+// in time is EUNAVAILABLE.
+func (c *hostClient) call(ctx context.Context, h chatfleet.Host, base string, timeout time.Duration, fn func(context.Context, *hostapi.Client) error) error {
 	if base == "" {
 		return chatfleet.Errorf(chatfleet.EUNAVAILABLE, "host %s reports no address for this call", h.ID)
 	}
@@ -132,51 +128,19 @@ func (c *hostClient) call(ctx context.Context, h chatfleet.Host, base, method, p
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("encode request to host %s: %w", h.ID, err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, rd)
-	if err != nil {
-		return fmt.Errorf("request to host %s: %w", h.ID, err)
-	}
-	req.Header.Set("X-API-Key", key)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.client.Do(req)
-	if errors.Is(err, errHostNotAllowed) {
+	err := fn(ctx, &hostapi.Client{API: h.APIURL, Key: c.key, Admin: h.AdminURL, AdminKey: c.adminKey, HTTP: c.client})
+	var he *hostapi.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errHostNotAllowed):
 		return notAllowed(h, err)
-	}
-	if err != nil {
-		// *url.Error names the method and URL, never the key.
+	case errors.As(err, &he):
+		return &hostError{host: h.ID, status: he.Status, err: he.Err}
+	case errors.Is(err, hostapi.ErrNoAnswer):
 		return fmt.Errorf("%w: %w", chatfleet.Errorf(chatfleet.EUNAVAILABLE, "host %s did not answer", h.ID), err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxHostAnswer))
-	if err != nil {
-		return fmt.Errorf("%w: %w", chatfleet.Errorf(chatfleet.EUNAVAILABLE, "host %s did not answer", h.ID), err)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		var env httpx.Envelope
-		if json.Unmarshal(b, &env) != nil || env.Error == nil || env.Error.Code == "" {
-			env.Error = &chatfleet.Error{Code: httpx.Code(resp.StatusCode), Message: http.StatusText(resp.StatusCode)}
-		}
-		return &hostError{host: h.ID, status: resp.StatusCode, err: env.Error}
-	}
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, &struct {
-			Data any `json:"data"`
-		}{out}); err != nil {
-			return fmt.Errorf("host %s: decode answer to %s %s: %w", h.ID, method, path, err)
-		}
-	}
-	return nil
+	return fmt.Errorf("host %s: %w", h.ID, err)
 }
 
 // notAllowed is the error of a host the control API will not call: EUNAVAILABLE
@@ -186,56 +150,33 @@ func notAllowed(h chatfleet.Host, err error) error {
 		"host %s is not called: its address is outside the fleet's allowed networks (FLEET_HOSTS_ALLOW)", h.ID), err)
 }
 
-// roomOptions are the options of a room the host's create takes.
-type roomOptions struct {
-	AllowAnonymous bool     `json:"allowAnonymous,omitempty"`
-	HistorySize    int      `json:"historySize,omitempty"`
-	Paid           bool     `json:"paid,omitempty"`
-	WebhookURLs    []string `json:"webhookUrls,omitempty"`
-	// Instance is this life of the room's name: the room refuses join
-	// tokens of another. OwnerID is the producer's user id.
-	Instance string `json:"instance,omitempty"`
-	OwnerID  string `json:"ownerId,omitempty"`
-	// WebhookSecret signs the deliveries to WebhookURLs; the room's own,
-	// returned once to the creator and never stored by the control API.
-	WebhookSecret string `json:"webhookSecret,omitempty"`
-	// HLSURL and Title are kept by the host, whose sync writes them to
-	// the store (the hlsUrl until the producer announces its own).
-	HLSURL string `json:"hlsUrl,omitempty"`
-	Title  string `json:"title,omitempty"`
-}
-
 // createRoom asks h to run room name and returns its port. A host that has
 // the room already answers ECONFLICT with where it is; see refused for the
 // answers after which another host may be tried.
-func (c *hostClient) createRoom(ctx context.Context, h chatfleet.Host, name string, opts roomOptions) (int, error) {
-	var out struct {
-		Port int `json:"port"`
-	}
-	err := c.call(ctx, h, h.APIURL, http.MethodPost, "/api/v1/room/"+url.PathEscape(name), c.key, hostCreateTimeout,
-		map[string]roomOptions{"options": opts}, &out)
+func (c *hostClient) createRoom(ctx context.Context, h chatfleet.Host, name string, opts hostapi.RoomOptions) (int, error) {
+	var out hostapi.Created
+	err := c.call(ctx, h, h.APIURL, hostCreateTimeout, func(ctx context.Context, hc *hostapi.Client) (err error) {
+		out, err = hc.CreateRoom(ctx, name, opts)
+		return err
+	})
 	var he *hostError
-	switch {
-	case errors.As(err, &he) && he.status == http.StatusConflict:
+	if errors.As(err, &he) && he.status == http.StatusConflict {
 		return 0, &chatfleet.Error{Code: chatfleet.ECONFLICT, Message: fmt.Sprintf("room %q exists", name),
 			Host: h.RoomHost, Port: he.err.Port}
-	case err != nil:
-		return 0, err
-	case out.Port <= 0:
-		return 0, fmt.Errorf("host %s answered a create without a port", h.ID)
 	}
-	return out.Port, nil
+	return out.Port, err
 }
 
 // closeRoom closes room name on h, through the admin port if admin is set,
 // else through the API port. A room the host does not run counts as closed.
 func (c *hostClient) closeRoom(ctx context.Context, h chatfleet.Host, name, reason string, admin bool) error {
-	base, path, key := h.APIURL, "/api/v1/room/", c.key
+	base, closeRoom := h.APIURL, (*hostapi.Client).CloseRoom
 	if admin {
-		base, path, key = h.AdminURL, "/api/v1/rooms/", c.adminKey
+		base, closeRoom = h.AdminURL, (*hostapi.Client).AdminCloseRoom
 	}
-	err := c.call(ctx, h, base, http.MethodDelete, path+url.PathEscape(name), key, hostCloseTimeout,
-		map[string]string{"reason": reason}, nil)
+	err := c.call(ctx, h, base, hostCloseTimeout, func(ctx context.Context, hc *hostapi.Client) error {
+		return closeRoom(hc, ctx, name, reason)
+	})
 	var he *hostError
 	if errors.As(err, &he) && he.status == http.StatusNotFound {
 		return nil
@@ -243,9 +184,9 @@ func (c *hostClient) closeRoom(ctx context.Context, h chatfleet.Host, name, reas
 	return err
 }
 
-// admin posts body to path on h's admin port and decodes the answer's data into out.
-func (c *hostClient) admin(ctx context.Context, h chatfleet.Host, path string, body, out any) error {
-	return c.call(ctx, h, h.AdminURL, http.MethodPost, path, c.adminKey, hostCallTimeout, body, out)
+// admin runs fn, a call to h's admin port, within hostCallTimeout.
+func (c *hostClient) admin(ctx context.Context, h chatfleet.Host, fn func(context.Context, *hostapi.Client) error) error {
+	return c.call(ctx, h, h.AdminURL, hostCallTimeout, fn)
 }
 
 // hostFailure maps an error of a call to a host to what the caller of the

@@ -16,9 +16,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/httpx"
 	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/lbclient"
+	"github.com/chatfleet/chatfleet/webhook"
 )
 
 // Limits of the room API.
@@ -37,9 +39,7 @@ const (
 	defaultPageSize = 50
 	maxPageSize     = 200
 	maxURLLen       = 2048
-	maxWebhooks     = 5    // per room, as a host takes them (docs/events.md)
-	maxWebhookLen   = 1024 // bytes, as a host takes them
-	listFillCalls   = 4    // store pages read to fill one listing page
+	listFillCalls   = 4 // store pages read to fill one listing page
 )
 
 var regionRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
@@ -87,20 +87,9 @@ func (c *createRequest) validate(allowPrivate bool) error {
 	if c.Region != "" && !regionRE.MatchString(c.Region) {
 		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: want an AWS region name such as eu-west-1", "region")
 	}
-	if len(c.WebhookURLs) > maxWebhooks {
-		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: at most %d URLs", "webhookUrls", maxWebhooks)
-	}
-	for _, s := range c.WebhookURLs {
-		if err := checkURL("webhookUrls", s, maxWebhookLen); err != nil {
-			return err
-		}
-		// A host refuses credentials in a webhook URL: its deliveries are signed.
-		if u, _ := url.Parse(s); u.User != nil {
-			return chatfleet.Errorf(chatfleet.EINVALID, "field %q: credentials in a URL are not allowed (deliveries are signed)", "webhookUrls")
-		}
-		if err := netguard.CheckURLHost(s); err != nil && !allowPrivate {
-			return chatfleet.Errorf(chatfleet.EINVALID, "field %q: %v: deliveries go to public addresses only", "webhookUrls", err)
-		}
+	// The host applies the same rule: what passes here, it takes.
+	if err := webhook.ValidateURLs(c.WebhookURLs, allowPrivate); err != nil {
+		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: %v", "webhookUrls", err)
 	}
 	return nil
 }
@@ -134,8 +123,7 @@ func randomHex(n int) string {
 
 // checkURL returns EINVALID unless s is an absolute http(s) URL of at most maxLen bytes.
 func checkURL(field, s string, maxLen int) error {
-	u, err := url.Parse(s)
-	if err != nil || len(s) > maxLen || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if _, err := netguard.HTTPURL(s, maxLen); err != nil {
 		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: want an http(s) URL of at most %d bytes", field, maxLen)
 	}
 	return nil
@@ -218,7 +206,7 @@ func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	opts := roomOptions{AllowAnonymous: req.AllowAnonymous, Paid: req.Paid, WebhookURLs: req.WebhookURLs,
+	opts := hostapi.RoomOptions{AllowAnonymous: req.AllowAnonymous, Paid: req.Paid, WebhookURLs: req.WebhookURLs,
 		Instance: randomHex(16), OwnerID: req.OwnerID, HLSURL: req.HLSURL, Title: req.Title}
 	display := req.OwnerName
 	if opts.OwnerID == "" {
@@ -317,7 +305,7 @@ func (a *roomAPI) checkFree(ctx context.Context, name string) error {
 // reached is excluded from the next pick. A host that finds the request
 // invalid (webhookUrls without its WEBHOOK_SECRET, say) ends the attempts:
 // the caller gets its EINVALID.
-func (a *roomAPI) place(ctx context.Context, name, region string, opts roomOptions) (chatfleet.Host, int, error) {
+func (a *roomAPI) place(ctx context.Context, name, region string, opts hostapi.RoomOptions) (chatfleet.Host, int, error) {
 	pick := lbclient.PickRequest{Region: region}
 	var lastErr error
 	for attempt := range maxCreateAttempts {

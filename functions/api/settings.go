@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/httpx"
 )
 
@@ -26,7 +26,6 @@ const (
 	minIdleTimeout    = 10      // seconds: running rooms follow it at once
 	maxIdleTimeout    = 86400   // seconds
 	maxAuditDetail    = 1000    // bytes of an audit entry's detail
-	hostRefreshPath   = "/api/v1/cache/refresh"
 )
 
 // wordsBody is the body and answer of the blocked words.
@@ -268,7 +267,10 @@ func (a *adminAPI) refreshFleet(ctx context.Context) refreshResult {
 		targets = append(targets, h)
 	}
 	took, _, failed := a.callHosts(targets, "cache refresh", func(h chatfleet.Host) (int, error) {
-		return 0, a.fleet.admin(ctx, h, hostRefreshPath, nil, nil)
+		return 0, a.fleet.admin(ctx, h, func(ctx context.Context, hc *hostapi.Client) error {
+			_, err := hc.RefreshCache(ctx)
+			return err
+		})
 	})
 	res.Hosts, res.Failed = took, append(res.Failed, failed...)
 	slices.SortFunc(res.Failed, func(x, y hostFailed) int { return strings.Compare(x.HostID, y.HostID) })
@@ -311,8 +313,12 @@ func (a *adminAPI) hostStats(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, chatfleet.Errorf(chatfleet.EUNAVAILABLE, "host %q is down", h.ID))
 		return
 	}
-	var stats json.RawMessage
-	if err := a.fleet.adminGet(ctx, h, "/api/v1/stats", &stats); err != nil {
+	var stats hostapi.HostStats
+	err = a.fleet.admin(ctx, h, func(ctx context.Context, hc *hostapi.Client) (err error) {
+		stats, err = hc.Stats(ctx)
+		return err
+	})
+	if err != nil {
 		a.fail(w, r, timedOut(ctx, "the host", hostFailure(err)))
 		return
 	}
@@ -321,9 +327,9 @@ func (a *adminAPI) hostStats(w http.ResponseWriter, r *http.Request) {
 
 // hostRoom is what a host says of one of its rooms.
 type hostRoom struct {
-	PID      int            `json:"pid"`
-	Restarts int            `json:"restarts"`
-	Stats    map[string]any `json:"stats"`
+	PID      int                 `json:"pid"`
+	Restarts int                 `json:"restarts"`
+	Stats    chatfleet.RoomStats `json:"stats"`
 }
 
 // inspection is the answer of GET /admin/v1/rooms/{name}.
@@ -353,17 +359,16 @@ func (a *adminAPI) inspectRoom(w http.ResponseWriter, r *http.Request) {
 	hosts := a.hostsByID(ctx)
 	out := inspection{Room: view(room, hosts)}
 	if h, ok := hosts[room.HostID]; ok && room.Status.Open() && h.State != chatfleet.HostDown {
-		var hr hostRoom
-		if err := a.fleet.adminGet(ctx, h, "/api/v1/rooms/"+url.PathEscape(name), &hr); err != nil {
+		var info hostapi.RoomInfo
+		err := a.fleet.admin(ctx, h, func(ctx context.Context, hc *hostapi.Client) (err error) {
+			info, err = hc.AdminRoom(ctx, name)
+			return err
+		})
+		if err != nil {
 			a.log.Warn("inspect room: host did not say", "room", name, "host", h.ID, "err", err)
 		} else {
-			out.Host = &hr
+			out.Host = &hostRoom{PID: info.PID, Restarts: info.Restarts, Stats: info.Stats}
 		}
 	}
 	httpx.WriteData(w, http.StatusOK, out)
-}
-
-// adminGet gets path from h's admin port and decodes the answer's data into out.
-func (c *hostClient) adminGet(ctx context.Context, h chatfleet.Host, path string, out any) error {
-	return c.call(ctx, h, h.AdminURL, http.MethodGet, path, c.adminKey, hostCallTimeout, nil, out)
 }

@@ -87,6 +87,21 @@ func Dialer(timeout time.Duration, allowPrivate bool) *net.Dialer {
 	return d
 }
 
+// HTTPURL parses raw as an absolute http or https URL with a host, of at
+// most maxLen bytes (no limit if maxLen is 0): the one check of every URL
+// the fleet takes in configuration or from a caller. Credentials pass;
+// callers that refuse them check u.User, each saying why.
+func HTTPURL(raw string, maxLen int) (*url.URL, error) {
+	if maxLen > 0 && len(raw) > maxLen {
+		return nil, fmt.Errorf("longer than %d bytes", maxLen)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("not an absolute http or https URL")
+	}
+	return u, nil
+}
+
 // CheckURLHost returns ErrNotPublic (wrapped, naming the address) if the host
 // of the absolute URL s is an IP literal that is not public. A name passes:
 // what it resolves to is checked at dial time by Control.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -87,5 +88,27 @@ func TestParsePrefixes(t *testing.T) {
 	}
 	if _, err := ParsePrefixes("10.0.0.0/33"); err == nil {
 		t.Fatal("bad prefix accepted")
+	}
+}
+
+func TestHTTPURL(t *testing.T) {
+	for _, ok := range []string{
+		"http://h", "https://h.example:8443/p?q=1", "HTTPS://H/", "http://[::1]:80", "https://u:p@h/x",
+		"https://h/" + strings.Repeat("p", 30-len("https://h/")),
+	} {
+		if u, err := HTTPURL(ok, 30); err != nil || u.Host == "" {
+			t.Errorf("HTTPURL(%q) = %v, %v", ok, u, err)
+		}
+	}
+	for _, bad := range []string{
+		"", "h.example.com", "/path", "ftp://h/x", "javascript:alert(1)", "https:///x", "http://h:port",
+		"ws://h/x", "https://h/" + strings.Repeat("p", 31-len("https://h/")),
+	} {
+		if u, err := HTTPURL(bad, 30); err == nil {
+			t.Errorf("HTTPURL(%q) = %v, want an error", bad, u)
+		}
+	}
+	if _, err := HTTPURL("https://h/"+strings.Repeat("p", 5000), 0); err != nil {
+		t.Errorf("no limit: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chatfleet/chatfleet/hostapi"
 )
 
 // Chatserver is the real chatserver binary (./fleet/cmd/chatserver) run by a
@@ -81,17 +84,21 @@ func (c *Chatserver) KillRooms() {
 	}
 }
 
-// Create makes a room through the API port with key and body and returns its
-// port, failing the test unless the answer is 201 with a port.
-func (c *Chatserver) Create(key, name, body string) int {
+// Client returns a host API client of the chatserver's two ports, with key
+// for the API port and adminKey for the admin port.
+func (c *Chatserver) Client(key, adminKey string) *hostapi.Client {
+	return &hostapi.Client{API: c.API, Key: key, Admin: c.Admin, AdminKey: adminKey}
+}
+
+// Create makes a room with opts through the API port with key and returns
+// its port, failing the test unless the host made it.
+func (c *Chatserver) Create(key, name string, opts hostapi.RoomOptions) int {
 	c.t.Helper()
-	status, resp := Do(c.t, "POST", c.API+"/api/v1/room/"+name, key, body)
-	if status != 201 {
-		c.t.Fatalf("create %s: %d %s", name, status, resp)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	created, err := c.Client(key, "").CreateRoom(ctx, name, opts)
+	if err != nil {
+		c.t.Fatalf("create %s: %v", name, err)
 	}
-	var r struct{ Data struct{ Port int } }
-	if err := json.Unmarshal([]byte(resp), &r); err != nil || r.Data.Port == 0 {
-		c.t.Fatalf("create %s: bad body %s", name, resp)
-	}
-	return r.Data.Port
+	return created.Port
 }

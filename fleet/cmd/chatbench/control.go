@@ -57,10 +57,8 @@ func (b *bench) hostAPI(ctx context.Context, n int, d time.Duration) error {
 
 	meter = startCPU(b.srv.cmd.Process.Pid)
 	lat, wall, err = hammer(ctx, 8, 50000, d, func(ctx context.Context, _ int) error {
-		var out struct {
-			Rooms []roomInfo `json:"rooms"`
-		}
-		return b.srv.call(ctx, "GET", b.srv.apiURL("/api/v1/rooms"), b.srv.key, nil, &out)
+		_, err := b.srv.api.Rooms(ctx)
+		return err
 	})
 	_, masterCPU, genCPU = meter.stop()
 	if err != nil {

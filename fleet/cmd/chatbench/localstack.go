@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,7 +23,7 @@ type localStack struct {
 	cmd     *exec.Cmd
 	port    int // control API
 	apiKey  string
-	srv     *server // for call()
+	http    *http.Client
 	logPath string
 	exited  chan struct{}
 }
@@ -56,7 +59,7 @@ func startLocalStack(dir, serverBin string) (*localStack, error) {
 	}
 	ls := &localStack{port: ports[0], apiKey: "bench-api-" + randHex(8), logPath: filepath.Join(dir, "localstack.log"),
 		exited: make(chan struct{})}
-	ls.srv = &server{http: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	ls.http = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	logf, err := os.Create(ls.logPath)
 	if err != nil {
 		return nil, err
@@ -83,7 +86,7 @@ func startLocalStack(dir, serverBin string) (*localStack, error) {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := ls.srv.call(ctx, "GET", ls.url("/api/v1/rooms"), ls.apiKey, nil, nil)
+		err := ls.call(ctx, "GET", ls.url("/api/v1/rooms"), ls.apiKey, nil, nil)
 		cancel()
 		if err == nil {
 			return ls, nil
@@ -143,7 +146,7 @@ func (b *bench) controlAPI(ctx context.Context, serverBin string, n int, d time.
 	// The hosts reach the load balancers with their first heartbeats.
 	warm := time.Now().Add(30 * time.Second)
 	for {
-		err := ls.srv.call(ctx, "POST", ls.url("/api/v1/rooms/warmup-"+randHex(3)), ls.apiKey, map[string]any{}, nil)
+		err := ls.call(ctx, "POST", ls.url("/api/v1/rooms/warmup-"+randHex(3)), ls.apiKey, map[string]any{}, nil)
 		if err == nil {
 			break
 		}
@@ -159,13 +162,13 @@ func (b *bench) controlAPI(ctx context.Context, serverBin string, n int, d time.
 		cctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		for _, name := range created {
-			ls.srv.call(cctx, "DELETE", ls.url("/api/v1/rooms/"+name), ls.apiKey, map[string]string{}, nil)
+			ls.call(cctx, "DELETE", ls.url("/api/v1/rooms/"+name), ls.apiKey, map[string]string{}, nil)
 		}
 	}()
 	self0 := selfCPU()
 	lat, wall, err := hammer(ctx, 4, n, time.Minute, func(ctx context.Context, i int) error {
 		name := fmt.Sprintf("%s-%03d", prefix, i)
-		if err := ls.srv.call(ctx, "POST", ls.url("/api/v1/rooms/"+name), ls.apiKey, map[string]any{}, nil); err != nil {
+		if err := ls.call(ctx, "POST", ls.url("/api/v1/rooms/"+name), ls.apiKey, map[string]any{}, nil); err != nil {
 			return err
 		}
 		mu.Lock()
@@ -183,7 +186,7 @@ func (b *bench) controlAPI(ctx context.Context, serverBin string, n int, d time.
 		Detail: fmt.Sprintf("%d rooms through the local stack (functions/api, 2 LBs, 2 hosts, embedded store)", len(lat))})
 	self0 = selfCPU()
 	lat, wall, err = hammer(ctx, 8, 50000, d, func(ctx context.Context, _ int) error {
-		return ls.srv.call(ctx, "GET", ls.url("/api/v1/rooms?limit=50"), ls.apiKey, nil, nil)
+		return ls.call(ctx, "GET", ls.url("/api/v1/rooms?limit=50"), ls.apiKey, nil, nil)
 	})
 	if err != nil {
 		return err
@@ -194,4 +197,43 @@ func (b *bench) controlAPI(ctx context.Context, serverBin string, n int, d time.
 	b.logf("control API: create %.1f req/s p99 %.0f ms; list %.0f req/s p99 %.1f ms",
 		b.res.Rows[len(b.res.Rows)-2].Value, b.res.Rows[len(b.res.Rows)-2].P99ms, b.res.Rows[len(b.res.Rows)-1].Value, b.res.Rows[len(b.res.Rows)-1].P99ms)
 	return nil
+}
+
+// call does one request to the control API and decodes {"data": …} into out.
+func (ls *localStack) call(ctx context.Context, method, url, key string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-API-Key", key)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := ls.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: HTTP %d: %s", method, url, resp.StatusCode, bytes.TrimSpace(b))
+	}
+	if out == nil {
+		return nil
+	}
+	var env struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(b, &env); err != nil {
+		return fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	return json.Unmarshal(env.Data, out)
 }

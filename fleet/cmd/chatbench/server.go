@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/chatfleet/chatfleet/hostapi"
 )
 
 // server is a chatserver this benchmark built and started, on loopback ports
@@ -31,7 +30,7 @@ type server struct {
 	adminKey  string
 	secret    string
 	logPath   string
-	http      *http.Client
+	api       *hostapi.Client // both ports, both keys
 	exited    chan struct{}
 }
 
@@ -104,8 +103,12 @@ func startServer(bin, dir string, roomPorts int, extraEnv ...string) (*server, e
 		dir: dir, apiPort: api, adminPort: admin,
 		key: "bench-" + randHex(12), adminKey: "bench-admin-" + randHex(12), secret: randHex(32),
 		logPath: filepath.Join(dir, "chatserver.log"),
-		http:    &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 		exited:  make(chan struct{}),
+	}
+	s.api = &hostapi.Client{
+		API: fmt.Sprintf("http://127.0.0.1:%d", api), Key: s.key,
+		Admin: fmt.Sprintf("http://127.0.0.1:%d", admin), AdminKey: s.adminKey,
+		HTTP: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 	}
 	state := filepath.Join(dir, "state")
 	if err := os.MkdirAll(state, 0o700); err != nil {
@@ -138,7 +141,7 @@ func startServer(bin, dir string, roomPorts int, extraEnv ...string) (*server, e
 	go func() { s.cmd.Wait(); close(s.exited) }()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := s.http.Get(s.apiURL("/api/v1/"))
+		resp, err := s.api.HTTP.Get(s.api.API + hostapi.InfoPath)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -155,14 +158,6 @@ func startServer(bin, dir string, roomPorts int, extraEnv ...string) (*server, e
 			return nil, fmt.Errorf("chatserver did not answer in 15s: %s", s.logTail())
 		}
 	}
-}
-
-func (s *server) apiURL(path string) string {
-	return fmt.Sprintf("http://127.0.0.1:%d%s", s.apiPort, path)
-}
-
-func (s *server) adminURL(path string) string {
-	return fmt.Sprintf("http://127.0.0.1:%d%s", s.adminPort, path)
 }
 
 func (s *server) logTail() string {
@@ -188,83 +183,19 @@ func (s *server) stop() {
 	}
 }
 
-// call does one API request and decodes {"data": …} into out.
-func (s *server) call(ctx context.Context, method, url, key string, body any, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("X-API-Key", key)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, url, resp.StatusCode, bytes.TrimSpace(b))
-	}
-	if out == nil {
-		return nil
-	}
-	var env struct {
-		Data json.RawMessage `json:"data"`
-	}
-	if err := json.Unmarshal(b, &env); err != nil {
-		return fmt.Errorf("%s %s: %w", method, url, err)
-	}
-	return json.Unmarshal(env.Data, out)
-}
-
 // createRoom creates name and returns its port.
 func (s *server) createRoom(ctx context.Context, name string) (int, error) {
-	var out struct {
-		Port int `json:"port"`
-	}
-	if err := s.call(ctx, "POST", s.apiURL("/api/v1/room/"+name), s.key, map[string]any{}, &out); err != nil {
-		return 0, err
-	}
-	return out.Port, nil
+	c, err := s.api.CreateRoom(ctx, name, hostapi.RoomOptions{})
+	return c.Port, err
 }
 
 func (s *server) closeRoom(ctx context.Context, name string) error {
-	return s.call(ctx, "DELETE", s.apiURL("/api/v1/room/"+name), s.key, map[string]string{"reason": "benchmark done"}, nil)
+	return s.api.CloseRoom(ctx, name, "benchmark done")
 }
 
-type roomInfo struct {
-	Name  string `json:"name"`
-	Port  int    `json:"port"`
-	PID   int    `json:"pid"`
-	Stats struct {
-		Conns      int   `json:"conns"`
-		Deliveries int64 `json:"deliveries"`
-		SlowDrops  int64 `json:"slowDrops"`
-	} `json:"stats"`
-}
-
-// rooms lists the rooms through the admin port.
-func (s *server) rooms(ctx context.Context) ([]roomInfo, error) {
-	var out struct {
-		Rooms []roomInfo `json:"rooms"`
-	}
-	err := s.call(ctx, "GET", s.adminURL("/api/v1/rooms"), s.adminKey, nil, &out)
-	return out.Rooms, err
-}
-
-// roomPID returns the process id of room name.
+// roomPID returns the process id of room name, as the admin port lists it.
 func (s *server) roomPID(ctx context.Context, name string) (int, error) {
-	rs, err := s.rooms(ctx)
+	rs, err := s.api.AdminRooms(ctx)
 	if err != nil {
 		return 0, err
 	}

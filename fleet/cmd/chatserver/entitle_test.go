@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/protocol"
 )
@@ -123,7 +124,7 @@ func closedWith(t *testing.T, ws *testutil.WS, within time.Duration) *websocket.
 func TestEntitlementHookDeniesMidSession(t *testing.T) {
 	ps := newPayService(t)
 	h := startHost(t, "ENTITLEMENT_URL="+ps.url, "ENTITLEMENT_SECRET="+entSecret, "ENTITLEMENT_INTERVAL=1s")
-	port := h.createWith("paid", `{"options":{"paid":true}}`)
+	port := h.createWith("paid", hostapi.RoomOptions{Paid: true})
 	free := h.create("free")
 	prod := join(t, port, "paid", "pia", chatfleet.RoleProducer)
 	join(t, port, "paid", "moe", chatfleet.RoleModerator)
@@ -168,7 +169,7 @@ func TestEntitlementHookDeniesMidSession(t *testing.T) {
 func TestEntitlementHookTimeoutPolicy(t *testing.T) {
 	ps := newPayService(t)
 	h := startHost(t, "ENTITLEMENT_URL="+ps.url, "ENTITLEMENT_SECRET="+entSecret, "ENTITLEMENT_INTERVAL=1s", "ENTITLEMENT_TIMEOUT=300ms", "ENTITLEMENT_FAIL_OPEN=6s")
-	port := h.createWith("gated", `{"options":{"paid":true}}`)
+	port := h.createWith("gated", hostapi.RoomOptions{Paid: true})
 	prod := join(t, port, "gated", "pia", chatfleet.RoleProducer)
 	early := join(t, port, "gated", "early", chatfleet.RoleViewer)
 

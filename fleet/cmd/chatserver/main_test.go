@@ -16,6 +16,7 @@ import (
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 )
 
@@ -43,7 +44,7 @@ func startHost(t *testing.T, extra ...string) *host {
 	return h
 }
 
-func (h *host) create(name string) int { return h.Create(userKey, name, "") }
+func (h *host) create(name string) int { return h.Create(userKey, name, hostapi.RoomOptions{}) }
 
 type roomInfo struct {
 	Name   string

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/protocol"
 )
@@ -75,7 +76,7 @@ func TestSparesBecomeRooms(t *testing.T) {
 	h := startHost(t, "ROOM_SPARES=1")
 	sp := h.oneSpare(0)
 
-	port := h.createWith("open", `{"options":{"allowAnonymous":true}}`)
+	port := h.createWith("open", hostapi.RoomOptions{AllowAnonymous: true})
 	rs := h.rooms()
 	if len(rs) != 1 || rs[0].PID != sp || rs[0].Port != port || port != h.RoomMin {
 		t.Fatalf("rooms %+v: want room open in spare %d on the lowest port %d", rs, sp, h.RoomMin)

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/protocol"
@@ -300,7 +301,7 @@ func TestEntitlementSignatureIsNotAWebhook(t *testing.T) {
 
 	rc := newReceiver(t)
 	h := startHost(t, hookEnv(rc, "ENTITLEMENT_URL="+srv.URL, "ENTITLEMENT_SECRET="+entSecret)...)
-	port := h.createWith("paid", `{"options":{"paid":true}}`)
+	port := h.createWith("paid", hostapi.RoomOptions{Paid: true})
 	join(t, port, "paid", "fan", chatfleet.RoleViewer)
 	testutil.Eventually(t, 10*time.Second, func() error {
 		mu.Lock()

@@ -21,6 +21,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/token"
@@ -68,7 +69,7 @@ func handshakeStatus(t *testing.T, port int, tok string) int {
 // with fleet:true on the shared id "producer".
 func TestTrustFleetBanFromRoomRefused(t *testing.T) {
 	h := startHost(t)
-	a := h.Create(userKey, "alpha", `{"options":{"ownerId":"owner-alpha"}}`)
+	a := h.Create(userKey, "alpha", hostapi.RoomOptions{OwnerID: "owner-alpha"})
 	b := h.create("beta")
 	prodB := join(t, b, "beta", "producer", chatfleet.RoleProducer)
 	mod := join(t, a, "alpha", "mod", chatfleet.RoleModerator)
@@ -144,7 +145,7 @@ func TestTrustTokenOfEarlierInstanceRefused(t *testing.T) {
 	for _, spares := range []string{"0", "2"} {
 		t.Run("spares="+spares, func(t *testing.T) {
 			h := startHost(t, "ROOM_SPARES="+spares)
-			port := h.Create(userKey, "show", `{"options":{"instance":"inst-2","ownerId":"show-owner"}}`)
+			port := h.Create(userKey, "show", hostapi.RoomOptions{Instance: "inst-2", OwnerID: "show-owner"})
 			old := issueInst(t, "show", "inst-1", "show-owner", chatfleet.RoleProducer)
 			none := issueInst(t, "show", "", "fan", chatfleet.RoleViewer)
 			cur := issueInst(t, "show", "inst-2", "fan", chatfleet.RoleViewer)
@@ -258,7 +259,7 @@ func dialFrom(t *testing.T, port int, src string, h http.Header, query string) (
 
 func TestTrustConnsPerIPCap(t *testing.T) {
 	h := startHost(t, "MAX_CONNS_PER_IP=3", "MAX_ROOM_CONNS=9", "TRUSTED_PROXIES=127.0.0.9")
-	port := h.Create(userKey, "crowd", `{"options":{"allowAnonymous":true}}`)
+	port := h.Create(userKey, "crowd", hostapi.RoomOptions{AllowAnonymous: true})
 	guest := ""
 	// Guests (no token: a fresh id each) count per address.
 	var first *websocket.Conn

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/webhook"
@@ -174,8 +175,10 @@ func hookEnv(rc *receiver, extra ...string) []string {
 	return append([]string{"WEBHOOK_URLS=" + rc.url, "WEBHOOK_SECRET=" + hookSecret, "STATS_EVERY=200ms"}, extra...)
 }
 
-// createWith creates a room with a JSON body ({"options":{…}}).
-func (h *host) createWith(name, body string) int { return h.Create(userKey, name, body) }
+// createWith creates a room with opts.
+func (h *host) createWith(name string, opts hostapi.RoomOptions) int {
+	return h.Create(userKey, name, opts)
+}
 
 // metric reads a counter or gauge from the admin /metrics.
 func (h *host) metric(name string) float64 {

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/webhook"
 )
 
@@ -74,8 +75,7 @@ const MinSecretLen = 16
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := Config{URL: getenv("ENTITLEMENT_URL"), Secret: getenv("ENTITLEMENT_SECRET")}
 	if c.URL != "" {
-		u, err := url.Parse(c.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if _, err := netguard.HTTPURL(c.URL, 0); err != nil {
 			return c, fmt.Errorf("ENTITLEMENT_URL: want an http or https URL")
 		}
 		// Requests used to be signed with WEBHOOK_SECRET when it was set:

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/lbclient"
 )
 
 // CPUWeight is what one busy core adds to a host's score: a host whose
@@ -34,12 +35,6 @@ func Score(h chatfleet.Host, pending int) float64 {
 // ones, or its connections have reached capacity.
 func Full(h chatfleet.Host, pending int) bool {
 	return h.Load.Rooms+pending >= h.Capacity.MaxRooms || h.Load.Conns >= h.Capacity.MaxConns
-}
-
-// PickRequest is the optional body of POST /api/v1/pick.
-type PickRequest struct {
-	Region  string   `json:"region,omitempty"`  // prefer hosts of this region, fall back to any
-	Exclude []string `json:"exclude,omitempty"` // host ids not to pick, e.g. one that just failed
 }
 
 // registry is the soft state: every host as its last heartbeat reported it.
@@ -151,7 +146,7 @@ func (r *registry) counts() (states map[chatfleet.HostState]int, pending int) {
 // of two choices): close to the least loaded host, without every concurrent
 // pick of every load balancer rushing to the same one. It returns EUNAVAILABLE
 // when no host is eligible.
-func (r *registry) pick(req PickRequest) (chatfleet.Host, error) {
+func (r *registry) pick(req lbclient.PickRequest) (chatfleet.Host, error) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
+	"github.com/chatfleet/chatfleet/hostapi"
 )
 
 // Bounds of one ban and of the lists that carry them.
@@ -860,10 +861,7 @@ func printable(s string, max int) bool {
 
 // BanChanges are changes the control API made to the stored bans, for the
 // admin API's POST /api/v1/bans.
-type BanChanges struct {
-	Add    []chatfleet.Ban `json:"add"`
-	Remove []chatfleet.Ban `json:"remove"`
-}
+type BanChanges = hostapi.BanChanges
 
 // ApplyBans applies ch at once to the rooms of this host: fleet bans (Room
 // "") to every room, a room's bans to that room if the host runs it. It does

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/httpx"
 )
 
@@ -51,7 +52,7 @@ func FuzzCreateBody(f *testing.F) {
 		if err := json.Unmarshal(rec.Body.Bytes(), &env); err != nil || env.Error == nil || env.Error.Message == "" || !utf8.Valid(rec.Body.Bytes()) {
 			t.Fatalf("POST %s %q: %d %q is not the error envelope", path, body, status, rec.Body)
 		}
-		var cr createRequest
+		var cr hostapi.CreateRequest
 		decodes := len(body) == 0 || httpx.Unmarshal(body, &cr) == nil
 		switch {
 		case status == http.StatusRequestEntityTooLarge:

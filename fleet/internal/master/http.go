@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/httpx"
 )
 
@@ -18,24 +19,20 @@ func newServer(h http.Handler, log *slog.Logger) *http.Server {
 	return s
 }
 
-type appInfo struct {
-	App     string `json:"app"`
-	Version string `json:"version"`
-}
-
-// apiHandler serves the API port: the seed's contract plus listing.
-// GET /api/v1/ needs no key, as in the original; everything else needs KEY.
+// apiHandler serves the API port (package hostapi has the contract): the
+// seed's contract plus listing. GET /api/v1/ needs no key, as in the
+// original; everything else needs KEY.
 func (m *Master) apiHandler() http.Handler {
 	mux := httpx.NewMux()
-	mux.HandleFunc("GET /api/v1/{$}", func(w http.ResponseWriter, r *http.Request) {
-		httpx.WriteData(w, http.StatusOK, appInfo{"chatserver", chatfleet.Version})
+	mux.HandleFunc("GET "+hostapi.InfoPath+"{$}", func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteData(w, http.StatusOK, hostapi.AppInfo{App: "chatserver", Version: chatfleet.Version})
 	})
 	m.health(mux)
 	key := func(h http.HandlerFunc) http.Handler { return httpx.RequireKey(m.cfg.Key, h) }
-	mux.Handle("POST /api/v1/room/{name}", key(m.handleCreate))
-	mux.Handle("GET /api/v1/room/{name}", key(m.handleGet))
-	mux.Handle("DELETE /api/v1/room/{name}", key(m.handleClose))
-	mux.Handle("GET /api/v1/rooms", key(m.handleList))
+	mux.Handle("POST "+hostapi.RoomPath+"{name}", key(m.handleCreate))
+	mux.Handle("GET "+hostapi.RoomPath+"{name}", key(m.handleGet))
+	mux.Handle("DELETE "+hostapi.RoomPath+"{name}", key(m.handleClose))
+	mux.Handle("GET "+hostapi.RoomsPath, key(m.handleList))
 	return mux
 }
 
@@ -44,20 +41,20 @@ func (m *Master) adminHandler() http.Handler {
 	mux := httpx.NewMux()
 	m.health(mux)
 	key := func(h http.Handler) http.Handler { return httpx.RequireKey(m.cfg.AdminKey, h) }
-	mux.Handle("GET /api/v1/{$}", key(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		httpx.WriteData(w, http.StatusOK, appInfo{"Admin chatserver", chatfleet.Version})
+	mux.Handle("GET "+hostapi.InfoPath+"{$}", key(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteData(w, http.StatusOK, hostapi.AppInfo{App: "Admin chatserver", Version: chatfleet.Version})
 	})))
-	mux.Handle("GET /api/v1/rooms", key(http.HandlerFunc(m.handleList)))
-	mux.Handle("GET /api/v1/rooms/{name}", key(http.HandlerFunc(m.handleGet)))
-	mux.Handle("DELETE /api/v1/rooms/{name}", key(http.HandlerFunc(m.handleClose)))
-	mux.Handle("POST /api/v1/messages", key(http.HandlerFunc(m.handleGlobal)))
-	mux.Handle("POST /api/v1/bans", key(http.HandlerFunc(m.handleBans)))
-	mux.Handle("POST /api/v1/cache/refresh", key(http.HandlerFunc(m.handleCacheRefresh)))
-	mux.Handle("POST /api/v1/drain", key(http.HandlerFunc(m.handleDrain(true))))
-	mux.Handle("POST /api/v1/resume", key(http.HandlerFunc(m.handleDrain(false))))
-	mux.Handle("POST /api/v1/restart", key(http.HandlerFunc(m.handleRestart)))
-	mux.Handle("POST /api/v1/shutdown", key(http.HandlerFunc(m.handleShutdown)))
-	mux.Handle("GET /api/v1/stats", key(http.HandlerFunc(m.handleStats)))
+	mux.Handle("GET "+hostapi.RoomsPath, key(http.HandlerFunc(m.handleList)))
+	mux.Handle("GET "+hostapi.AdminRoomPath+"{name}", key(http.HandlerFunc(m.handleGet)))
+	mux.Handle("DELETE "+hostapi.AdminRoomPath+"{name}", key(http.HandlerFunc(m.handleClose)))
+	mux.Handle("POST "+hostapi.MessagesPath, key(http.HandlerFunc(m.handleGlobal)))
+	mux.Handle("POST "+hostapi.BansPath, key(http.HandlerFunc(m.handleBans)))
+	mux.Handle("POST "+hostapi.CacheRefreshPath, key(http.HandlerFunc(m.handleCacheRefresh)))
+	mux.Handle("POST "+hostapi.Drain.Path(), key(http.HandlerFunc(m.handleDrain(true))))
+	mux.Handle("POST "+hostapi.Resume.Path(), key(http.HandlerFunc(m.handleDrain(false))))
+	mux.Handle("POST "+hostapi.Restart.Path(), key(http.HandlerFunc(m.handleRestart)))
+	mux.Handle("POST "+hostapi.Shutdown.Path(), key(http.HandlerFunc(m.handleShutdown)))
+	mux.Handle("GET "+hostapi.StatsPath, key(http.HandlerFunc(m.handleStats)))
 	mux.Handle("GET /metrics", key(promhttp.HandlerFor(m.metrics.reg, promhttp.HandlerOpts{})))
 	return mux
 }
@@ -78,30 +75,23 @@ func (m *Master) health(mux *httpx.Mux) {
 	})
 }
 
-type createRequest struct {
-	Options RoomOptions `json:"options"`
-}
-
-type createResponse struct {
-	Port    int    `json:"port"`
-	Message string `json:"message"`
-	// WebhookSecret is the secret the host made for the room's webhookUrls
-	// (none was given): the only time it is told.
-	WebhookSecret string `json:"webhookSecret,omitempty"`
-}
-
 func (m *Master) handleCreate(w http.ResponseWriter, r *http.Request) {
-	var req createRequest
+	var req hostapi.CreateRequest
 	if err := httpx.DecodeJSON(w, r, 16<<10, &req); err != nil { // room for 5 webhook URLs
 		httpx.WriteError(w, m.log, err)
 		return
 	}
-	info, err := m.CreateRoom(r.Context(), r.PathValue("name"), req.Options)
+	info, err := m.CreateRoom(r.Context(), r.PathValue("name"), RoomOptions(req.Options))
 	if err != nil {
 		httpx.WriteError(w, m.log, err)
 		return
 	}
-	httpx.WriteData(w, http.StatusCreated, createResponse{Port: info.Port, Message: "Room created", WebhookSecret: info.webhookSecret})
+	httpx.WriteData(w, http.StatusCreated, hostapi.Created{Port: info.Port, Message: "Room created", WebhookSecret: info.webhookSecret})
+}
+
+// wire returns i as the host API tells it.
+func (i RoomInfo) wire() hostapi.RoomInfo {
+	return hostapi.RoomInfo{Name: i.Name, Port: i.Port, PID: i.PID, Status: i.Status, Restarts: i.Restarts, CreatedAt: i.CreatedAt, Stats: i.Stats}
 }
 
 func (m *Master) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -110,19 +100,19 @@ func (m *Master) handleGet(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, m.log, err)
 		return
 	}
-	httpx.WriteData(w, http.StatusOK, rm.info())
+	httpx.WriteData(w, http.StatusOK, rm.info().wire())
 }
 
 func (m *Master) handleList(w http.ResponseWriter, r *http.Request) {
-	httpx.WriteData(w, http.StatusOK, map[string]any{"rooms": m.Rooms()})
-}
-
-type reasonRequest struct {
-	Reason string `json:"reason"`
+	list := hostapi.RoomList{Rooms: []hostapi.RoomInfo{}}
+	for _, i := range m.Rooms() {
+		list.Rooms = append(list.Rooms, i.wire())
+	}
+	httpx.WriteData(w, http.StatusOK, list)
 }
 
 func (m *Master) handleClose(w http.ResponseWriter, r *http.Request) {
-	var req reasonRequest
+	var req hostapi.CloseRequest
 	if err := httpx.DecodeJSON(w, r, 4<<10, &req); err != nil {
 		httpx.WriteError(w, m.log, err)
 		return
@@ -142,15 +132,11 @@ func (m *Master) handleClose(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.audit("room.close", name, req.Reason)
-	httpx.WriteData(w, http.StatusOK, map[string]string{"message": "Room closed"})
-}
-
-type globalRequest struct {
-	Text string `json:"text"`
+	httpx.WriteData(w, http.StatusOK, hostapi.Message{Message: "Room closed"})
 }
 
 func (m *Master) handleGlobal(w http.ResponseWriter, r *http.Request) {
-	var req globalRequest
+	var req hostapi.GlobalRequest
 	if err := httpx.DecodeJSON(w, r, 8<<10, &req); err != nil {
 		httpx.WriteError(w, m.log, err)
 		return
@@ -161,7 +147,7 @@ func (m *Master) handleGlobal(w http.ResponseWriter, r *http.Request) {
 	}
 	n := m.Global(req.Text)
 	m.audit("global.message", "*", req.Text)
-	httpx.WriteData(w, http.StatusOK, map[string]int{"rooms": n})
+	httpx.WriteData(w, http.StatusOK, hostapi.RoomCount{Rooms: n})
 }
 
 // handleBans applies ban changes the control API made in the store to
@@ -178,7 +164,7 @@ func (m *Master) handleBans(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, m.log, err)
 		return
 	}
-	httpx.WriteData(w, http.StatusOK, map[string]int{"rooms": n})
+	httpx.WriteData(w, http.StatusOK, hostapi.RoomCount{Rooms: n})
 }
 
 // handleCacheRefresh reloads the cache (blocked words, room defaults) from
@@ -190,7 +176,7 @@ func (m *Master) handleCacheRefresh(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, m.log, err)
 		return
 	}
-	httpx.WriteData(w, http.StatusOK, map[string]int{"rooms": n})
+	httpx.WriteData(w, http.StatusOK, hostapi.RoomCount{Rooms: n})
 }
 
 func (m *Master) handleDrain(drain bool) http.HandlerFunc {
@@ -201,19 +187,19 @@ func (m *Master) handleDrain(drain bool) http.HandlerFunc {
 			action, state = "host.drain", chatfleet.HostDraining
 		}
 		m.audit(action, m.cfg.HostID, "")
-		httpx.WriteData(w, http.StatusOK, map[string]chatfleet.HostState{"state": state})
+		httpx.WriteData(w, http.StatusOK, hostapi.ActionAnswer{State: state})
 	}
 }
 
 func (m *Master) handleRestart(w http.ResponseWriter, r *http.Request) {
 	m.audit("host.restart", m.cfg.HostID, "")
-	httpx.WriteData(w, http.StatusAccepted, map[string]string{"message": "restarting; rooms keep running"})
+	httpx.WriteData(w, http.StatusAccepted, hostapi.ActionAnswer{Message: "restarting; rooms keep running"})
 	m.RequestRestart()
 }
 
 func (m *Master) handleShutdown(w http.ResponseWriter, r *http.Request) {
 	m.audit("host.shutdown", m.cfg.HostID, "")
-	httpx.WriteData(w, http.StatusAccepted, map[string]string{"message": "draining rooms and shutting down"})
+	httpx.WriteData(w, http.StatusAccepted, hostapi.ActionAnswer{Message: "draining rooms and shutting down"})
 	select {
 	case m.shutdownCh <- struct{}{}:
 	default:

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,6 +24,7 @@ import (
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
 	"github.com/chatfleet/chatfleet/internal/netguard"
+	"github.com/chatfleet/chatfleet/webhook"
 )
 
 // RoomOptions are chosen when a room is created and kept across restarts.
@@ -67,8 +67,7 @@ func (o RoomOptions) validate(cfg *Config) error {
 		return chatfleet.Errorf(chatfleet.EINVALID, "options.historySize must be 0 to 10000")
 	}
 	if o.HLSURL != "" {
-		u, err := url.Parse(o.HLSURL)
-		if err != nil || len(o.HLSURL) > maxHLSURLLen || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		if u, err := netguard.HTTPURL(o.HLSURL, maxHLSURLLen); err != nil || u.User != nil {
 			return chatfleet.Errorf(chatfleet.EINVALID, "options.hlsUrl: want an http(s) URL of at most %d bytes, without credentials", maxHLSURLLen)
 		}
 	}
@@ -79,20 +78,12 @@ func (o RoomOptions) validate(cfg *Config) error {
 }
 
 // validateWebhooks checks the room's own webhook URLs and secret: the URLs
-// as validateWebhookURLs does, and none at a literal address that is not
-// public unless cfg.WebhookAllowPrivate (a name is checked when it is
-// dialled); a secret given with URLs must be 16 to 256 bytes (without URLs
-// it is ignored: withWebhookSecret drops it).
+// as webhook.ValidateURLs does (public addresses only unless
+// cfg.WebhookAllowPrivate); a secret given with URLs must be 16 to 256 bytes
+// (without URLs it is ignored: withWebhookSecret drops it).
 func (o RoomOptions) validateWebhooks(cfg *Config) error {
-	if err := validateWebhookURLs("options.webhookUrls", o.WebhookURLs); err != nil {
-		return err
-	}
-	if !cfg.WebhookAllowPrivate {
-		for _, u := range o.WebhookURLs {
-			if err := netguard.CheckURLHost(u); err != nil {
-				return chatfleet.Errorf(chatfleet.EINVALID, "options.webhookUrls: %q: %v: webhooks are delivered to public addresses only", redactURL(u), err)
-			}
-		}
+	if err := webhook.ValidateURLs(o.WebhookURLs, cfg.WebhookAllowPrivate); err != nil {
+		return chatfleet.Errorf(chatfleet.EINVALID, "options.webhookUrls: %v", err)
 	}
 	if n := len(o.WebhookSecret); len(o.WebhookURLs) > 0 && n > 0 && (n < minHookSecretLen || n > maxHookSecretLen) {
 		return chatfleet.Errorf(chatfleet.EINVALID, "options.webhookSecret must be %d to %d bytes", minHookSecretLen, maxHookSecretLen)

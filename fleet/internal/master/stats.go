@@ -11,22 +11,11 @@ import (
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
 	"github.com/chatfleet/chatfleet/fleet/internal/procstat"
+	"github.com/chatfleet/chatfleet/hostapi"
 )
 
 // HostStats is the host's load as the admin API reports it.
-type HostStats struct {
-	HostID     string  `json:"hostId"`
-	State      string  `json:"state"`
-	Rooms      int     `json:"rooms"`
-	Conns      int     `json:"conns"`
-	Viewers    int     `json:"viewers"`
-	MsgsPerSec float64 `json:"msgsPerSec"`
-	CPU        float64 `json:"cpu"`      // cores used by the master and its rooms
-	MemBytes   int64   `json:"memBytes"` // RSS of the master and its rooms
-	SlowDrops  int64   `json:"slowDrops"`
-	UptimeSec  float64 `json:"uptimeSec"`
-	Version    string  `json:"version"`
-}
+type HostStats = hostapi.HostStats
 
 func (m *Master) hostStats() HostStats {
 	m.mu.Lock()

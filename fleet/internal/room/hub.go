@@ -3,7 +3,6 @@ package room
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
@@ -378,8 +378,7 @@ func validHLS(s string) error {
 	if len(s) > protocol.MaxHLSURLLen {
 		return fmt.Errorf("longer than %d bytes", protocol.MaxHLSURLLen)
 	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+	if u, err := netguard.HTTPURL(s, 0); err != nil || u.User != nil {
 		return fmt.Errorf("must be an http or https URL")
 	}
 	return nil

@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -30,6 +29,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/token"
 )
@@ -319,11 +319,8 @@ func New(cfg Config) (*Room, error) {
 // normalizeOrigin returns o as "scheme://host[:port]" in lower case, or an
 // error if o is not an origin.
 func normalizeOrigin(o string) (string, error) {
-	u, err := url.Parse(o)
-	if err != nil {
-		return "", err
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+	u, err := netguard.HTTPURL(o, 0)
+	if err != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
 		return "", errors.New("want scheme://host[:port]")
 	}
 	return strings.ToLower(u.Scheme + "://" + u.Host), nil
