@@ -127,6 +127,7 @@ type Room struct {
 	Secret string
 	// Describe fills a lifecycle event (room.opened, room.closed) with
 	// where the room is, for a listing fed by webhooks; nil: left as is.
+	// AddLog and Replay call it on their caller's goroutine.
 	Describe func(*webhook.Event)
 }
 
