@@ -30,7 +30,7 @@ func ValidateURLs(urls []string, allowPrivate bool) error {
 		}
 		u, err := netguard.HTTPURL(s, 0)
 		if err != nil {
-			return fmt.Errorf("%q is not an absolute http or https URL", redact(s))
+			return fmt.Errorf("%q is not an absolute http or https URL", RedactURL(s))
 		}
 		if u.User != nil {
 			return fmt.Errorf("credentials in a URL are not allowed (deliveries are signed)")
@@ -39,14 +39,15 @@ func ValidateURLs(urls []string, allowPrivate bool) error {
 			continue
 		}
 		if err := netguard.CheckURLHost(s); err != nil {
-			return fmt.Errorf("%q: %v: deliveries go to public addresses only", redact(s), err)
+			return fmt.Errorf("%q: %v: deliveries go to public addresses only", RedactURL(s), err)
 		}
 	}
 	return nil
 }
 
-// redact returns scheme://host/path of s: its query may hold a credential.
-func redact(s string) string {
+// RedactURL returns scheme://host/path of s, for logs and errors: its query
+// may hold a credential.
+func RedactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" {
 		return "(invalid URL)"

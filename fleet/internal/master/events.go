@@ -2,8 +2,11 @@ package master
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/chatfleet/chatfleet"
 )
@@ -37,7 +40,7 @@ func (r *room) logEvents(evs []chatfleet.Event) {
 	}
 	r.mu.Unlock()
 	r.m.events.add(fresh)
-	r.m.hooks.addLog(r, fresh)
+	r.m.hooks.AddLog(r.hookRoom(), fresh)
 }
 
 // historyCap is how many events the master keeps for r; r.mu must be held.
@@ -110,32 +113,51 @@ func (r *room) resumeData() ([]chatfleet.Event, int64) {
 	return merged, seq
 }
 
+// eventStore is the part of the store the event writer uses.
+type eventStore interface {
+	// AppendEvents stores evs; an event already stored is not stored twice.
+	AppendEvents(ctx context.Context, evs []chatfleet.Event) error
+	// TrimEvents deletes events stored before olderThan; it returns how many.
+	TrimEvents(ctx context.Context, olderThan time.Time) (int, error)
+}
+
 // eventWriter writes the rooms' events to the store in batches, retrying
 // while the store is down; it never blocks a room.
 type eventWriter struct {
-	m    *Master
-	kick chan struct{}
+	store     eventStore    // nil: events are not stored
+	timeout   time.Duration // per store call
+	retention time.Duration // events older than this are trimmed
+	now       func() time.Time
+	log       *slog.Logger
+	errs      prometheus.Counter // store calls that failed
+	drops     prometheus.Counter // events dropped from a full queue
+	kick      chan struct{}
 
 	mu      sync.Mutex
 	pending []chatfleet.Event
-	dropped int64
 }
 
-func newEventWriter(m *Master) *eventWriter {
-	return &eventWriter{m: m, kick: make(chan struct{}, 1)}
+// newEventWriter returns a writer of events to st (nil: none are stored)
+// with cfg's StoreTimeout, EventRetention, Now and Log (defaults set). It
+// counts failed store calls in errs and events dropped from its queue in
+// drops.
+func newEventWriter(st eventStore, cfg *Config, errs, drops prometheus.Counter) *eventWriter {
+	return &eventWriter{
+		store: st, timeout: cfg.StoreTimeout, retention: cfg.EventRetention, now: cfg.Now, log: cfg.Log,
+		errs: errs, drops: drops, kick: make(chan struct{}, 1),
+	}
 }
 
 func (w *eventWriter) add(evs []chatfleet.Event) {
-	if w.m.cfg.Store == nil || len(evs) == 0 {
+	if w.store == nil || len(evs) == 0 {
 		return
 	}
 	w.mu.Lock()
 	w.pending = append(w.pending, evs...)
 	if over := len(w.pending) - maxPendingEvents; over > 0 {
 		w.pending = append(w.pending[:0:0], w.pending[over:]...)
-		w.dropped += int64(over)
-		w.m.metrics.eventsDropped.Add(float64(over))
-		w.m.log.Error("store unreachable too long: oldest room events dropped from the write queue", "dropped", over)
+		w.drops.Add(float64(over))
+		w.log.Error("store unreachable too long: oldest room events dropped from the write queue", "dropped", over)
 	}
 	full := len(w.pending) >= eventBatch
 	w.mu.Unlock()
@@ -158,12 +180,12 @@ func (w *eventWriter) flush(ctx context.Context) bool {
 		if n == 0 {
 			return true
 		}
-		cctx, cancel := context.WithTimeout(ctx, w.m.cfg.StoreTimeout)
-		err := w.m.cfg.Store.AppendEvents(cctx, batch)
+		cctx, cancel := context.WithTimeout(ctx, w.timeout)
+		err := w.store.AppendEvents(cctx, batch)
 		cancel()
 		if err != nil {
-			w.m.metrics.storeErrors.Inc()
-			w.m.log.Warn("write room events (will retry)", "events", n, "err", err)
+			w.errs.Inc()
+			w.log.Warn("write room events (will retry)", "events", n, "err", err)
 			return false
 		}
 		w.mu.Lock()
@@ -173,9 +195,9 @@ func (w *eventWriter) flush(ctx context.Context) bool {
 }
 
 // run flushes every 500 ms (or when a batch is full) and trims events older
-// than EventRetention every hour.
+// than the retention every hour.
 func (w *eventWriter) run(ctx context.Context) {
-	if w.m.cfg.Store == nil {
+	if w.store == nil {
 		return
 	}
 	t := time.NewTicker(500 * time.Millisecond)
@@ -189,11 +211,11 @@ func (w *eventWriter) run(ctx context.Context) {
 		case <-t.C:
 		case <-w.kick:
 		case <-trim.C:
-			cctx, cancel := context.WithTimeout(ctx, w.m.cfg.StoreTimeout)
-			if n, err := w.m.cfg.Store.TrimEvents(cctx, w.m.cfg.Now().Add(-w.m.cfg.EventRetention)); err != nil {
-				w.m.log.Warn("trim room events", "err", err)
+			cctx, cancel := context.WithTimeout(ctx, w.timeout)
+			if n, err := w.store.TrimEvents(cctx, w.now().Add(-w.retention)); err != nil {
+				w.log.Warn("trim room events", "err", err)
 			} else if n > 0 {
-				w.m.log.Info("trimmed room events", "events", n)
+				w.log.Info("trimmed room events", "events", n)
 			}
 			cancel()
 		}

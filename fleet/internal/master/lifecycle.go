@@ -66,7 +66,7 @@ func (r *room) logClosed(status chatfleet.RoomStatus) {
 	ev := chatfleet.Event{Room: r.name, Seq: seq, Type: webhook.TypeRoomClosed, At: r.m.cfg.Now()}
 	ev.Data = systemData(ev, protocol.KindClosed, reason)
 	r.logEvents([]chatfleet.Event{ev})
-	r.m.hooks.roomDone(r)
+	r.m.hooks.RoomDone(r.name)
 	r.m.rememberSeq(r.name, seq)
 }
 
@@ -100,7 +100,7 @@ func (r *room) describe(ev *webhook.Event) {
 // distinct users changed, at most once per ViewersEvery; called with every
 // stats report, so the last change goes out within ViewersEvery+StatsEvery.
 func (r *room) reportViewers(n int) {
-	if !r.m.hooks.enabled(r) {
+	if !r.m.hooks.Enabled(r.hookRoom()) {
 		return
 	}
 	now := r.m.cfg.Now()
@@ -113,7 +113,7 @@ func (r *room) reportViewers(n int) {
 	r.mu.Unlock()
 	ev := webhook.Event{ID: fmt.Sprintf("%s:viewers:%d", r.name, now.UnixNano()), Type: webhook.TypeRoomViewers, Room: r.name, At: now, Viewers: &n}
 	r.describe(&ev)
-	r.m.hooks.add(r, []webhook.Event{ev})
+	r.m.hooks.Add(r.hookRoom(), []webhook.Event{ev})
 }
 
 // rememberSeq keeps, without a store, the last seq of a room that ended, so

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/fleet/internal/hooks"
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
 )
 
@@ -90,7 +91,7 @@ type Config struct {
 	OrphanGrace    time.Duration // rooms wait this long for a master to come back; default 60s
 	EventRetention time.Duration // room events are kept in the store this long; default 7 days
 
-	// Webhooks (webhooks.go, docs/events.md). Every room's events go to
+	// Webhooks (package hooks, docs/events.md). Every room's events go to
 	// WebhookURLs and to the room's own RoomOptions.WebhookURLs.
 	WebhookURLs   []string
 	WebhookSecret string // signs the WebhookURLs deliveries only; required with them; at least 16 bytes
@@ -222,7 +223,7 @@ type Master struct {
 	cache   *cacheKeeper
 	bans    *banKeeper
 	events  *eventWriter
-	hooks   *hooks
+	hooks   *hooks.Dispatcher
 
 	mu         sync.Mutex
 	rooms      map[string]*room // by name; a room stays here from create until its process is gone
@@ -276,7 +277,7 @@ func New(cfg Config) (*Master, error) {
 	m.metrics = newMetrics(m)
 	m.bans = newBanKeeper(m)
 	m.cache = newCacheKeeper(m)
-	m.events = newEventWriter(m)
+	m.events = newEventWriter(cfg.Store, &m.cfg, m.metrics.storeErrors, m.metrics.eventsDropped)
 	m.hooks = newHooks(m)
 	return m, nil
 }
@@ -333,7 +334,7 @@ func (m *Master) Run(ctx context.Context) error {
 			m.events.flush(fctx)
 			cancel()
 		}
-		m.hooks.stop(2 * time.Second) // what is left is queued again by the next image (hookcursor.go)
+		m.hooks.Stop(2 * time.Second) // what is left is queued again by the next image (hooks.Dispatcher.Replay)
 		return ErrRestart
 	}
 	m.shutdown()
@@ -341,7 +342,7 @@ func (m *Master) Run(ctx context.Context) error {
 	admin.Shutdown(sctx)
 	stopBG()
 	m.stopSpares()
-	m.hooks.stop(5 * time.Second) // the rooms' last events, room.closed included
+	m.hooks.Stop(5 * time.Second) // the rooms' last events, room.closed included
 	m.syncOnce(context.Background())
 	if m.cfg.Store != nil {
 		fctx, cancel := context.WithTimeout(context.Background(), 2*m.cfg.StoreTimeout)

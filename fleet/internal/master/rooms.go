@@ -298,7 +298,7 @@ func (r *room) supervise(adoptPID int, conn *ipc.Conn) {
 	for {
 		var wait func() (exitInfo, bool)
 		if adoptPID != 0 {
-			r.m.hooks.replay(r) // before the room's new events
+			r.m.hooks.Replay(r.hookRoom()) // before the room's new events
 			wait = r.adopt(adoptPID, conn)
 			adoptPID, conn = 0, nil
 		} else {
@@ -691,7 +691,7 @@ func (r *room) finish(status chatfleet.RoomStatus) {
 	for _, ext := range []string{".json", ".sock", ".stderr", ".hooks"} {
 		os.Remove(r.path(ext))
 	}
-	r.m.hooks.forgetRoom(r.name)
+	r.m.hooks.ForgetRoom(r.name)
 	r.m.bans.forgetRoom(r.name)
 	r.m.forget(r, status)
 }

@@ -185,7 +185,7 @@ func newMetrics(m *Master) *metrics {
 		func() float64 { m.mu.Lock(); defer m.mu.Unlock(); return float64(len(m.spares)) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "chatserver", Name: "webhook_queued",
 		Help: "Webhook events waiting for delivery, over every room and URL."},
-		func() float64 { return float64(m.hooks.queued()) }))
+		func() float64 { return float64(m.hooks.Queued()) }))
 	bans := func(name, help string, f func(fleet, rooms int) int) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "chatserver", Name: name, Help: help},
 			func() float64 { return float64(f(m.bans.counts())) }))
