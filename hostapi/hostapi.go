@@ -48,8 +48,7 @@ type AppInfo struct {
 
 // RoomOptions are chosen when a room is created and kept across restarts.
 // The host checks them and refuses a create with bad ones (EINVALID); the
-// master's own RoomOptions has these fields in this order, so that one
-// converts to the other.
+// master keeps them as they are (its RoomOptions is this type, with methods).
 type RoomOptions struct {
 	// Instance is this life of the room's name: the room refuses join
 	// tokens of another. OwnerID is the producer's user id.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 
+	"github.com/chatfleet/chatfleet/internal/privfile"
 	"github.com/chatfleet/chatfleet/webhook"
 )
 
@@ -67,18 +68,7 @@ func (d *Dispatcher) recordDone(t target, seq int64) {
 	if err != nil {
 		return
 	}
-	writePrivate(path, b)
-}
-
-// writePrivate writes b to path through a temporary file, readable by this
-// user only, as the master writes the room state files beside it.
-func writePrivate(path string, b []byte) error {
-	tmp := path + ".tmp"
-	os.Remove(tmp) // a leftover keeps its mode: start afresh
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	privfile.Write(path, b)
 }
 
 // Replay queues again the events of adopted room r that its webhooks had

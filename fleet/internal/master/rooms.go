@@ -23,37 +23,18 @@ import (
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/internal/netguard"
+	"github.com/chatfleet/chatfleet/internal/privfile"
 	"github.com/chatfleet/chatfleet/webhook"
 )
 
-// RoomOptions are chosen when a room is created and kept across restarts.
-type RoomOptions struct {
-	// Instance is this life of the room's name; join tokens must carry it.
-	// OwnerID is the producer's user id, whom moderation never acts on.
-	Instance string `json:"instance,omitempty"`
-	OwnerID  string `json:"ownerId,omitempty"`
-	// WebhookSecret signs the deliveries to WebhookURLs (the host's
-	// WEBHOOK_SECRET signs only WEBHOOK_URLS deliveries): 16 to 256 bytes;
-	// CreateRoom makes one when WebhookURLs come without it. It is kept in
-	// the room's state file (mode 0600), never given to the room process
-	// and never logged.
-	WebhookSecret  string `json:"webhookSecret,omitempty"`
-	AllowAnonymous bool   `json:"allowAnonymous,omitempty"`
-	HistorySize    int    `json:"historySize,omitempty"`
-	Paid           bool   `json:"paid,omitempty"`
-	// WebhookURLs get the room's events, besides the host's WEBHOOK_URLS
-	// (docs/events.md): at most 5 http(s) URLs of at most 1024 bytes, at
-	// public addresses (Config.WebhookAllowPrivate lifts that).
-	WebhookURLs []string `json:"webhookUrls,omitempty"`
-	// HLSURL is the stream's URL given at create: what the store shows
-	// until the producer announces one (and after it stops announcing).
-	// An http(s) URL of at most 2048 bytes, without credentials.
-	HLSURL string `json:"hlsUrl,omitempty"`
-	// Title is the room's title for listings: at most 120 bytes of
-	// printable characters.
-	Title string `json:"title,omitempty"`
-}
+// RoomOptions are the options of the host API's create (hostapi.RoomOptions,
+// whose fields document them), with the checks and defaults the master
+// applies. They are kept in the room's state file, which also holds the
+// room's webhook secret: that file is mode 0600, the secret never given to
+// the room process and never logged.
+type RoomOptions hostapi.RoomOptions
 
 // Limits of the options shown in listings.
 const (
@@ -701,7 +682,7 @@ func (r *room) writeState(pid int) error {
 	if err != nil {
 		return err
 	}
-	return writePrivate(r.path(".json"), b) // it holds the room's webhook secret
+	return privfile.Write(r.path(".json"), b) // it holds the room's webhook secret
 }
 
 // stderrTail returns the last lines the room process wrote to stderr.

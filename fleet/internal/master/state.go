@@ -37,14 +37,3 @@ func readState(path string) (stateFile, error) {
 	st.Format = max(st.Format, 1)
 	return st, err
 }
-
-// writePrivate writes b to path through a temporary file, readable by this
-// user only (the room state files hold the rooms' webhook secrets).
-func writePrivate(path string, b []byte) error {
-	tmp := path + ".tmp"
-	os.Remove(tmp) // a leftover keeps its mode: start afresh
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
