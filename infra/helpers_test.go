@@ -13,6 +13,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"maps"
 	"math/big"
 	"net"
 	"os"
@@ -48,9 +49,35 @@ func readRepo(t testing.TB, rel string) string {
 }
 
 // envFuncs are the calls whose first string argument names an environment
-// variable: os.Getenv/LookupEnv, hostinfo's getenv parameter, the
-// chatserver's env.str/int/dur and the load balancer's envOr.
-var envFuncs = map[string]bool{"Getenv": true, "LookupEnv": true, "getenv": true, "str": true, "int": true, "dur": true, "envOr": true}
+// variable: os.Getenv/LookupEnv and a getenv parameter (hostinfo, entitle,
+// roomproc). envVarsRead adds the getters of internal/envconf's Reader,
+// which every ConfigFromEnv reads through (envconfGetters).
+var envFuncs = map[string]bool{"Getenv": true, "LookupEnv": true, "getenv": true}
+
+// envconfGetters returns the methods of internal/envconf's Reader whose
+// first parameter is the variable's name: Str, Int, Dur and the others,
+// found in the source so that a getter added later is not missed.
+func envconfGetters(t testing.TB) map[string]bool {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(root(t), "internal", "envconf", "envconf.go"), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	getters := map[string]bool{}
+	for _, d := range f.Decls {
+		fn, ok := d.(*ast.FuncDecl)
+		if !ok || fn.Recv == nil || !fn.Name.IsExported() || len(fn.Type.Params.List) == 0 {
+			continue
+		}
+		if first := fn.Type.Params.List[0]; len(first.Names) > 0 && first.Names[0].Name == "name" {
+			getters[fn.Name.Name] = true
+		}
+	}
+	if len(getters) < 5 {
+		t.Fatalf("found only the getters %v in internal/envconf", sortedKeys(getters))
+	}
+	return getters
+}
 
 var envNameRE = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
 
@@ -63,6 +90,8 @@ func envVarsRead(t testing.TB, cmdDir string) map[string]bool {
 	seen := map[string]bool{}
 	queue := []string{cmdDir}
 	fset := token.NewFileSet()
+	funcs := envconfGetters(t)
+	maps.Copy(funcs, envFuncs)
 	for len(queue) > 0 {
 		dir := queue[0]
 		queue = queue[1:]
@@ -103,7 +132,7 @@ func envVarsRead(t testing.TB, cmdDir string) map[string]bool {
 				case *ast.SelectorExpr:
 					fn = f.Sel.Name
 				}
-				if !envFuncs[fn] {
+				if !funcs[fn] {
 					return true
 				}
 				if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {

@@ -386,6 +386,11 @@ func (m *Master) RequestRestart() {
 	}
 }
 
+// SetNotify sets Config.Notify, for a notified party made after the master
+// (the load-balancer registrar reports Host, so it comes second). Call it
+// before Run: the master's goroutines read Notify without a lock.
+func (m *Master) SetNotify(f func()) { m.cfg.Notify = f }
+
 // SetDraining stops (true) or resumes (false) accepting new rooms.
 func (m *Master) SetDraining(d bool) {
 	m.mu.Lock()
