@@ -301,15 +301,22 @@ func replaceOnce(t testing.TB, s, old, new string) string {
 	return strings.Replace(s, old, new, 1)
 }
 
-// defaultRoomRange reads ROOM_PORT_MIN's default and the width of the
-// default range from the chatserver's main.go.
+// defaultRoomRange reads the default room port range from the master's
+// setDefaults (fleet/internal/master/master.go), having checked that
+// ConfigFromEnv leaves ROOM_PORT_MIN and ROOM_PORT_MAX to it.
 func defaultRoomRange(t testing.TB) (lo, hi int) {
 	t.Helper()
-	src := readRepo(t, "fleet/cmd/chatserver/main.go")
-	m1 := regexp.MustCompile(`e\.int\("ROOM_PORT_MIN",\s*(\d+)\)`).FindStringSubmatch(src)
-	m2 := regexp.MustCompile(`cfg\.RoomPortMax = cfg\.RoomPortMin \+ (\d+)`).FindStringSubmatch(src)
+	cfg := readRepo(t, "fleet/internal/master/config.go")
+	for _, v := range []string{"ROOM_PORT_MIN", "ROOM_PORT_MAX"} {
+		if !regexp.MustCompile(`r\.Int\("` + v + `",\s*0\)`).MatchString(cfg) {
+			t.Fatalf("fleet/internal/master/config.go does not read %s with default 0 (r.Int(%q, 0)): where is its default now?", v, v)
+		}
+	}
+	src := readRepo(t, "fleet/internal/master/master.go")
+	m1 := regexp.MustCompile(`c\.RoomPortMin = (\d+)`).FindStringSubmatch(src)
+	m2 := regexp.MustCompile(`c\.RoomPortMax = c\.RoomPortMin \+ (\d+)`).FindStringSubmatch(src)
 	if m1 == nil || m2 == nil {
-		t.Fatal("cannot find the default room port range in fleet/cmd/chatserver/main.go")
+		t.Fatal("cannot find the default room port range in fleet/internal/master/master.go")
 	}
 	lo, _ = strconv.Atoi(m1[1])
 	width, _ := strconv.Atoi(m2[1])

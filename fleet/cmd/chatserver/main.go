@@ -40,6 +40,8 @@ func newLogger(level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: l}))
 }
 
+// run wires the host daemon from the environment and runs it until a signal
+// or the admin API stops it, or re-executes it for an in-place restart.
 func run(log *slog.Logger) error {
 	cfg, err1 := master.ConfigFromEnv(os.Getenv)
 	hcfg, err2 := hostinfo.ConfigFromEnv(os.Getenv)
@@ -53,6 +55,8 @@ func run(log *slog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	// Unset, the public name is loopback, not the host name: tests and the
+	// local stack reach rooms there. Deployments set PUBLIC_HOST.
 	hcfg.PublicHost = cmp.Or(hcfg.PublicHost, "127.0.0.1")
 	info, err := hostinfo.Discover(ctx, hcfg)
 	if err != nil {

@@ -47,7 +47,7 @@ type Info struct {
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	r := envconf.New(getenv)
 	c := Config{
-		IMDS:         r.Bool("IMDS"), // true and false too: deployments have been told so
+		IMDS:         r.Bool("IMDS"), // strconv.ParseBool, as ever: IMDS=true keeps working
 		IMDSEndpoint: r.Str("IMDS_ENDPOINT", ""),
 		HostID:       r.Str("HOST_ID", ""),
 		PublicHost:   r.Str("PUBLIC_HOST", ""),
