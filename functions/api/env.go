@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
@@ -55,11 +56,11 @@ func ConfigFromEnv(ctx context.Context, getenv func(string) string) (Config, fun
 		RequestTimeout:      r.PositiveDur("REQUEST_TIMEOUT", 0),
 		WebhookAllowPrivate: r.Flag("WEBHOOK_ALLOW_PRIVATE"),
 	}
-	uri := r.Str("MONGODB_URI", "")
-	if uri == "" {
+	store := mongo.Config{URI: r.Str("MONGODB_URI", ""), Database: r.Str("MONGODB_DATABASE", ""), Timeout: storeCallTimeout, MaxPool: storePool}
+	if store.URI == "" {
 		r.Fail("MONGODB_URI is required")
 	}
-	lbs := r.List("LOADBALANCERS")
+	lbs, lbKey, lbCA := r.List("LOADBALANCERS"), r.Str("LOADBALANCER_KEY", ""), r.Str("LOADBALANCER_CA_FILE", "")
 	if len(lbs) == 0 {
 		r.Fail("LOADBALANCERS is required: comma-separated load-balancer URLs")
 	}
@@ -82,17 +83,15 @@ func ConfigFromEnv(ctx context.Context, getenv func(string) string) (Config, fun
 			r.Fail("%w", err)
 		}
 	}
-	lbClient := newHTTPClient()
-	if r.Err() == nil {
-		if cfg.Picker, err = lbclient.NewPicker(lbs, r.Str("LOADBALANCER_KEY", ""), r.Str("LOADBALANCER_CA_FILE", ""), lbClient); err != nil {
-			r.Fail("LOADBALANCERS: %w", err)
-		}
-	}
 	if err := r.Err(); err != nil {
 		return Config{}, nil, err
 	}
 
-	st := &lazyStore{cfg: mongo.Config{URI: uri, Database: r.Str("MONGODB_DATABASE", ""), Timeout: storeCallTimeout, MaxPool: storePool}}
+	lbClient := newHTTPClient()
+	if cfg.Picker, err = lbclient.NewPicker(lbs, lbKey, lbCA, lbClient); err != nil {
+		return Config{}, nil, fmt.Errorf("LOADBALANCERS: %w", err)
+	}
+	st := &lazyStore{cfg: store}
 	if _, err := st.open(ctx); err != nil {
 		if chatfleet.ErrorCode(err) == chatfleet.EINVALID {
 			return Config{}, nil, err // a malformed URI will not get better

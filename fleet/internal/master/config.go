@@ -72,7 +72,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	// One scheduler thread per room process: rooms are many per host, and a
 	// room on one thread spends less CPU per delivery (docs/performance.md).
 	c.RoomEnv = []string{"GOMAXPROCS=" + r.Str("ROOM_GOMAXPROCS", "1")}
-	c.RoomConn = roomConn(r)
+	c.RoomConn = roomConnFromEnv(r)
 	// The state is per port, so that hosts on one machine (the local
 	// stack, tests) keep apart; StateDir has no default in Config.
 	c.StateDir = r.Str("STATE_DIR", fmt.Sprintf("%s/chatserver-%d", os.TempDir(), c.Port))
@@ -126,9 +126,9 @@ func (c Config) Warnings() []string {
 	return out
 }
 
-// roomConn reads the connection settings every room gets; unset ones are
+// roomConnFromEnv reads the connection settings every room gets; unset ones are
 // left to the room's defaults (package room).
-func roomConn(r *envconf.Reader) ipc.ConnSettings {
+func roomConnFromEnv(r *envconf.Reader) ipc.ConnSettings {
 	var c ipc.ConnSettings
 	if c.PongWait = r.Dur("PONG_WAIT", 0); c.PongWait != 0 && (c.PongWait < 2*time.Second || c.PongWait > 10*time.Minute) {
 		r.Fail("PONG_WAIT=%v: want 2s to 10m", c.PongWait)
