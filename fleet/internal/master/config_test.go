@@ -103,3 +103,19 @@ func TestConfigFromEnvErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestSetNotify: a Notify set after New (the registrar, made after the
+// master) is called when the host's state changes.
+func TestSetNotify(t *testing.T) {
+	m, err := New(Config{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls int
+	m.SetNotify(func() { calls++ })
+	m.SetDraining(true)
+	m.SetDraining(false)
+	if calls != 2 {
+		t.Errorf("Notify called %d times for a drain and a resume, want 2", calls)
+	}
+}
