@@ -13,6 +13,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"maps"
 	"math/big"
 	"net"
 	"os"
@@ -48,9 +49,35 @@ func readRepo(t testing.TB, rel string) string {
 }
 
 // envFuncs are the calls whose first string argument names an environment
-// variable: os.Getenv/LookupEnv, hostinfo's getenv parameter, the
-// chatserver's env.str/int/dur and the load balancer's envOr.
-var envFuncs = map[string]bool{"Getenv": true, "LookupEnv": true, "getenv": true, "str": true, "int": true, "dur": true, "envOr": true}
+// variable: os.Getenv/LookupEnv and a getenv parameter (hostinfo, entitle,
+// roomproc). envVarsRead adds the getters of internal/envconf's Reader,
+// which every ConfigFromEnv reads through (envconfGetters).
+var envFuncs = map[string]bool{"Getenv": true, "LookupEnv": true, "getenv": true}
+
+// envconfGetters returns the methods of internal/envconf's Reader whose
+// first parameter is the variable's name: Str, Int, Dur and the others,
+// found in the source so that a getter added later is not missed.
+func envconfGetters(t testing.TB) map[string]bool {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(root(t), "internal", "envconf", "envconf.go"), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	getters := map[string]bool{}
+	for _, d := range f.Decls {
+		fn, ok := d.(*ast.FuncDecl)
+		if !ok || fn.Recv == nil || !fn.Name.IsExported() || len(fn.Type.Params.List) == 0 {
+			continue
+		}
+		if first := fn.Type.Params.List[0]; len(first.Names) > 0 && first.Names[0].Name == "name" {
+			getters[fn.Name.Name] = true
+		}
+	}
+	if len(getters) < 5 {
+		t.Fatalf("found only the getters %v in internal/envconf", sortedKeys(getters))
+	}
+	return getters
+}
 
 var envNameRE = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
 
@@ -63,6 +90,8 @@ func envVarsRead(t testing.TB, cmdDir string) map[string]bool {
 	seen := map[string]bool{}
 	queue := []string{cmdDir}
 	fset := token.NewFileSet()
+	funcs := envconfGetters(t)
+	maps.Copy(funcs, envFuncs)
 	for len(queue) > 0 {
 		dir := queue[0]
 		queue = queue[1:]
@@ -103,7 +132,7 @@ func envVarsRead(t testing.TB, cmdDir string) map[string]bool {
 				case *ast.SelectorExpr:
 					fn = f.Sel.Name
 				}
-				if !envFuncs[fn] {
+				if !funcs[fn] {
 					return true
 				}
 				if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
@@ -272,15 +301,22 @@ func replaceOnce(t testing.TB, s, old, new string) string {
 	return strings.Replace(s, old, new, 1)
 }
 
-// defaultRoomRange reads ROOM_PORT_MIN's default and the width of the
-// default range from the chatserver's main.go.
+// defaultRoomRange reads the default room port range from the master's
+// setDefaults (fleet/internal/master/master.go), having checked that
+// ConfigFromEnv leaves ROOM_PORT_MIN and ROOM_PORT_MAX to it.
 func defaultRoomRange(t testing.TB) (lo, hi int) {
 	t.Helper()
-	src := readRepo(t, "fleet/cmd/chatserver/main.go")
-	m1 := regexp.MustCompile(`e\.int\("ROOM_PORT_MIN",\s*(\d+)\)`).FindStringSubmatch(src)
-	m2 := regexp.MustCompile(`cfg\.RoomPortMax = cfg\.RoomPortMin \+ (\d+)`).FindStringSubmatch(src)
+	cfg := readRepo(t, "fleet/internal/master/config.go")
+	for _, v := range []string{"ROOM_PORT_MIN", "ROOM_PORT_MAX"} {
+		if !regexp.MustCompile(`r\.Int\("` + v + `",\s*0\)`).MatchString(cfg) {
+			t.Fatalf("fleet/internal/master/config.go does not read %s with default 0 (r.Int(%q, 0)): where is its default now?", v, v)
+		}
+	}
+	src := readRepo(t, "fleet/internal/master/master.go")
+	m1 := regexp.MustCompile(`c\.RoomPortMin = (\d+)`).FindStringSubmatch(src)
+	m2 := regexp.MustCompile(`c\.RoomPortMax = c\.RoomPortMin \+ (\d+)`).FindStringSubmatch(src)
 	if m1 == nil || m2 == nil {
-		t.Fatal("cannot find the default room port range in fleet/cmd/chatserver/main.go")
+		t.Fatal("cannot find the default room port range in fleet/internal/master/master.go")
 	}
 	lo, _ = strconv.Atoi(m1[1])
 	width, _ := strconv.Atoi(m2[1])

@@ -58,13 +58,14 @@ var requiredEnv = map[string][]string{
 func TestEnvVarsFromSource(t *testing.T) {
 	cs := envVarsRead(t, chatserverCmd)
 	for _, v := range []string{"KEY", "ADMIN_KEY", "PORT", "ADMIN_PORT", "STATE_DIR", "ROOM_BIND", "ROOM_PORT_MIN",
-		"LOADBALANCERS", "LOADBALANCER_KEY", "TOKEN_SECRET", "MONGODB_URI", "IMDS", "PUBLIC_HOST", "ALLOWED_ORIGINS", "LOG_LEVEL"} {
+		"LOADBALANCERS", "LOADBALANCER_KEY", "TOKEN_SECRET", "MONGODB_URI", "IMDS", "PUBLIC_HOST", "ALLOWED_ORIGINS", "LOG_LEVEL",
+		"PONG_WAIT", "ROOM_SPARES", "HEARTBEAT_EVERY", "MAX_ROOM_CONNS"} { // the last read through envconf's getters
 		if !cs[v] {
 			t.Errorf("chatserver: %s not found among the variables read (%v)", v, sortedKeys(cs))
 		}
 	}
 	lb := envVarsRead(t, loadbalancerCmd)
-	for _, v := range []string{"LOADBALANCER_KEY", "PORT", "LOG_LEVEL"} {
+	for _, v := range []string{"LOADBALANCER_KEY", "PORT", "LOG_LEVEL", "HOST_DOWN_AFTER"} {
 		if !lb[v] {
 			t.Errorf("loadbalancer: %s not found among the variables read (%v)", v, sortedKeys(lb))
 		}

@@ -35,6 +35,7 @@ import (
 	"github.com/chatfleet/chatfleet/devstore"
 	"github.com/chatfleet/chatfleet/functions/api"
 	"github.com/chatfleet/chatfleet/httpx"
+	"github.com/chatfleet/chatfleet/internal/envconf"
 	"github.com/chatfleet/chatfleet/web"
 )
 
@@ -74,67 +75,47 @@ type keys struct {
 	TokenSecret string `json:"tokenSecret"`
 }
 
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func ports(name, def string) ([]int, error) {
+// ports reads name, comma-separated port numbers, def if unset.
+func ports(r *envconf.Reader, name, def string) []int {
 	var out []int
-	for _, s := range strings.Split(envOr(name, def), ",") {
+	for _, s := range strings.Split(r.Str(name, def), ",") {
 		p, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || p <= 0 || p > 65535 {
-			return nil, fmt.Errorf("%s=%q: want comma-separated port numbers", name, os.Getenv(name))
+			r.Fail("%s=%q: want comma-separated port numbers", name, r.Str(name, def))
+			return nil
 		}
 		out = append(out, p)
 	}
-	return out, nil
+	return out
 }
 
-func configFromEnv() (config, error) {
+func configFromEnv(getenv func(string) string) (config, error) {
+	r := envconf.New(getenv)
 	c := config{
-		DataDir:  envOr("CHATFLEET_DATA", ".data"),
-		Reset:    os.Getenv("CHATFLEET_RESET") == "1",
-		BinDir:   os.Getenv("CHATFLEET_BIN"),
-		MongoURI: os.Getenv("MONGODB_URI"),
-		LogLevel: envOr("LOG_LEVEL", "info"),
+		DataDir:       r.Str("CHATFLEET_DATA", ".data"),
+		Reset:         r.Flag("CHATFLEET_RESET"),
+		BinDir:        r.Str("CHATFLEET_BIN", ""),
+		MongoURI:      r.Str("MONGODB_URI", ""),
+		LogLevel:      r.Str("LOG_LEVEL", "info"),
+		StoreLogLevel: r.LogLevel("STORE_LOG_LEVEL", slog.LevelInfo),
+		HTTPPort:      r.IntIn("HTTP_PORT", 3000, 1, 65535),
+		RoomPortMin:   r.IntIn("ROOM_PORT_MIN", 34000, 1, 65535),
+		StorePort:     r.IntIn("STORE_PORT", 27018, 1, 65535),
+		LBPorts:       ports(r, "LB_PORTS", "2000,2001"),
+		HostPorts:     ports(r, "HOST_PORTS", "8080,8081"),
+		AdminPorts:    ports(r, "HOST_ADMIN_PORTS", "8090,8091"),
 		// A local stack's receivers are local: rooms may call them.
-		AllowPrivateHooks: envOr("WEBHOOK_ALLOW_PRIVATE", "1"),
+		AllowPrivateHooks: r.Str("WEBHOOK_ALLOW_PRIVATE", "1"),
 		keys: keys{
-			Key:         envOr("KEY", "TESTING_KEY"),
-			AdminKey:    envOr("ADMIN_KEY", "ADMIN_TESTING_KEY"),
-			LBKey:       envOr("LOADBALANCER_KEY", "LB_TESTING_KEY"),
-			APIKey:      envOr("API_KEY", "DEV_API_KEY"),
-			AdminAPIKey: envOr("ADMIN_API_KEY", "DEV_ADMIN_API_KEY"),
-			TokenSecret: os.Getenv("TOKEN_SECRET"),
+			Key:         r.Str("KEY", "TESTING_KEY"),
+			AdminKey:    r.Str("ADMIN_KEY", "ADMIN_TESTING_KEY"),
+			LBKey:       r.Str("LOADBALANCER_KEY", "LB_TESTING_KEY"),
+			APIKey:      r.Str("API_KEY", "DEV_API_KEY"),
+			AdminAPIKey: r.Str("ADMIN_API_KEY", "DEV_ADMIN_API_KEY"),
+			TokenSecret: r.Str("TOKEN_SECRET", ""),
 		},
 	}
-	var err error
-	one := func(name, def string) int {
-		p, e := ports(name, def)
-		if e != nil && err == nil {
-			err = e
-		}
-		if len(p) == 0 {
-			return 0
-		}
-		return p[0]
-	}
-	if e := c.StoreLogLevel.UnmarshalText([]byte(envOr("STORE_LOG_LEVEL", "info"))); e != nil {
-		return c, fmt.Errorf("STORE_LOG_LEVEL=%q: want debug, info, warn or error", os.Getenv("STORE_LOG_LEVEL"))
-	}
-	c.HTTPPort = one("HTTP_PORT", "3000")
-	c.RoomPortMin = one("ROOM_PORT_MIN", "34000")
-	c.StorePort = one("STORE_PORT", "27018")
-	if c.LBPorts, err = ports("LB_PORTS", "2000,2001"); err != nil {
-		return c, err
-	}
-	if c.HostPorts, err = ports("HOST_PORTS", "8080,8081"); err != nil {
-		return c, err
-	}
-	if c.AdminPorts, err = ports("HOST_ADMIN_PORTS", "8090,8091"); err != nil {
+	if err := r.Err(); err != nil {
 		return c, err
 	}
 	if len(c.HostPorts) != len(c.AdminPorts) {
@@ -147,11 +128,11 @@ func configFromEnv() (config, error) {
 		}
 		c.BinDir = filepath.Dir(self)
 	}
-	return c, err
+	return c, nil
 }
 
 func main() {
-	cfg, err := configFromEnv()
+	cfg, err := configFromEnv(os.Getenv)
 	if err == nil {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 		defer stop()
@@ -299,11 +280,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		"FLEET_KEY": k.Key, "FLEET_ADMIN_KEY": k.AdminKey,
 		// As the hosts: a local stack's webhook receivers are local
 		// (WEBHOOK_ALLOW_PRIVATE=0 refuses them as production does).
-		"WEBHOOK_ALLOW_PRIVATE": envOr("WEBHOOK_ALLOW_PRIVATE", "1"),
+		"WEBHOOK_ALLOW_PRIVATE": cfg.AllowPrivateHooks,
 	} {
 		os.Setenv(name, v)
 	}
-	apiCfg, closeAPI, err := api.ConfigFromEnv(ctx)
+	apiCfg, closeAPI, err := api.ConfigFromEnv(ctx, os.Getenv)
 	if err != nil {
 		return fmt.Errorf("control API: %w", err)
 	}

@@ -16,7 +16,7 @@ import (
 
 func main() {
 	// Clients are built once per container, outside the handler.
-	cfg, _, err := api.ConfigFromEnv(context.Background())
+	cfg, _, err := api.ConfigFromEnv(context.Background(), os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "admin:", err)
 		os.Exit(1)

@@ -142,3 +142,15 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
+
+// splitList returns s's comma-separated items, spaces trimmed and empty
+// items dropped.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

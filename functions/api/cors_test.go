@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -265,11 +266,11 @@ func TestConfigFromEnvCORS(t *testing.T) {
 	t.Setenv("LOG_LEVEL", "error")
 	t.Setenv("LOADBALANCER_KEY", lbKey)
 	t.Setenv("CORS_ALLOWED_ORIGINS", "https://app.example.com/")
-	if _, _, err := api.ConfigFromEnv(context.Background()); err == nil || !strings.Contains(err.Error(), "CORS_ALLOWED_ORIGINS") {
+	if _, _, err := api.ConfigFromEnv(context.Background(), os.Getenv); err == nil || !strings.Contains(err.Error(), "CORS_ALLOWED_ORIGINS") {
 		t.Errorf("a path in an origin: %v", err)
 	}
 	t.Setenv("CORS_ALLOWED_ORIGINS", "https://app.example.com, http://localhost:5173")
-	cfg, closeAll, err := api.ConfigFromEnv(context.Background())
+	cfg, closeAll, err := api.ConfigFromEnv(context.Background(), os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -202,7 +203,7 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	ctx := context.Background()
-	cfg, closeAll, err := api.ConfigFromEnv(ctx)
+	cfg, closeAll, err := api.ConfigFromEnv(ctx, os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +241,7 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Setenv("FLEET_HOSTS_ALLOW", "10.0.0.0/16, 192.168.1.7")
 		t.Setenv("WEBHOOK_ALLOW_PRIVATE", "1")
 		t.Setenv("MAX_FLEET_BANS", "500")
-		c, closeC, err := api.ConfigFromEnv(ctx)
+		c, closeC, err := api.ConfigFromEnv(ctx, os.Getenv)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -267,7 +268,7 @@ func TestConfigFromEnv(t *testing.T) {
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Setenv(tt.key, tt.value)
-				_, _, err := api.ConfigFromEnv(ctx)
+				_, _, err := api.ConfigFromEnv(ctx, os.Getenv)
 				if err == nil || !strings.Contains(err.Error(), tt.want) {
 					t.Fatalf("err %v, want one naming %s", err, tt.want)
 				}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/internal/envconf"
 	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/webhook"
 )
@@ -73,7 +74,8 @@ const MinSecretLen = 16
 // ConfigFromEnv reads the configuration through getenv (os.Getenv); errors
 // name the variable.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	c := Config{URL: getenv("ENTITLEMENT_URL"), Secret: getenv("ENTITLEMENT_SECRET")}
+	r := envconf.New(getenv)
+	c := Config{URL: r.Str("ENTITLEMENT_URL", ""), Secret: r.Str("ENTITLEMENT_SECRET", "")}
 	if c.URL != "" {
 		if _, err := netguard.HTTPURL(c.URL, 0); err != nil {
 			return c, fmt.Errorf("ENTITLEMENT_URL: want an http or https URL")
@@ -88,26 +90,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if c.Secret != "" && len(c.Secret) < MinSecretLen {
 		return c, fmt.Errorf("ENTITLEMENT_SECRET must be at least %d bytes", MinSecretLen)
 	}
-	var err error
-	dur := func(name, v string, def time.Duration, zeroOK bool) time.Duration {
-		if v == "" || err != nil {
-			return def
-		}
-		x, perr := time.ParseDuration(v)
-		if perr != nil || x < 0 || (x == 0 && !zeroOK) {
-			err = fmt.Errorf("%s=%q: want a positive duration such as 30s", name, v)
-			return def
-		}
-		return x
+	c.Interval = r.PositiveDur("ENTITLEMENT_INTERVAL", 60*time.Second)
+	// The grace may be 0 (fail closed at once), never negative.
+	if c.FailOpen = r.Dur("ENTITLEMENT_FAIL_OPEN", 30*time.Second); c.FailOpen < 0 {
+		r.Fail("ENTITLEMENT_FAIL_OPEN=%v: want 0 or a positive duration such as 30s", c.FailOpen)
 	}
-	// Literal names, one call each: infra's tests find the variables read.
-	c.Interval = dur("ENTITLEMENT_INTERVAL", getenv("ENTITLEMENT_INTERVAL"), 60*time.Second, false)
-	c.FailOpen = dur("ENTITLEMENT_FAIL_OPEN", getenv("ENTITLEMENT_FAIL_OPEN"), 30*time.Second, true)
-	c.Timeout = dur("ENTITLEMENT_TIMEOUT", getenv("ENTITLEMENT_TIMEOUT"), 2*time.Second, false)
-	if err != nil {
-		return c, err
-	}
-	return c, nil
+	c.Timeout = r.PositiveDur("ENTITLEMENT_TIMEOUT", 2*time.Second)
+	return c, r.Err()
 }
 
 // Client calls the hook: POST URL with {"checks":[…]}, answered by

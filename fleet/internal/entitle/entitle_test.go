@@ -177,9 +177,14 @@ func TestConfigFromEnv(t *testing.T) {
 		{"ENTITLEMENT_INTERVAL", "soon"},
 		{"ENTITLEMENT_INTERVAL", "0s"},
 		{"ENTITLEMENT_TIMEOUT", "-1s"},
+		{"ENTITLEMENT_FAIL_OPEN", "-1s"},
+		{"ENTITLEMENT_FAIL_OPEN", "later"},
 	} {
 		if _, err := ConfigFromEnv(env(bad...)); err == nil || !strings.Contains(err.Error(), bad[0]) {
 			t.Errorf("%s=%s: %v, want an error naming it", bad[0], bad[1], err)
 		}
+	}
+	if c, err := ConfigFromEnv(env("ENTITLEMENT_FAIL_OPEN", "0s")); err != nil || c.FailOpen != 0 {
+		t.Errorf("ENTITLEMENT_FAIL_OPEN=0s (fail closed): %+v, %v", c, err)
 	}
 }

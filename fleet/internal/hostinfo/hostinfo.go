@@ -11,12 +11,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+
+	"github.com/chatfleet/chatfleet/internal/envconf"
 )
 
 // Config says where to learn the host's identity. Zero fields take their
@@ -44,19 +45,17 @@ type Info struct {
 // ZONE with getenv (os.Getenv in production). It returns an error if IMDS is
 // not a boolean.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	r := envconf.New(getenv)
 	c := Config{
-		IMDSEndpoint: getenv("IMDS_ENDPOINT"),
-		HostID:       getenv("HOST_ID"),
-		PublicHost:   getenv("PUBLIC_HOST"),
-		Region:       getenv("REGION"),
-		Zone:         getenv("ZONE"),
+		IMDS:         r.Bool("IMDS"), // strconv.ParseBool, as ever: IMDS=true keeps working
+		IMDSEndpoint: r.Str("IMDS_ENDPOINT", ""),
+		HostID:       r.Str("HOST_ID", ""),
+		PublicHost:   r.Str("PUBLIC_HOST", ""),
+		Region:       r.Str("REGION", ""),
+		Zone:         r.Str("ZONE", ""),
 	}
-	if s := getenv("IMDS"); s != "" {
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return Config{}, fmt.Errorf("IMDS %q: want 1 or 0", s)
-		}
-		c.IMDS = b
+	if err := r.Err(); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }

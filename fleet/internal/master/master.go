@@ -167,14 +167,8 @@ func (c *Config) setDefaults() error {
 	def(&c.StopDeadline, 15*time.Second)
 	def(&c.OrphanGrace, ipc.DefaultOrphanGrace)
 	def(&c.EventRetention, 7*24*time.Hour)
-	def(&c.WebhookWait, time.Second)
-	def(&c.WebhookBackoff, time.Second)
-	def(&c.WebhookMaxAge, time.Hour)
-	def(&c.WebhookTimeout, 10*time.Second)
 	def(&c.ViewersEvery, 5*time.Second)
-	if c.WebhookQueue == 0 {
-		c.WebhookQueue = 10000
-	}
+	// The webhook settings left zero take package hooks' defaults.
 	if c.WebhookQueue < 0 {
 		return fmt.Errorf("master: webhook queue %d must be positive", c.WebhookQueue)
 	}
@@ -386,6 +380,11 @@ func (m *Master) RequestRestart() {
 	default:
 	}
 }
+
+// SetNotify sets Config.Notify, for a notified party made after the master
+// (the load-balancer registrar reports Host, so it comes second). Call it
+// before Run: the master's goroutines read Notify without a lock.
+func (m *Master) SetNotify(f func()) { m.cfg.Notify = f }
 
 // SetDraining stops (true) or resumes (false) accepting new rooms.
 func (m *Master) SetDraining(d bool) {

@@ -1,11 +1,11 @@
 package roomproc
 
 import (
-	"fmt"
 	"net/netip"
 	"strconv"
 	"time"
 
+	"github.com/chatfleet/chatfleet/internal/envconf"
 	"github.com/chatfleet/chatfleet/internal/netguard"
 )
 
@@ -41,65 +41,35 @@ func CheckEnv(getenv func(string) string) error {
 	return err
 }
 
+// readEnv reads the room limits; literal names, one call each, so that
+// infra's tests find the variables read.
 func readEnv(getenv func(string) string) (envSettings, error) {
-	s := envSettings{idle: DefaultIdleTimeout, perIP: DefaultMaxConnsPerIP, roomConns: DefaultMaxRoomConns,
-		modRate: DefaultModRate, modBurst: DefaultModBurst, maxBans: DefaultMaxRoomBans, grace: DefaultProducerGrace}
-	if v := getenv("ROOM_IDLE_TIMEOUT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < time.Second || d > time.Hour {
-			return s, fmt.Errorf("ROOM_IDLE_TIMEOUT=%q: want a duration from 1s to 1h", v)
-		}
-		s.idle = d
-	}
-	if v := getenv("ROOM_PRODUCER_GRACE"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < time.Second || d > 10*time.Minute {
-			return s, fmt.Errorf("ROOM_PRODUCER_GRACE=%q: want a duration from 1s to 10m", v)
-		}
-		s.grace = d
-	}
-	var err error
-	if s.perIP, err = envInt("MAX_CONNS_PER_IP", getenv("MAX_CONNS_PER_IP"), s.perIP, 0, 1_000_000, "0 turns the cap off"); err != nil {
-		return s, err
+	r := envconf.New(getenv)
+	s := envSettings{
+		idle:      r.DurIn("ROOM_IDLE_TIMEOUT", DefaultIdleTimeout, time.Second, time.Hour),
+		grace:     r.DurIn("ROOM_PRODUCER_GRACE", DefaultProducerGrace, time.Second, 10*time.Minute),
+		perIP:     r.IntIn("MAX_CONNS_PER_IP", DefaultMaxConnsPerIP, 0, 1_000_000),
+		roomConns: r.IntIn("MAX_ROOM_CONNS", DefaultMaxRoomConns, 1, 1_000_000),
+		modRate:   DefaultModRate,
+		modBurst:  r.IntIn("ROOM_MOD_BURST", DefaultModBurst, 1, 10_000),
+		maxBans:   r.IntIn("MAX_ROOM_BANS", DefaultMaxRoomBans, 1, 1_000_000),
 	}
 	if s.perIP == 0 {
-		s.perIP = -1
+		s.perIP = -1 // 0 turns the cap off
 	}
-	if s.roomConns, err = envInt("MAX_ROOM_CONNS", getenv("MAX_ROOM_CONNS"), s.roomConns, 1, 1_000_000, ""); err != nil {
-		return s, err
-	}
-	if v := getenv("TRUSTED_PROXIES"); v != "" {
+	if v := r.Str("TRUSTED_PROXIES", ""); v != "" {
+		var err error
 		if s.proxies, err = netguard.ParsePrefixes(v); err != nil {
-			return s, fmt.Errorf("TRUSTED_PROXIES: %v", err)
+			r.Fail("TRUSTED_PROXIES: %v", err)
 		}
 	}
-	if v := getenv("ROOM_MOD_RATE"); v != "" {
+	if v := r.Str("ROOM_MOD_RATE", ""); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || !(f >= 0.01 && f <= 1000) {
-			return s, fmt.Errorf("ROOM_MOD_RATE=%q: want messages per second from 0.01 to 1000", v)
+			r.Fail("ROOM_MOD_RATE=%q: want messages per second from 0.01 to 1000", v)
+		} else {
+			s.modRate = f
 		}
-		s.modRate = f
 	}
-	if s.modBurst, err = envInt("ROOM_MOD_BURST", getenv("ROOM_MOD_BURST"), s.modBurst, 1, 10_000, ""); err != nil {
-		return s, err
-	}
-	if s.maxBans, err = envInt("MAX_ROOM_BANS", getenv("MAX_ROOM_BANS"), s.maxBans, 1, 1_000_000, ""); err != nil {
-		return s, err
-	}
-	return s, nil
-}
-
-// envInt parses v, the value of the variable name: def if v is empty.
-func envInt(name, v string, def, lo, hi int, note string) (int, error) {
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < lo || n > hi {
-		if note != "" {
-			note = "; " + note
-		}
-		return def, fmt.Errorf("%s=%q: want a whole number from %d to %d%s", name, v, lo, hi, note)
-	}
-	return n, nil
+	return s, r.Err()
 }
