@@ -179,6 +179,14 @@ type Load struct {
 	MemBytes   int64   `json:"memBytes"`
 }
 
+// PickRequest says what host a new room wants: the optional body of a load
+// balancer's POST /api/v1/pick (lbclient.Picker sends it, the load-balancer
+// service decodes it).
+type PickRequest struct {
+	Region  string   `json:"region,omitempty"`  // prefer hosts of this region, fall back to any
+	Exclude []string `json:"exclude,omitempty"` // host ids not to pick, e.g. one that just failed to create the room
+}
+
 // Host is one fleet host as it reports itself in heartbeats.
 type Host struct {
 	ID         string    `json:"id"`

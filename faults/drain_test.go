@@ -51,7 +51,7 @@ func TestDrainEndToEnd(t *testing.T) {
 		t.Helper()
 		got := map[string]int{}
 		for range n {
-			hst, err := picker.Pick(context.Background(), lbclient.PickRequest{})
+			hst, err := picker.Pick(context.Background(), chatfleet.PickRequest{})
 			if err != nil {
 				t.Fatalf("pick: %v", err)
 			}

@@ -77,7 +77,7 @@ func TestPicker(t *testing.T) {
 			t.Fatal(err)
 		}
 		for range 10 { // both start orders
-			h, err := p.Pick(ctx, PickRequest{})
+			h, err := p.Pick(ctx, chatfleet.PickRequest{})
 			if err != nil || h.ID != "h1" {
 				t.Fatalf("Pick = %v, %v; want h1", h.ID, err)
 			}
@@ -93,7 +93,7 @@ func TestPicker(t *testing.T) {
 		good := newScriptedLB(t, answerHost("h1"))
 		p, _ := NewPicker([]string{empty.URL, good.URL}, testKey, "", nil)
 		for range 10 {
-			if h, err := p.Pick(ctx, PickRequest{}); err != nil || h.ID != "h1" {
+			if h, err := p.Pick(ctx, chatfleet.PickRequest{}); err != nil || h.ID != "h1" {
 				t.Fatalf("Pick = %v, %v; want h1", h.ID, err)
 			}
 		}
@@ -103,7 +103,7 @@ func TestPicker(t *testing.T) {
 		a := newScriptedLB(t, answerError(chatfleet.EUNAVAILABLE, "no host can take a room (2 known)"))
 		b := newScriptedLB(t, answerError(chatfleet.EUNAVAILABLE, "no host can take a room (2 known)"))
 		p, _ := NewPicker([]string{a.URL, b.URL}, testKey, "", nil)
-		_, err := p.Pick(ctx, PickRequest{})
+		_, err := p.Pick(ctx, chatfleet.PickRequest{})
 		if chatfleet.ErrorCode(err) != chatfleet.EUNAVAILABLE || chatfleet.ErrorMessage(err) != "no host can take a room (2 known)" {
 			t.Fatalf("Pick err = %v", err)
 		}
@@ -111,7 +111,7 @@ func TestPicker(t *testing.T) {
 
 	t.Run("all down is unavailable without addresses in the message", func(t *testing.T) {
 		p, _ := NewPicker([]string{deadURL(t), deadURL(t)}, testKey, "", nil)
-		_, err := p.Pick(ctx, PickRequest{})
+		_, err := p.Pick(ctx, chatfleet.PickRequest{})
 		if chatfleet.ErrorCode(err) != chatfleet.EUNAVAILABLE {
 			t.Fatalf("Pick err = %v, want unavailable", err)
 		}
@@ -130,7 +130,7 @@ func TestPicker(t *testing.T) {
 		a := newScriptedLB(t, answerError(chatfleet.EINVALID, `field "region": bad`))
 		b := newScriptedLB(t, answerError(chatfleet.EINVALID, `field "region": bad`))
 		p, _ := NewPicker([]string{a.URL, b.URL}, testKey, "", nil)
-		_, err := p.Pick(ctx, PickRequest{Region: "X"})
+		_, err := p.Pick(ctx, chatfleet.PickRequest{Region: "X"})
 		if chatfleet.ErrorCode(err) != chatfleet.EINVALID || !strings.Contains(chatfleet.ErrorMessage(err), `field "region"`) {
 			t.Fatalf("Pick err = %v", err)
 		}
@@ -142,7 +142,7 @@ func TestPicker(t *testing.T) {
 	t.Run("wrong key is the operator's error", func(t *testing.T) {
 		a := newScriptedLB(t, answerHost("h1"))
 		p, _ := NewPicker([]string{a.URL}, "wrong", "", nil)
-		_, err := p.Pick(ctx, PickRequest{})
+		_, err := p.Pick(ctx, chatfleet.PickRequest{})
 		if chatfleet.ErrorCode(err) != chatfleet.EINTERNAL || !strings.Contains(err.Error(), "forbidden") {
 			t.Fatalf("Pick err = %v, want an internal error saying forbidden", err)
 		}
@@ -152,7 +152,7 @@ func TestPicker(t *testing.T) {
 	})
 
 	t.Run("sends the request", func(t *testing.T) {
-		var got PickRequest
+		var got chatfleet.PickRequest
 		a := newScriptedLB(t, func(w http.ResponseWriter, r *http.Request) {
 			if r.Method != http.MethodPost || r.URL.Path != "/api/v1/pick" {
 				t.Errorf("%s %s", r.Method, r.URL.Path)
@@ -163,7 +163,7 @@ func TestPicker(t *testing.T) {
 			answerHost("h1")(w, r)
 		})
 		p, _ := NewPicker([]string{a.URL}, testKey, "", nil)
-		want := PickRequest{Region: "eu-west-1", Exclude: []string{"h2"}}
+		want := chatfleet.PickRequest{Region: "eu-west-1", Exclude: []string{"h2"}}
 		if _, err := p.Pick(ctx, want); err != nil {
 			t.Fatal(err)
 		}

@@ -15,13 +15,6 @@ import (
 // leaves time to ask the next.
 const tryTimeout = 3 * time.Second
 
-// PickRequest says what host a new room wants: the optional body of a load
-// balancer's POST /api/v1/pick, which the load-balancer service decodes too.
-type PickRequest struct {
-	Region  string   `json:"region,omitempty"`  // prefer hosts of this region, fall back to any
-	Exclude []string `json:"exclude,omitempty"` // host ids not to pick, e.g. one that just failed to create the room
-}
-
 // Picker asks the load balancers for hosts, failing over between them. It is
 // safe for concurrent use.
 type Picker struct {
@@ -56,7 +49,7 @@ func NewPicker(urls []string, key string, caFile string, client *http.Client) (*
 // that can take a room, or when none answered; EINVALID if they refuse req.
 // Other errors (a wrong key, say) carry no code: they are the operator's to
 // fix, not the caller's.
-func (p *Picker) Pick(ctx context.Context, req PickRequest) (chatfleet.Host, error) {
+func (p *Picker) Pick(ctx context.Context, req chatfleet.PickRequest) (chatfleet.Host, error) {
 	var out struct {
 		Host chatfleet.Host `json:"host"`
 	}

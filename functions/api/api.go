@@ -31,7 +31,7 @@ import (
 // HostPicker asks the load balancers for hosts; *lbclient.Picker is one.
 type HostPicker interface {
 	// Pick returns a host for a new room; EUNAVAILABLE if none can take one.
-	Pick(ctx context.Context, req lbclient.PickRequest) (chatfleet.Host, error)
+	Pick(ctx context.Context, req chatfleet.PickRequest) (chatfleet.Host, error)
 	// Hosts returns every host the load balancers know, with its state.
 	Hosts(ctx context.Context) ([]chatfleet.Host, error)
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/httpx"
 	"github.com/chatfleet/chatfleet/internal/netguard"
-	"github.com/chatfleet/chatfleet/lbclient"
 	"github.com/chatfleet/chatfleet/webhook"
 )
 
@@ -306,7 +305,7 @@ func (a *roomAPI) checkFree(ctx context.Context, name string) error {
 // invalid (webhookUrls without its WEBHOOK_SECRET, say) ends the attempts:
 // the caller gets its EINVALID.
 func (a *roomAPI) place(ctx context.Context, name, region string, opts hostapi.RoomOptions) (chatfleet.Host, int, error) {
-	pick := lbclient.PickRequest{Region: region}
+	pick := chatfleet.PickRequest{Region: region}
 	var lastErr error
 	for attempt := range maxCreateAttempts {
 		host, err := a.cfg.Picker.Pick(ctx, pick)

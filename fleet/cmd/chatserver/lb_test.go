@@ -75,7 +75,7 @@ func TestRegistrationWithLoadBalancers(t *testing.T) {
 		t.Helper()
 		got := map[string]int{}
 		for range n {
-			h, err := picker.Pick(ctx, lbclient.PickRequest{})
+			h, err := picker.Pick(ctx, chatfleet.PickRequest{})
 			if err != nil {
 				t.Fatalf("pick: %v", err)
 			}

@@ -371,7 +371,7 @@ func urlsOf(lbs ...*lbProc) []string {
 }
 
 // pickN runs n picks, concurrency at a time, and counts them by host id.
-func pickN(t *testing.T, pk *lbclient.Picker, n, concurrency int, req lbclient.PickRequest) map[string]int {
+func pickN(t *testing.T, pk *lbclient.Picker, n, concurrency int, req chatfleet.PickRequest) map[string]int {
 	t.Helper()
 	var mu sync.Mutex
 	got := map[string]int{}
@@ -418,7 +418,7 @@ func TestRegisterAndPick(t *testing.T) {
 	// each load balancer's picks within a few of even, so no host should get
 	// more than 40% (120) of 300 picks, nor fewer than 25% (75).
 	t.Run("300 concurrent picks spread over equal hosts", func(t *testing.T) {
-		got := pickN(t, pk, 300, 300, lbclient.PickRequest{})
+		got := pickN(t, pk, 300, 300, chatfleet.PickRequest{})
 		t.Logf("picks: %v", got)
 		for _, id := range []string{"a", "b", "c"} {
 			if got[id] > 120 || got[id] < 75 {
@@ -438,7 +438,7 @@ func TestRegisterAndPick(t *testing.T) {
 			}
 			return nil
 		})
-		got := pickN(t, pk, 100, 20, lbclient.PickRequest{})
+		got := pickN(t, pk, 100, 20, chatfleet.PickRequest{})
 		if got["c"] != 0 {
 			t.Errorf("picks %v: c got %d, want 0", got, got["c"])
 		}
@@ -447,18 +447,18 @@ func TestRegisterAndPick(t *testing.T) {
 	t.Run("a draining host is never picked, and is again after resume", func(t *testing.T) {
 		b.setState(chatfleet.HostDraining)
 		waitStates(t, "a=accepting b=draining c=accepting", lb1, lb2)
-		got := pickN(t, pk, 60, 10, lbclient.PickRequest{})
+		got := pickN(t, pk, 60, 10, chatfleet.PickRequest{})
 		if got["b"] != 0 {
 			t.Errorf("draining b picked %d times (%v)", got["b"], got)
 		}
-		_, err := pk.Pick(t.Context(), lbclient.PickRequest{Exclude: []string{"a", "c"}})
+		_, err := pk.Pick(t.Context(), chatfleet.PickRequest{Exclude: []string{"a", "c"}})
 		if chatfleet.ErrorCode(err) != chatfleet.EUNAVAILABLE {
 			t.Errorf("pick with only draining b left: err %v, want unavailable", err)
 		}
 
 		b.setState(chatfleet.HostAccepting)
 		testutil.Eventually(t, 5*time.Second, func() error {
-			h, err := pk.Pick(t.Context(), lbclient.PickRequest{Exclude: []string{"a", "c"}})
+			h, err := pk.Pick(t.Context(), chatfleet.PickRequest{Exclude: []string{"a", "c"}})
 			if err != nil || h.ID != "b" {
 				return fmt.Errorf("pick = %q, %v; want b", h.ID, err)
 			}
@@ -486,10 +486,10 @@ func TestHostDown(t *testing.T) {
 
 	x.cut.Store(true) // heartbeats stop, no deregistration
 	waitStates(t, "x=down y=accepting", lb1, lb2)
-	if got := pickN(t, pk, 30, 5, lbclient.PickRequest{}); got["x"] != 0 {
+	if got := pickN(t, pk, 30, 5, chatfleet.PickRequest{}); got["x"] != 0 {
 		t.Errorf("down x picked: %v", got)
 	}
-	if _, err := pk.Pick(t.Context(), lbclient.PickRequest{Exclude: []string{"y"}}); chatfleet.ErrorCode(err) != chatfleet.EUNAVAILABLE {
+	if _, err := pk.Pick(t.Context(), chatfleet.PickRequest{Exclude: []string{"y"}}); chatfleet.ErrorCode(err) != chatfleet.EUNAVAILABLE {
 		t.Errorf("pick with only down x left: err %v, want unavailable", err)
 	}
 
@@ -507,7 +507,7 @@ func TestLoadBalancerKilled(t *testing.T) {
 	waitStates(t, "a=accepting b=accepting c=accepting", lb1, lb2)
 
 	lb1.kill()
-	got := pickN(t, pk, 30, 5, lbclient.PickRequest{})
+	got := pickN(t, pk, 30, 5, chatfleet.PickRequest{})
 	if len(got) != 3 {
 		t.Errorf("picks with lb1 dead: %v, want all three hosts", got)
 	}
@@ -524,7 +524,7 @@ func TestLoadBalancerKilled(t *testing.T) {
 	t.Run("all load balancers dead is unavailable", func(t *testing.T) {
 		lb1.kill()
 		lb2.kill()
-		_, err := pk.Pick(t.Context(), lbclient.PickRequest{})
+		_, err := pk.Pick(t.Context(), chatfleet.PickRequest{})
 		if chatfleet.ErrorCode(err) != chatfleet.EUNAVAILABLE {
 			t.Errorf("Pick err = %v, want unavailable", err)
 		}
@@ -695,7 +695,7 @@ func TestHTTPS(t *testing.T) {
 	waitStates(t, "a=accepting b=accepting", lb1, lb2)
 
 	pk := newPicker(t, certFile, lb1, lb2)
-	if got := pickN(t, pk, 20, 5, lbclient.PickRequest{}); got["a"]+got["b"] != 20 {
+	if got := pickN(t, pk, 20, 5, chatfleet.PickRequest{}); got["a"]+got["b"] != 20 {
 		t.Errorf("picks over HTTPS: %v", got)
 	}
 
@@ -704,7 +704,7 @@ func TestHTTPS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = untrusting.Pick(t.Context(), lbclient.PickRequest{})
+		_, err = untrusting.Pick(t.Context(), chatfleet.PickRequest{})
 		if err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Errorf("Pick without the CA: %v, want a certificate error", err)
 		}

@@ -25,7 +25,6 @@ import (
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/httpx"
-	"github.com/chatfleet/chatfleet/lbclient"
 )
 
 // Config configures a Server. Zero fields take their defaults.
@@ -249,7 +248,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 
 // pick answers the host for a new room, or 503 "unavailable" if none can take one.
 func (s *Server) pick(w http.ResponseWriter, r *http.Request) {
-	var req lbclient.PickRequest
+	var req chatfleet.PickRequest
 	if err := httpx.DecodeJSON(w, r, 0, &req); err != nil {
 		httpx.WriteError(w, s.log, err)
 		return

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
-	"github.com/chatfleet/chatfleet/lbclient"
 )
 
 // CPUWeight is what one busy core adds to a host's score: a host whose
@@ -146,7 +145,7 @@ func (r *registry) counts() (states map[chatfleet.HostState]int, pending int) {
 // of two choices): close to the least loaded host, without every concurrent
 // pick of every load balancer rushing to the same one. It returns EUNAVAILABLE
 // when no host is eligible.
-func (r *registry) pick(req lbclient.PickRequest) (chatfleet.Host, error) {
+func (r *registry) pick(req chatfleet.PickRequest) (chatfleet.Host, error) {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
-	"github.com/chatfleet/chatfleet/lbclient"
 )
 
 func TestScore(t *testing.T) {
@@ -102,7 +101,7 @@ func testHost(id string) chatfleet.Host {
 }
 
 // picks runs n picks and counts them by host id.
-func picks(t *testing.T, r *registry, n int, req lbclient.PickRequest) map[string]int {
+func picks(t *testing.T, r *registry, n int, req chatfleet.PickRequest) map[string]int {
 	t.Helper()
 	got := map[string]int{}
 	for range n {
@@ -142,7 +141,7 @@ func TestRegistry(t *testing.T) {
 		if h, _ := r.host("a"); h.State != chatfleet.HostDown {
 			t.Fatalf("after 15s: state %q, want down", h.State)
 		}
-		if _, err := r.pick(lbclient.PickRequest{}); chatfleet.ErrorCode(err) != chatfleet.EUNAVAILABLE {
+		if _, err := r.pick(chatfleet.PickRequest{}); chatfleet.ErrorCode(err) != chatfleet.EUNAVAILABLE {
 			t.Fatalf("pick with the only host down: err %v, want unavailable", err)
 		}
 		r.heartbeat(testHost("a"))
@@ -171,11 +170,11 @@ func TestRegistry(t *testing.T) {
 		r.heartbeat(testHost("excluded"))
 		r.heartbeat(testHost("ok"))
 
-		got := picks(t, r, 50, lbclient.PickRequest{Exclude: []string{"excluded"}})
+		got := picks(t, r, 50, chatfleet.PickRequest{Exclude: []string{"excluded"}})
 		if got["ok"] != 50 {
 			t.Errorf("picks = %v, want all 50 on ok", got)
 		}
-		_, err := r.pick(lbclient.PickRequest{Exclude: []string{"excluded", "ok"}})
+		_, err := r.pick(chatfleet.PickRequest{Exclude: []string{"excluded", "ok"}})
 		if chatfleet.ErrorCode(err) != chatfleet.EUNAVAILABLE {
 			t.Fatalf("err = %v, want unavailable", err)
 		}
@@ -192,15 +191,15 @@ func TestRegistry(t *testing.T) {
 			h.Capacity.MaxRooms = 40
 			r.heartbeat(h)
 		}
-		got := picks(t, r, 90, lbclient.PickRequest{})
+		got := picks(t, r, 90, chatfleet.PickRequest{})
 		for id, n := range got {
 			if n < 28 || n > 32 {
 				t.Errorf("host %s got %d of 90 picks, want 28..32 (all %v)", id, n, got)
 			}
 		}
 		// 120 rooms of capacity, 90 pending: 30 more fit, then none.
-		picks(t, r, 30, lbclient.PickRequest{})
-		if _, err := r.pick(lbclient.PickRequest{}); chatfleet.ErrorCode(err) != chatfleet.EUNAVAILABLE {
+		picks(t, r, 30, chatfleet.PickRequest{})
+		if _, err := r.pick(chatfleet.PickRequest{}); chatfleet.ErrorCode(err) != chatfleet.EUNAVAILABLE {
 			t.Fatalf("pick past capacity: err %v, want unavailable", err)
 		}
 	})
@@ -209,7 +208,7 @@ func TestRegistry(t *testing.T) {
 		r, _ := newTestRegistry(t)
 		h := testHost("a")
 		r.heartbeat(h)
-		picks(t, r, 5, lbclient.PickRequest{})
+		picks(t, r, 5, chatfleet.PickRequest{})
 		h.Load.Rooms = 3
 		r.heartbeat(h)
 		if n := len(r.hosts["a"].pending); n != 2 {
@@ -226,7 +225,7 @@ func TestRegistry(t *testing.T) {
 		r, c := newTestRegistry(t)
 		h := testHost("a")
 		r.heartbeat(h)
-		picks(t, r, 5, lbclient.PickRequest{})
+		picks(t, r, 5, chatfleet.PickRequest{})
 		c.Add(15 * time.Second)
 		r.heartbeat(h)
 		if n := len(r.hosts["a"].pending); n != 0 {
@@ -241,15 +240,15 @@ func TestRegistry(t *testing.T) {
 			h.Region = region
 			r.heartbeat(h)
 		}
-		got := picks(t, r, 30, lbclient.PickRequest{Region: "ap-south-1"})
+		got := picks(t, r, 30, chatfleet.PickRequest{Region: "ap-south-1"})
 		if len(got) != 3 {
 			t.Errorf("picks in an unknown region = %v, want all three hosts", got)
 		}
-		got = picks(t, r, 30, lbclient.PickRequest{Region: "us-east-1"})
+		got = picks(t, r, 30, chatfleet.PickRequest{Region: "us-east-1"})
 		if got["us1"] != 30 {
 			t.Errorf("picks in us-east-1 = %v, want all on us1", got)
 		}
-		got = picks(t, r, 30, lbclient.PickRequest{Region: "us-east-1", Exclude: []string{"us1"}})
+		got = picks(t, r, 30, chatfleet.PickRequest{Region: "us-east-1", Exclude: []string{"us1"}})
 		if got["eu1"]+got["eu2"] != 30 {
 			t.Errorf("picks with us1 excluded = %v, want all in eu-west-1", got)
 		}
@@ -261,7 +260,7 @@ func TestRegistry(t *testing.T) {
 		busy.Load.Rooms = 90
 		r.heartbeat(busy)
 		r.heartbeat(testHost("idle"))
-		got := picks(t, r, 80, lbclient.PickRequest{})
+		got := picks(t, r, 80, chatfleet.PickRequest{})
 		if got["busy"] != 0 {
 			t.Errorf("picks = %v, want none on busy until idle reaches its load", got)
 		}
@@ -277,7 +276,7 @@ func TestRegistry(t *testing.T) {
 		for range 8 {
 			wg.Go(func() {
 				for range 30 {
-					if _, err := r.pick(lbclient.PickRequest{}); err != nil {
+					if _, err := r.pick(chatfleet.PickRequest{}); err != nil {
 						t.Error(err)
 					}
 				}

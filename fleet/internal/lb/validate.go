@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/chatfleet/chatfleet"
-	"github.com/chatfleet/chatfleet/lbclient"
 )
 
 var (
@@ -96,7 +95,7 @@ func ValidateHost(h chatfleet.Host) error {
 }
 
 // validatePick checks a pick request.
-func validatePick(req lbclient.PickRequest) error {
+func validatePick(req chatfleet.PickRequest) error {
 	if req.Region != "" && !regionRE.MatchString(req.Region) {
 		return invalid("region", "must be lower-case letters, digits and '-', like eu-west-1")
 	}

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/chatfleet/chatfleet"
-	"github.com/chatfleet/chatfleet/lbclient"
 )
 
 func TestValidateHost(t *testing.T) {
@@ -76,13 +75,13 @@ func TestValidateHost(t *testing.T) {
 }
 
 func TestValidatePick(t *testing.T) {
-	if err := validatePick(lbclient.PickRequest{Region: "eu-west-1", Exclude: []string{"a"}}); err != nil {
+	if err := validatePick(chatfleet.PickRequest{Region: "eu-west-1", Exclude: []string{"a"}}); err != nil {
 		t.Errorf("valid request: %v", err)
 	}
-	if err := validatePick(lbclient.PickRequest{Region: "EU"}); !strings.Contains(chatfleet.ErrorMessage(err), `field "region"`) {
+	if err := validatePick(chatfleet.PickRequest{Region: "EU"}); !strings.Contains(chatfleet.ErrorMessage(err), `field "region"`) {
 		t.Errorf("bad region: %v", err)
 	}
-	if err := validatePick(lbclient.PickRequest{Exclude: make([]string, maxExclude+1)}); !strings.Contains(chatfleet.ErrorMessage(err), `field "exclude"`) {
+	if err := validatePick(chatfleet.PickRequest{Exclude: make([]string, maxExclude+1)}); !strings.Contains(chatfleet.ErrorMessage(err), `field "exclude"`) {
 		t.Errorf("long exclude: %v", err)
 	}
 }
