@@ -28,6 +28,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -98,8 +99,8 @@ func Main(args []string, log *slog.Logger) int {
 	p := &proc{
 		name: name, port: port, log: log, ctl: ctl,
 		statsEvery: l.StatsEvery, orphanGrace: l.OrphanGrace,
-		cacheCh: make(chan *chatfleet.Cache, 1),
-		bans:    room.NewBanList(name), bansDone: make(chan struct{}),
+		cacheCh: make(chan *chatfleet.Cache, 1), kick: make(chan struct{}, 1),
+		bans: room.NewBanList(name), bansDone: make(chan struct{}),
 	}
 	return p.run(tcp, tokens, opts, timings, limits)
 }
@@ -182,8 +183,14 @@ type proc struct {
 	staged      []room.BanStep // a ban list being sent again (Reset...Done), applied at once at Done
 	stagedBans  int
 
-	qmu   sync.Mutex // serialises deliveries to the master, keeping their order
-	queue []ipc.Msg  // events not yet delivered (no master, or a slow one)
+	// The frames for the master, written in order by sendLoop alone (see
+	// onEvent); writeWait bounds one frame's write (0: defaultWriteWait).
+	qmu         sync.Mutex
+	queue       []outFrame    // not yet written whole, oldest first
+	first       uint64        // how many frames left the queue before queue[0]
+	kick        chan struct{} // wakes sendLoop: a frame queued or a master connected
+	writeWait   time.Duration
+	unencodable atomic.Int64 // messages dropped because they could not be encoded
 
 	mu           sync.Mutex
 	conn         *ipc.Conn // the current master, nil while orphaned
@@ -278,11 +285,11 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, 
 	if err := rm.Run(ctx); err != nil {
 		log.Error("room stopped", "err", err)
 	}
-	// Tell the master this end is on purpose (after what is still queued), then go.
-	p.onEvent(room.Event{Type: room.EventClosed, Reason: "room ended"})
-	p.qmu.Lock()
-	p.flushLocked(time.Second)
-	p.qmu.Unlock()
+	// Tell the master this end is on purpose (after what is still queued,
+	// for up to a second), then go.
+	if written, _ := p.queueEvent(room.Event{Type: room.EventClosed, Reason: "room ended"}); written != nil && p.connected() {
+		waitWritten(written, time.Second)
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
 	srv.Shutdown(sctx)
 	scancel()
@@ -419,6 +426,10 @@ func (p *proc) masterSession(c *ipc.Conn) {
 	if old != nil {
 		old.Close()
 	}
+	select {
+	case p.kick <- struct{}{}: // what was queued meanwhile goes to this master
+	default:
+	}
 	p.log.Info("master connected", "masterPid", msg.MasterPID, "proto", ipc.ProtoOf(msg))
 	for {
 		msg, err := c.Recv()
@@ -427,14 +438,7 @@ func (p *proc) masterSession(c *ipc.Conn) {
 		}
 		p.handle(msg)
 	}
-	p.mu.Lock()
-	if p.conn == c {
-		p.conn = nil
-		p.log.Warn("master gone; waiting for one to come back", "grace", p.orphanGrace)
-		p.orphanTimer = time.AfterFunc(p.orphanGrace, p.orphan)
-	}
-	p.mu.Unlock()
-	c.Close()
+	p.lostMaster(c)
 }
 
 // orphan drains the room when no master came back in time.
@@ -504,15 +508,46 @@ func (p *proc) handle(msg ipc.Msg) {
 	}
 }
 
-// maxQueue bounds the events held for an absent master.
+// maxQueue bounds the frames held for an absent or slow master.
 const maxQueue = 10000
+
+// writeAheadWait is how long onEvent waits for its frame to be written while
+// the sender keeps up: long enough for a write into an idle socket, short
+// enough that the room never feels a master that stopped reading.
+const writeAheadWait = 2 * time.Millisecond
+
+// defaultWriteWait is how long the sender gives one frame before it gives up
+// on the master's connection.
+const defaultWriteWait = 5 * time.Second
+
+// outFrame is a frame for the master, encoded once. written, if set, is
+// closed once the frame is written whole.
+type outFrame struct {
+	frame   []byte
+	written chan struct{}
+}
 
 // onEvent is called by the room's goroutine. The master needs the event log
 // (sent before the events reach clients, so that a room killed right after
 // can be resumed without a gap), bans (to store and spread them) and the
 // room's end; stream and presence changes reach it in the periodic stats.
-// It waits at most 100 ms for a slow master, then queues.
+//
+// It never writes to the master itself: it queues the frame for sendLoop. To
+// keep the log written ahead, it waits up to writeAheadWait for the frame to
+// be written, but only while the sender keeps up (nothing queued before it,
+// a master connected); when the master is slow or absent it does not wait.
 func (p *proc) onEvent(ev room.Event) {
+	written, idle := p.queueEvent(ev)
+	if written != nil && idle {
+		waitWritten(written, writeAheadWait)
+	}
+}
+
+// queueEvent queues ev for the master if the master needs it; written is
+// closed once it is written whole, idle says whether the sender was keeping
+// up. It returns a nil channel for an event the master does not need or one
+// that cannot be encoded.
+func (p *proc) queueEvent(ev room.Event) (written chan struct{}, idle bool) {
 	msg := ipc.Msg{Type: ipc.TypeEvent, Event: ev.Type}
 	switch ev.Type {
 	case room.EventLog:
@@ -522,56 +557,113 @@ func (p *proc) onEvent(ev room.Event) {
 	case room.EventClosed:
 		msg.Reason = ev.Reason
 	default:
-		return
+		return nil, false
 	}
+	return p.queueMsg(msg, true)
+}
+
+// queueMsg encodes msg and queues it for sendLoop, dropping the oldest frame
+// beyond maxQueue. A message that cannot be encoded is logged, counted and
+// dropped: queued, it would block every later one.
+func (p *proc) queueMsg(msg ipc.Msg, wait bool) (written chan struct{}, idle bool) {
+	frame, err := ipc.Encode(msg)
+	if err != nil {
+		p.log.Error("room message for the master cannot be encoded; dropped", "err", err, "unencodable", p.unencodable.Add(1))
+		return nil, false
+	}
+	f := outFrame{frame: frame}
+	if wait {
+		f.written = make(chan struct{})
+	}
+	connected := p.connected()
 	p.qmu.Lock()
-	defer p.qmu.Unlock()
-	p.queue = append(p.queue, msg)
+	idle = connected && len(p.queue) == 0
+	p.queue = append(p.queue, f)
 	if over := len(p.queue) - maxQueue; over > 0 {
-		p.queue = p.queue[over:]
-		p.log.Error("no master to take room events; oldest dropped", "dropped", over)
+		clear(p.queue[:over])
+		p.queue, p.first = p.queue[over:], p.first+uint64(over)
+		p.log.Error("the master does not take room events; oldest dropped", "dropped", over)
 	}
-	p.flushLocked(100 * time.Millisecond)
+	p.qmu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	return f.written, idle
 }
 
-// flushLocked sends queued events in order while a master takes them;
-// p.qmu must be held.
-func (p *proc) flushLocked(wait time.Duration) {
-	p.mu.Lock()
-	c := p.conn
-	p.mu.Unlock()
-	for c != nil && len(p.queue) > 0 {
-		if c.SendWithin(p.queue[0], wait) != nil {
-			return
-		}
-		p.queue = p.queue[1:]
-	}
-}
-
-// sendLoop delivers what was queued while no master was connected.
-func (p *proc) sendLoop(ctx context.Context) {
-	t := time.NewTicker(200 * time.Millisecond)
+// waitWritten waits until written is closed or d has passed.
+func waitWritten(written <-chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
 	defer t.Stop()
+	select {
+	case <-written:
+	case <-t.C:
+	}
+}
+
+// sendLoop is the only writer of queued frames: it writes them in order to
+// the current master, each whole or not at all as far as any master can
+// tell. A write that fails or times out (p.writeWait) leaves the master's
+// connection with part of a frame on it, so the connection is closed and the
+// frame stays first in the queue, to be sent whole to the next master (which
+// ignores the log events it already has).
+func (p *proc) sendLoop(ctx context.Context) {
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		p.mu.Lock()
+		c := p.conn
+		p.mu.Unlock()
+		p.qmu.Lock()
+		var f outFrame
+		idx, ok := p.first, len(p.queue) > 0
+		if ok {
+			f = p.queue[0]
+		}
+		p.qmu.Unlock()
+		if c == nil || !ok {
+			select {
+			case <-p.kick:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err := c.SendFrame(f.frame, cmp.Or(p.writeWait, defaultWriteWait)); err != nil {
+			p.log.Error("write to the master failed; closing its connection", "err", err)
+			p.lostMaster(c)
+			continue
 		}
 		p.qmu.Lock()
-		p.flushLocked(time.Second)
+		if p.first == idx { // not dropped meanwhile
+			p.queue[0] = outFrame{}
+			p.queue, p.first = p.queue[1:], p.first+1
+		}
 		p.qmu.Unlock()
+		if f.written != nil {
+			close(f.written)
+		}
 	}
 }
 
-func (p *proc) send(m ipc.Msg) error {
+// connected reports whether a master is connected.
+func (p *proc) connected() bool {
 	p.mu.Lock()
-	c := p.conn
-	p.mu.Unlock()
-	if c == nil {
-		return errors.New("no master")
+	defer p.mu.Unlock()
+	return p.conn != nil
+}
+
+// lostMaster closes c and, if it is the current master's connection, waits
+// for another master (draining the room if none comes in time). A connection
+// lost this way is never written to again.
+func (p *proc) lostMaster(c *ipc.Conn) {
+	p.mu.Lock()
+	if p.conn == c {
+		p.conn = nil
+		p.log.Warn("master gone; waiting for one to come back", "grace", p.orphanGrace)
+		p.orphanTimer = time.AfterFunc(p.orphanGrace, p.orphan)
 	}
-	return c.Send(m)
+	p.mu.Unlock()
+	c.Close()
 }
 
 func (p *proc) statsLoop(ctx context.Context, rm *room.Room) {
@@ -584,8 +676,11 @@ func (p *proc) statsLoop(ctx context.Context, rm *room.Room) {
 		case <-t.C:
 		}
 		s := rm.Stats()
+		if !p.connected() {
+			continue // the next master gets fresh stats, not these
+		}
 		s.CPUSeconds, s.RSSBytes = procstat.CPU().Seconds(), procstat.RSS()
-		p.send(ipc.Msg{Type: ipc.TypeStats, Stats: &s})
+		p.queueMsg(ipc.Msg{Type: ipc.TypeStats, Stats: &s}, false)
 	}
 }
 
