@@ -610,9 +610,7 @@ func waitWritten(written <-chan struct{}, d time.Duration) {
 // ignores the log events it already has).
 func (p *proc) sendLoop(ctx context.Context) {
 	for {
-		p.mu.Lock()
-		c := p.conn
-		p.mu.Unlock()
+		c := p.master()
 		p.qmu.Lock()
 		var f outFrame
 		idx, ok := p.first, len(p.queue) > 0
@@ -629,7 +627,9 @@ func (p *proc) sendLoop(ctx context.Context) {
 			}
 		}
 		if err := c.SendFrame(f.frame, cmp.Or(p.writeWait, defaultWriteWait)); err != nil {
-			p.log.Error("write to the master failed; closing its connection", "err", err)
+			if p.master() == c { // not a connection a new master replaced
+				p.log.Error("write to the master failed; closing its connection", "err", err)
+			}
 			p.lostMaster(c)
 			continue
 		}
@@ -645,12 +645,15 @@ func (p *proc) sendLoop(ctx context.Context) {
 	}
 }
 
-// connected reports whether a master is connected.
-func (p *proc) connected() bool {
+// master returns the current master's connection, nil while there is none.
+func (p *proc) master() *ipc.Conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.conn != nil
+	return p.conn
 }
+
+// connected reports whether a master is connected.
+func (p *proc) connected() bool { return p.master() != nil }
 
 // lostMaster closes c and, if it is the current master's connection, waits
 // for another master (draining the room if none comes in time). A connection
