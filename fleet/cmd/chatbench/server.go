@@ -248,6 +248,7 @@ type roomInfo struct {
 	PID   int    `json:"pid"`
 	Stats struct {
 		Conns      int   `json:"conns"`
+		Seq        int64 `json:"seq"`
 		Deliveries int64 `json:"deliveries"`
 		SlowDrops  int64 `json:"slowDrops"`
 	} `json:"stats"`

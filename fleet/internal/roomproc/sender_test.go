@@ -169,3 +169,20 @@ func TestUnencodableEventDropped(t *testing.T) {
 		}
 	}
 }
+
+// Without a master the room holds its last maxQueue frames: the oldest are
+// dropped, and the next master gets the rest in order.
+func TestQueueKeepsTheLastFrames(t *testing.T) {
+	p := newTestProc()
+	path := serveControl(t, p, time.Second)
+	const extra = 5
+	for seq := int64(1); seq <= maxQueue+extra; seq++ {
+		p.onEvent(logEvent(seq, 10))
+	}
+	m := connectMaster(t, p, path)
+	for want := int64(extra + 1); want <= maxQueue+extra; want++ {
+		if seq := nextSeq(t, m); seq != want {
+			t.Fatalf("got seq %d, want %d", seq, want)
+		}
+	}
+}
