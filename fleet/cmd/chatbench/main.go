@@ -69,7 +69,7 @@ func run(args []string) error {
 	quick := fs.Bool("quick", false, "the short regression run (under a minute)")
 	out := fs.String("out", "bench/results.json", "where to write the results")
 	pprofDir := fs.String("pprof", "", "write CPU and heap profiles of the room process for the fixed-rate steps into this directory")
-	only := fs.String("only", "", "comma-separated scenarios to run (fanout100,fanout1000,fanout10000,roomstart,isolation,control, or memory: fanout10000's idle RSS alone); default all")
+	only := fs.String("only", "", "comma-separated scenarios to run (fanout100,fanout1000,fanout10000,roomstart,isolation,masterstop,control, or memory: fanout10000's idle RSS alone); default all")
 	bin := fs.String("chatserver", "", "chatserver binary to use instead of building one")
 	var serverEnv envList
 	fs.Var(&serverEnv, "server-env", "extra NAME=value for the chatserver and its rooms (repeatable), e.g. GOGC=50, for experiments")
@@ -177,6 +177,7 @@ func run(args []string) error {
 			}},
 			{"roomstart", func(ctx context.Context) error { return b.roomStarts(ctx, 100) }},
 			{"isolation", b.isolation},
+			{"masterstop", func(ctx context.Context) error { return b.masterStop(ctx, 1000, []float64{200, 1500}) }},
 			{"control", func(ctx context.Context) error { return b.control(ctx, 40, 3*time.Second, true) }},
 		}
 	}

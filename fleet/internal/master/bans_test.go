@@ -55,8 +55,9 @@ type frameRecord struct {
 // hello (taking snapshots of the fleet's bans, unless its name starts with
 // "legacy": a room process of an older binary), then it records every frame
 // in dir/<name>.log. A global message
-// "ban <room> <json>" makes room <room> send that ban event; close and
-// drain end it.
+// "ban <room> <json>" makes room <room> send that ban event, "drop <room>"
+// makes it close the connection (as a room whose write to its master timed
+// out) and wait for another; close and drain end it.
 func fakeRoom(dir string, args []string) int {
 	var name string
 	var port int
@@ -77,6 +78,7 @@ func fakeRoom(dir string, args []string) int {
 		return ipc.ExitSetup
 	}
 	w := bufio.NewWriter(out)
+accept:
 	for {
 		ln.(*net.UnixListener).SetDeadline(time.Now().Add(5 * time.Second))
 		nc, err := ln.Accept()
@@ -116,6 +118,10 @@ func fakeRoom(dir string, args []string) int {
 					rec.Rooms = append(rec.Rooms, b.Room)
 				}
 			case ipc.TypeGlobal:
+				if msg.Text == "drop "+name {
+					c.Close()
+					continue accept
+				}
 				if f := strings.SplitN(msg.Text, " ", 3); len(f) == 3 && f[0] == "ban" && f[1] == name {
 					var b chatfleet.Ban
 					json.Unmarshal([]byte(f[2]), &b)

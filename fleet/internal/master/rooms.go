@@ -362,18 +362,27 @@ func (r *room) start() (func() (exitInfo, bool), error) {
 	if err := r.writeState(proc.pid()); err != nil {
 		r.log.Error("write room state", "err", err)
 	}
-	// The master holds the control listener, so this connects at once; it is
-	// closed when the process ends, which ends the session even if the
-	// process never accepted it.
+	// The master holds the control listener, so this connects at once; the
+	// session's connection is closed when the process ends, which ends the
+	// session even if the process never accepted it.
 	sessDone := make(chan struct{})
+	var link ctlLink
 	c, err := net.Dial("unix", r.path(".sock"))
 	if err != nil {
 		r.log.Error("connect to room control socket", "err", err)
 		close(sessDone)
 	} else {
+		running := func() bool {
+			select {
+			case <-proc.exited:
+				return false
+			default:
+				return true
+			}
+		}
 		go func() {
 			defer close(sessDone)
-			r.session(ipc.NewConn(c), true)
+			r.sessions(ipc.NewConn(c), true, running, &link)
 		}()
 	}
 	return func() (exitInfo, bool) {
@@ -391,9 +400,7 @@ func (r *room) start() (func() (exitInfo, bool), error) {
 				case <-time.After(time.Second):
 				}
 			}
-			if c != nil {
-				c.Close()
-			}
+			link.close()
 			r.closeConn()
 			<-sessDone
 			return proc.exit, true
@@ -446,7 +453,7 @@ func (r *room) adopt(pid int, conn *ipc.Conn) func() (exitInfo, bool) {
 	sessDone := make(chan struct{})
 	go func() {
 		defer close(sessDone)
-		r.session(conn, false)
+		r.sessions(conn, false, func() bool { return alive(pid) }, new(ctlLink))
 	}()
 	return func() (exitInfo, bool) {
 		select {
@@ -454,8 +461,9 @@ func (r *room) adopt(pid int, conn *ipc.Conn) func() (exitInfo, bool) {
 		case <-r.stopCh:
 			return exitInfo{}, false
 		}
-		// The control session ended: the process is gone or going. Wait for
-		// it; one that lives on without its control channel is killed.
+		// The control sessions ended: the process is gone or going, or
+		// could not be reconnected. Wait for it; one that lives on without
+		// its control channel is killed.
 		deadline := time.Now().Add(3 * time.Second)
 		for {
 			if e, gone := reap(pid); gone {
@@ -528,27 +536,125 @@ func waitStatusInfo(ws syscall.WaitStatus) exitInfo {
 	return exitInfo{code: -1, status: fmt.Sprintf("wait status %#x", uint32(ws))}
 }
 
+// Reconnecting to a room process whose control session ended while it runs
+// on: at most reconnectTries tries in a row, the first after reconnectWait,
+// each wait twice the one before (1.55 s in all).
+const (
+	reconnectTries = 5
+	reconnectWait  = 50 * time.Millisecond
+)
+
+// ctlLink holds the connection of a process run's current control session,
+// so that the process's end can close it: a connection the process never
+// accepted gives no EOF while the master holds the listener.
+type ctlLink struct {
+	mu     sync.Mutex
+	c      *ipc.Conn
+	closed bool
+}
+
+// set makes c the current connection; after close it closes c and returns
+// false.
+func (l *ctlLink) set(c *ipc.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		c.Close()
+		return false
+	}
+	l.c = c
+	return true
+}
+
+// close closes the current connection and any later one.
+func (l *ctlLink) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	if l.c != nil {
+		l.c.Close()
+	}
+}
+
+// sessions runs the control sessions of one process run: the first on c (a
+// nil c: a new connection), then, each time a session ends while the
+// process runs on (the room closed a connection it could not write to in
+// time, or a frame was bad), another on a new connection, as for an
+// adoption: hello, ready, cache, bans; the resume only while no session of
+// a started process got that far. It returns when the process is gone
+// (running reports false), the room is closing or detached, or
+// reconnectTries connections in a row gave no session.
+func (r *room) sessions(c *ipc.Conn, started bool, running func() bool, link *ctlLink) {
+	fails, wait := 0, reconnectWait
+	for {
+		if c != nil {
+			if !link.set(c) {
+				return
+			}
+			if r.session(c, started) {
+				started, fails, wait = false, 0, reconnectWait
+			}
+			r.mu.Lock()
+			if r.conn == c {
+				r.conn = nil // never written to again
+			}
+			r.mu.Unlock()
+		}
+		if fails == reconnectTries {
+			r.log.Error("room control channel lost; cannot reconnect", "tries", fails)
+			return
+		}
+		select {
+		case <-time.After(wait):
+		case <-r.stopCh:
+			return
+		}
+		fails, wait = fails+1, wait*2
+		r.mu.Lock()
+		stop := r.closing || r.detached
+		r.mu.Unlock()
+		if stop || !running() {
+			return
+		}
+		r.log.Warn("room control channel lost while the room runs; reconnecting", "try", fails)
+		nc, err := net.DialTimeout("unix", r.path(".sock"), time.Second)
+		if err != nil {
+			r.log.Warn("reconnect to room control socket", "err", err)
+			c = nil
+			continue
+		}
+		c = ipc.NewConn(nc)
+	}
+}
+
 // session runs the control channel of one process run: hello, ready, for a
 // process the master just started the history to resume from, the cache,
-// then stats and events until the connection ends.
-func (r *room) session(c *ipc.Conn, started bool) {
+// then stats and events until the connection ends. served reports whether
+// it got that far.
+func (r *room) session(c *ipc.Conn, started bool) (served bool) {
 	defer c.Close()
 	if err := c.Send(ipc.Msg{Type: ipc.TypeHello, MasterPID: os.Getpid(), Proto: ipc.Version}); err != nil {
 		r.log.Error("room hello", "err", err)
-		return
+		return false
 	}
 	msg, err := c.Recv()
 	if err != nil || msg.Type != ipc.TypeReady || msg.Room != r.name || msg.Port != r.port {
 		r.log.Error("room did not report ready", "err", err, "got", msg.Type, "room", msg.Room)
-		return
+		return false
 	}
 	if err := ipc.CheckProto(ipc.ProtoOf(msg)); err != nil {
 		// Ending the session ends the room's process: a started one is
 		// started again by this binary, an adopted one killed and started
 		// again; either resumes from the room's event log.
-		r.log.Error("room cannot be supervised; restarting it with its event log", "err", err, "pid", msg.PID)
-		syscall.Kill(msg.PID, syscall.SIGKILL) // not r.kill: the room is not closing
-		return
+		// The pid is the master's own record: a room's word is not trusted.
+		r.mu.Lock()
+		pid := r.pid
+		r.mu.Unlock()
+		r.log.Error("room cannot be supervised; restarting it with its event log", "err", err, "pid", pid)
+		if pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL) // not r.kill: the room is not closing
+		}
+		return false
 	}
 	r.mu.Lock()
 	r.answered = true
@@ -561,19 +667,19 @@ func (r *room) session(c *ipc.Conn, started bool) {
 		}
 		if err := c.Send(ipc.Msg{Type: ipc.TypeResume, Events: evs, Seq: seq}); err != nil {
 			r.log.Error("room resume", "err", err)
-			return
+			return false
 		}
 	}
 	cache := r.m.cache.currentFrame()
 	if err := c.SendFrame(cache, 5*time.Second); err != nil {
 		r.log.Error("room cache", "err", err)
-		return
+		return false
 	}
 	r.mu.Lock()
 	r.conn = c
 	if r.detached {
 		r.mu.Unlock()
-		return
+		return false
 	}
 	if r.status == chatfleet.RoomStarting {
 		r.status = chatfleet.RoomOffline
@@ -596,7 +702,7 @@ func (r *room) session(c *ipc.Conn, started bool) {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				r.log.Warn("room control channel", "err", err)
 			}
-			return
+			return true
 		}
 		r.handle(msg)
 	}

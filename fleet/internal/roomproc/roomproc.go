@@ -26,8 +26,10 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -98,8 +100,8 @@ func Main(args []string, log *slog.Logger) int {
 	p := &proc{
 		name: name, port: port, log: log, ctl: ctl,
 		statsEvery: l.StatsEvery, orphanGrace: l.OrphanGrace,
-		cacheCh: make(chan *chatfleet.Cache, 1),
-		bans:    room.NewBanList(name), bansDone: make(chan struct{}),
+		cacheCh: make(chan *chatfleet.Cache, 1), kick: make(chan struct{}, 1),
+		bans: room.NewBanList(name), bansDone: make(chan struct{}),
 	}
 	return p.run(tcp, tokens, opts, timings, limits)
 }
@@ -182,11 +184,18 @@ type proc struct {
 	staged      []room.BanStep // a ban list being sent again (Reset...Done), applied at once at Done
 	stagedBans  int
 
-	qmu   sync.Mutex // serialises deliveries to the master, keeping their order
-	queue []ipc.Msg  // events not yet delivered (no master, or a slow one)
+	// The frames for the master (see send), written in order by sendLoop;
+	// writeWait bounds one frame's write there (0: defaultWriteWait).
+	qmu         sync.Mutex
+	queue       []outFrame    // not yet written whole, oldest first
+	writing     bool          // a write to the master is under way (send's or sendLoop's)
+	kick        chan struct{} // wakes sendLoop: a frame queued or a master connected
+	writeWait   time.Duration
+	unencodable atomic.Int64 // messages dropped because they could not be encoded
 
 	mu           sync.Mutex
 	conn         *ipc.Conn // the current master, nil while orphaned
+	connRaw      net.Conn  // conn's connection, for send's non-blocking writes
 	room         *room.Room
 	cacheVersion int64
 	resumeEvents []chatfleet.Event // history to resume from, sent before the first cache
@@ -278,11 +287,13 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, 
 	if err := rm.Run(ctx); err != nil {
 		log.Error("room stopped", "err", err)
 	}
-	// Tell the master this end is on purpose (after what is still queued), then go.
-	p.onEvent(room.Event{Type: room.EventClosed, Reason: "room ended"})
-	p.qmu.Lock()
-	p.flushLocked(time.Second)
-	p.qmu.Unlock()
+	// Tell the master this end is on purpose (after what is still queued,
+	// for up to a second), then go.
+	if frame := p.encode(ipc.Msg{Type: ipc.TypeEvent, Event: room.EventClosed, Reason: "room ended"}); frame != nil {
+		if written := p.send(frame, true); written != nil && p.connected() {
+			waitWritten(written, time.Second)
+		}
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
 	srv.Shutdown(sctx)
 	scancel()
@@ -384,11 +395,12 @@ func (p *proc) acceptMasters() {
 		if err != nil {
 			return
 		}
-		go p.masterSession(ipc.NewConn(c))
+		go p.masterSession(c)
 	}
 }
 
-func (p *proc) masterSession(c *ipc.Conn) {
+func (p *proc) masterSession(nc net.Conn) {
+	c := ipc.NewConn(nc)
 	msg, err := c.Recv()
 	if err != nil || msg.Type != ipc.TypeHello {
 		c.Close()
@@ -410,7 +422,7 @@ func (p *proc) masterSession(c *ipc.Conn) {
 	}
 	p.mu.Lock()
 	old := p.conn
-	p.conn = c
+	p.conn, p.connRaw = c, nc
 	if p.orphanTimer != nil {
 		p.orphanTimer.Stop()
 		p.orphanTimer = nil
@@ -419,6 +431,7 @@ func (p *proc) masterSession(c *ipc.Conn) {
 	if old != nil {
 		old.Close()
 	}
+	p.wake() // what was queued meanwhile goes to this master
 	p.log.Info("master connected", "masterPid", msg.MasterPID, "proto", ipc.ProtoOf(msg))
 	for {
 		msg, err := c.Recv()
@@ -427,14 +440,7 @@ func (p *proc) masterSession(c *ipc.Conn) {
 		}
 		p.handle(msg)
 	}
-	p.mu.Lock()
-	if p.conn == c {
-		p.conn = nil
-		p.log.Warn("master gone; waiting for one to come back", "grace", p.orphanGrace)
-		p.orphanTimer = time.AfterFunc(p.orphanGrace, p.orphan)
-	}
-	p.mu.Unlock()
-	c.Close()
+	p.lostMaster(c)
 }
 
 // orphan drains the room when no master came back in time.
@@ -504,14 +510,29 @@ func (p *proc) handle(msg ipc.Msg) {
 	}
 }
 
-// maxQueue bounds the events held for an absent master.
+// maxQueue bounds the frames held for an absent or slow master.
 const maxQueue = 10000
+
+// defaultWriteWait is how long sendLoop gives one frame before it gives up
+// on the master's connection.
+const defaultWriteWait = 5 * time.Second
+
+// outFrame is a frame for the master, encoded once. sent bytes of it are on
+// connection on already (a partial write at once, see send): the rest must
+// follow there, or the whole frame go to the next master. written, which
+// also tells queued frames apart, is closed once the frame is written whole.
+type outFrame struct {
+	frame   []byte
+	sent    int
+	on      *ipc.Conn
+	written chan struct{}
+}
 
 // onEvent is called by the room's goroutine. The master needs the event log
 // (sent before the events reach clients, so that a room killed right after
 // can be resumed without a gap), bans (to store and spread them) and the
 // room's end; stream and presence changes reach it in the periodic stats.
-// It waits at most 100 ms for a slow master, then queues.
+// It never waits for the master (see send).
 func (p *proc) onEvent(ev room.Event) {
 	msg := ipc.Msg{Type: ipc.TypeEvent, Event: ev.Type}
 	switch ev.Type {
@@ -524,54 +545,202 @@ func (p *proc) onEvent(ev room.Event) {
 	default:
 		return
 	}
+	if frame := p.encode(msg); frame != nil {
+		p.send(frame, true)
+	}
+}
+
+// encode returns msg as a frame, or nil if it cannot be encoded: such a
+// message is logged, counted and dropped (queued, it would block every
+// later one).
+func (p *proc) encode(msg ipc.Msg) []byte {
+	frame, err := ipc.Encode(msg)
+	if err != nil {
+		p.log.Error("room message for the master cannot be encoded; dropped", "err", err, "unencodable", p.unencodable.Add(1))
+		return nil
+	}
+	return frame
+}
+
+// send delivers frame to the master, after the frames queued before it.
+//
+// With now set (the room's goroutine: events written ahead of their
+// delivery), if nothing is queued or being written, it writes the frame at
+// once with one non-blocking write: a master that keeps up (the normal case)
+// has the event before any client, and a slow or stopped one (its socket
+// full) costs the room nothing. What the socket does not take is queued for
+// sendLoop; a partial write's rest must follow on the same connection.
+//
+// It returns a channel closed once the frame is written whole, nil if it
+// was at once.
+func (p *proc) send(frame []byte, now bool) <-chan struct{} {
+	c, nc := p.master()
+	f := outFrame{frame: frame}
 	p.qmu.Lock()
-	defer p.qmu.Unlock()
-	p.queue = append(p.queue, msg)
-	if over := len(p.queue) - maxQueue; over > 0 {
-		p.queue = p.queue[over:]
-		p.log.Error("no master to take room events; oldest dropped", "dropped", over)
-	}
-	p.flushLocked(100 * time.Millisecond)
-}
-
-// flushLocked sends queued events in order while a master takes them;
-// p.qmu must be held.
-func (p *proc) flushLocked(wait time.Duration) {
-	p.mu.Lock()
-	c := p.conn
-	p.mu.Unlock()
-	for c != nil && len(p.queue) > 0 {
-		if c.SendWithin(p.queue[0], wait) != nil {
-			return
-		}
-		p.queue = p.queue[1:]
-	}
-}
-
-// sendLoop delivers what was queued while no master was connected.
-func (p *proc) sendLoop(ctx context.Context) {
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	if now && c != nil && len(p.queue) == 0 && !p.writing {
+		p.writing = true // sendLoop stays off the connection meanwhile
+		p.qmu.Unlock()
+		n, err := writeNow(nc, frame)
+		if err != nil {
+			p.log.Error("write to the master failed; closing its connection", "err", err)
+			p.lostMaster(c)
+			n = 0 // the whole frame to the next master
 		}
 		p.qmu.Lock()
-		p.flushLocked(time.Second)
-		p.qmu.Unlock()
+		p.writing = false
+		if n == len(frame) {
+			more := len(p.queue) > 0 // queued meanwhile (stats)
+			p.qmu.Unlock()
+			if more {
+				p.wake()
+			}
+			return nil
+		}
+		// It was first in line: what is left goes first, before what
+		// was queued meanwhile (stats).
+		f.sent, f.on, f.written = n, c, make(chan struct{})
+		p.queue = slices.Insert(p.queue, 0, f)
+	} else {
+		f.written = make(chan struct{})
+		p.queue = append(p.queue, f)
+	}
+	if over := len(p.queue) - maxQueue; over > 0 {
+		head := p.queue[0]
+		clear(p.queue[:over])
+		p.queue = p.queue[over:]
+		if head.sent > 0 {
+			// Partly on a connection: its rest must follow there. The
+			// oldest after it go instead.
+			p.queue[0] = head
+		}
+		p.log.Error("the master does not take room events; oldest dropped", "dropped", over)
+	}
+	p.qmu.Unlock()
+	p.wake()
+	return f.written
+}
+
+// wake tells sendLoop there is something to do.
+func (p *proc) wake() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
 	}
 }
 
-func (p *proc) send(m ipc.Msg) error {
-	p.mu.Lock()
-	c := p.conn
-	p.mu.Unlock()
-	if c == nil {
-		return errors.New("no master")
+// writeNow writes what the socket of nc takes of b at once, with one
+// write(2) that never waits; it returns how many bytes that was. A full
+// socket is not an error.
+func writeNow(nc net.Conn, b []byte) (int, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return 0, nil // not a socket: sendLoop writes it
 	}
-	return c.Send(m)
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	nc.SetWriteDeadline(time.Time{}) // sendLoop's last one may have passed
+	var n int
+	var werr error
+	if err := raw.Write(func(fd uintptr) bool {
+		n, werr = syscall.Write(int(fd), b)
+		return true // one try: never wait for room in the socket
+	}); err != nil {
+		return 0, err
+	}
+	if errors.Is(werr, syscall.EAGAIN) || errors.Is(werr, syscall.EINTR) {
+		return max(n, 0), nil
+	}
+	return max(n, 0), werr
+}
+
+// waitWritten waits until written is closed or d has passed.
+func waitWritten(written <-chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-written:
+	case <-t.C:
+	}
+}
+
+// sendLoop writes the queued frames in order to the current master, each
+// whole as far as any master can tell. A write that fails or times out
+// (p.writeWait) may leave part of a frame on the connection, so the
+// connection is closed and the frame stays first in the queue, to be sent
+// whole to the next master (which ignores the log events it already has).
+func (p *proc) sendLoop(ctx context.Context) {
+	for {
+		c, _ := p.master()
+		p.qmu.Lock()
+		var f outFrame
+		ok := c != nil && len(p.queue) > 0 && !p.writing
+		if ok {
+			f = p.queue[0]
+			p.writing = true
+			if f.on != c {
+				f.sent = 0 // its start went to a master since replaced
+			}
+		}
+		p.qmu.Unlock()
+		if !ok {
+			select {
+			case <-p.kick:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		err := c.SendFrame(f.frame[f.sent:], cmp.Or(p.writeWait, defaultWriteWait))
+		p.qmu.Lock()
+		p.writing = false
+		if len(p.queue) > 0 && p.queue[0].written == f.written { // not dropped meanwhile
+			if err == nil {
+				p.queue[0] = outFrame{}
+				p.queue = p.queue[1:]
+			} else {
+				p.queue[0].sent, p.queue[0].on = 0, nil
+			}
+		}
+		p.qmu.Unlock()
+		if err != nil {
+			if m, _ := p.master(); m == c { // not a connection a new master replaced
+				p.log.Error("write to the master failed; closing its connection", "err", err)
+			}
+			p.lostMaster(c)
+			continue
+		}
+		close(f.written)
+	}
+}
+
+// master returns the current master's connection (c, and nc under it), nil
+// while there is none.
+func (p *proc) master() (c *ipc.Conn, nc net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conn, p.connRaw
+}
+
+// connected reports whether a master is connected.
+func (p *proc) connected() bool {
+	c, _ := p.master()
+	return c != nil
+}
+
+// lostMaster closes c and, if it is the current master's connection, waits
+// for another master (draining the room if none comes in time). A connection
+// lost this way is never written to again.
+func (p *proc) lostMaster(c *ipc.Conn) {
+	p.mu.Lock()
+	if p.conn == c {
+		p.conn, p.connRaw = nil, nil
+		p.log.Warn("master gone; waiting for one to come back", "grace", p.orphanGrace)
+		p.orphanTimer = time.AfterFunc(p.orphanGrace, p.orphan)
+	}
+	p.mu.Unlock()
+	c.Close()
 }
 
 func (p *proc) statsLoop(ctx context.Context, rm *room.Room) {
@@ -584,8 +753,13 @@ func (p *proc) statsLoop(ctx context.Context, rm *room.Room) {
 		case <-t.C:
 		}
 		s := rm.Stats()
+		if !p.connected() {
+			continue // the next master gets fresh stats, not these
+		}
 		s.CPUSeconds, s.RSSBytes = procstat.CPU().Seconds(), procstat.RSS()
-		p.send(ipc.Msg{Type: ipc.TypeStats, Stats: &s})
+		if frame := p.encode(ipc.Msg{Type: ipc.TypeStats, Stats: &s}); frame != nil {
+			p.send(frame, false)
+		}
 	}
 }
 
