@@ -3,6 +3,7 @@ package master
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/protocol"
@@ -17,6 +18,16 @@ import (
 // message (kind "opened" or "closed"), so clients see them in the history
 // like every sequenced event. room.viewers is not in the log: it is sent to
 // webhooks only, from the rooms' stats reports.
+
+// told is what a room's lifecycle and presence events told the webhooks,
+// under the room's mu.
+type told struct {
+	openPending  bool   // created: room.opened is due when the first process resumes
+	closeReason  string // the first reason given for the room's end
+	viewersKnown bool   // viewersSent is what the webhooks were last told
+	viewersSent  int
+	viewersAt    time.Time
+}
 
 // maxClosedSeqs bounds the sequences the master remembers of rooms it
 // closed without a store.
@@ -33,10 +44,10 @@ func systemData(ev chatfleet.Event, kind, text string) []byte {
 func (r *room) takeOpenPending() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	p := r.openPending
-	r.openPending = false
+	p := r.told.openPending
+	r.told.openPending = false
 	if p {
-		r.viewersKnown = true // a new room has no one
+		r.told.viewersKnown = true // a new room has no one
 	}
 	return p
 }
@@ -56,9 +67,9 @@ func (r *room) logClosed(status chatfleet.RoomStatus) {
 	r.mu.Lock()
 	seq := max(r.lastSeq, r.stats.Seq) + 1
 	if status == chatfleet.RoomFailed {
-		r.closeReason = fmt.Sprintf("the room crashed %d times within %v", r.m.cfg.CrashLimit, r.m.cfg.CrashWindow)
+		r.told.closeReason = fmt.Sprintf("the room crashed %d times within %v", r.m.cfg.CrashLimit, r.m.cfg.CrashWindow)
 	}
-	reason := r.closeReason
+	reason := r.told.closeReason
 	r.mu.Unlock()
 	if reason == "" {
 		reason = "room closed"
@@ -73,8 +84,8 @@ func (r *room) logClosed(status chatfleet.RoomStatus) {
 // noteCloseReason keeps the first reason given for the room's end.
 func (r *room) noteCloseReason(reason string) {
 	r.mu.Lock()
-	if r.closeReason == "" {
-		r.closeReason = reason
+	if r.told.closeReason == "" {
+		r.told.closeReason = reason
 	}
 	r.mu.Unlock()
 }
@@ -88,7 +99,7 @@ func (r *room) describe(ev *webhook.Event) {
 	}
 	if ev.Type == webhook.TypeRoomClosed {
 		r.mu.Lock()
-		ev.Status, ev.Reason = string(r.status), r.closeReason
+		ev.Status, ev.Reason = string(r.status), r.told.closeReason
 		r.mu.Unlock()
 		if ev.Reason == "" {
 			ev.Reason = "room closed"
@@ -105,11 +116,11 @@ func (r *room) reportViewers(n int) {
 	}
 	now := r.m.cfg.Now()
 	r.mu.Lock()
-	if (r.viewersKnown && n == r.viewersSent) || now.Sub(r.viewersAt) < r.m.cfg.ViewersEvery {
+	if (r.told.viewersKnown && n == r.told.viewersSent) || now.Sub(r.told.viewersAt) < r.m.cfg.ViewersEvery {
 		r.mu.Unlock()
 		return
 	}
-	r.viewersKnown, r.viewersSent, r.viewersAt = true, n, now
+	r.told.viewersKnown, r.told.viewersSent, r.told.viewersAt = true, n, now
 	r.mu.Unlock()
 	ev := webhook.Event{ID: fmt.Sprintf("%s:viewers:%d", r.name, now.UnixNano()), Type: webhook.TypeRoomViewers, Room: r.name, At: now, Viewers: &n}
 	r.describe(&ev)

@@ -133,22 +133,33 @@ type room struct {
 	status    chatfleet.RoomStatus
 	stats     chatfleet.RoomStats
 	restarts  int
-	closing   bool // an end was asked for or announced: the next exit is expected
-	detached  bool
+	phase     phase // supervised, closing or detached
+	answered  bool  // the current process answered its control connection
 	readyOnce sync.Once
 	hist      []chatfleet.Event // the room's last events, oldest first
 	lastSeq   int64             // the highest seq the room reported
 	cpuAt     time.Time         // when stats.CPUSeconds was reported
 	cpuRate   float64           // cores used between the last two reports
-
-	// Lifecycle and presence events (lifecycle.go).
-	answered     bool   // the current process answered its control connection
-	openPending  bool   // created: room.opened is due when the first process resumes
-	closeReason  string // the first reason given for the room's end
-	viewersKnown bool   // viewersSent is what the webhooks were last told
-	viewersSent  int
-	viewersAt    time.Time
+	told      told              // what the webhooks were told of the room's life (lifecycle.go)
 }
+
+// phase is where a room's supervision stands. It only moves forward.
+type phase int
+
+const (
+	// phaseSupervised: the room's process runs, or is started again after
+	// a crash.
+	phaseSupervised phase = iota
+	// phaseClosing: an end was asked for or announced; the next exit of
+	// the process is its end, not a crash.
+	phaseClosing
+	// phaseDetached: the master stopped supervising the room without
+	// touching its process (a restart in place); the next master adopts it.
+	phaseDetached
+)
+
+// advance moves r to phase p, unless it is past p already; r.mu must be held.
+func (r *room) advance(p phase) { r.phase = max(r.phase, p) }
 
 func (m *Master) newRoom(name string, port int, opts RoomOptions, created time.Time) *room {
 	return &room{
@@ -231,14 +242,14 @@ func (r *room) drain(reason string, window time.Duration) {
 
 func (r *room) setClosing() {
 	r.mu.Lock()
-	r.closing = true
+	r.advance(phaseClosing)
 	r.mu.Unlock()
 }
 
 // kill ends the room process at once; the supervisor will not restart it.
 func (r *room) kill() {
 	r.mu.Lock()
-	r.closing = true
+	r.advance(phaseClosing)
 	pid := r.pid
 	r.mu.Unlock()
 	if pid > 0 {
@@ -249,7 +260,7 @@ func (r *room) kill() {
 // detach stops supervising without touching the process, for a restart.
 func (r *room) detach() {
 	r.mu.Lock()
-	r.detached = true
+	r.advance(phaseDetached)
 	c := r.conn
 	r.mu.Unlock()
 	select {
@@ -295,7 +306,7 @@ func (r *room) supervise(adoptPID int, conn *ipc.Conn) {
 		}
 		r.mu.Lock()
 		r.conn, r.pid = nil, 0
-		closing := r.closing
+		closing := r.phase == phaseClosing
 		r.mu.Unlock()
 		if closing || exit.code == ipc.ExitClosed || exit.code == ipc.ExitOrphaned {
 			r.log.Info("room ended", "exit", exit.status)
@@ -326,7 +337,7 @@ func (r *room) supervise(adoptPID int, conn *ipc.Conn) {
 		}
 		backoff = min(backoff*2, 5*time.Second)
 		r.mu.Lock()
-		closing = r.closing
+		closing = r.phase == phaseClosing
 		r.mu.Unlock()
 		if closing { // closed or killed while it was down
 			r.log.Info("room ended while down")
@@ -611,7 +622,7 @@ func (r *room) sessions(c *ipc.Conn, started bool, running func() bool, link *ct
 		}
 		fails, wait = fails+1, wait*2
 		r.mu.Lock()
-		stop := r.closing || r.detached
+		stop := r.phase != phaseSupervised
 		r.mu.Unlock()
 		if stop || !running() {
 			return
@@ -677,7 +688,7 @@ func (r *room) session(c *ipc.Conn, started bool) (served bool) {
 	}
 	r.mu.Lock()
 	r.conn = c
-	if r.detached {
+	if r.phase == phaseDetached {
 		r.mu.Unlock()
 		return false
 	}
@@ -764,7 +775,7 @@ func (r *room) closeConn() {
 func (r *room) finish(status chatfleet.RoomStatus) {
 	r.mu.Lock()
 	r.status = status
-	announced := !r.openPending
+	announced := !r.told.openPending
 	r.mu.Unlock()
 	if announced {
 		r.logClosed(status)
@@ -854,7 +865,7 @@ func (m *Master) CreateRoom(ctx context.Context, name string, opts RoomOptions) 
 	if r.spare = m.takeSpare(); r.spare != nil {
 		m.kickSpares()
 	}
-	r.openPending = true
+	r.told.openPending = true
 	m.rooms[name] = r
 	m.ports[port] = name
 	m.wg.Add(1)
