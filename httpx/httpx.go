@@ -144,7 +144,9 @@ func Unmarshal(b []byte, v any) error {
 		}
 		return chatfleet.Errorf(chatfleet.EINVALID, "invalid JSON: %v", err)
 	}
-	if rest := bytes.TrimSpace(b[dec.InputOffset():]); len(rest) > 0 {
+	// Only JSON's own whitespace may follow (bytes.TrimSpace would also
+	// take a form feed or a no-break space).
+	if rest := bytes.TrimLeft(b[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
 		return chatfleet.Errorf(chatfleet.EINVALID, "invalid JSON: trailing data after the object")
 	}
 	return nil
