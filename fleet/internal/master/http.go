@@ -91,7 +91,7 @@ func (m *Master) handleCreate(w http.ResponseWriter, r *http.Request) {
 
 // wire returns i as the host API tells it.
 func (i RoomInfo) wire() hostapi.RoomInfo {
-	return hostapi.RoomInfo{Name: i.Name, Port: i.Port, PID: i.PID, Status: i.Status, Restarts: i.Restarts, CreatedAt: i.CreatedAt, Stats: i.Stats}
+	return i.RoomInfo
 }
 
 func (m *Master) handleGet(w http.ResponseWriter, r *http.Request) {

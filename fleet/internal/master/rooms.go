@@ -92,19 +92,12 @@ func (o RoomOptions) assignment() ipc.Assignment {
 	return ipc.Assignment{Instance: o.Instance, Owner: o.OwnerID, AllowAnonymous: o.AllowAnonymous, HistorySize: o.HistorySize, Paid: o.Paid, HLSURL: o.HLSURL}
 }
 
-// RoomInfo is a room as the master's API lists it.
+// RoomInfo is a room as the master's API lists it (hostapi.RoomInfo).
 type RoomInfo struct {
+	hostapi.RoomInfo
 	// webhookSecret is the secret CreateRoom made for the room's webhooks,
 	// for the create answer only.
 	webhookSecret string
-
-	Name      string               `json:"name"`
-	Port      int                  `json:"port"`
-	PID       int                  `json:"pid"`
-	Status    chatfleet.RoomStatus `json:"status"`
-	Restarts  int                  `json:"restarts"`
-	CreatedAt time.Time            `json:"createdAt"`
-	Stats     chatfleet.RoomStats  `json:"stats"`
 }
 
 // room supervises one room process. Its supervisor goroutine owns the
@@ -177,7 +170,7 @@ func (r *room) path(ext string) string { return r.m.roomPath(r.port, ext) }
 func (r *room) info() RoomInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return RoomInfo{Name: r.name, Port: r.port, PID: r.pid, Status: r.status, Restarts: r.restarts, CreatedAt: r.createdAt, Stats: r.stats}
+	return RoomInfo{RoomInfo: hostapi.RoomInfo{Name: r.name, Port: r.port, PID: r.pid, Status: r.status, Restarts: r.restarts, CreatedAt: r.createdAt, Stats: r.stats}}
 }
 
 // domain returns the room as the store keeps it: what was given at create
