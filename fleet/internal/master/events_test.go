@@ -60,7 +60,7 @@ func roomEvents(room string, from, n int) []chatfleet.Event {
 // storedSeqs returns the seqs of room's events in st, oldest first.
 func storedSeqs(t *testing.T, st *downStore, room string) []int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var seqs []int64
 	for {
@@ -99,7 +99,11 @@ func wantSeqs(t *testing.T, what string, seqs []int64, n int) {
 // once it is back; past maxPendingEvents the oldest are dropped and
 // counted.
 func TestEventWriter(t *testing.T) {
-	st := &downStore{eventStore: storetest.NewStore(t)}
+	// A generous timeout: the embedded store scans its collections, and a
+	// busy machine (CI running other tests) makes that slow.
+	cfg := storetest.Config(t)
+	cfg.Timeout = 60 * time.Second
+	st := &downStore{eventStore: storetest.Open(t, cfg)}
 	w, errs, drops := testEventWriter(st)
 	ctx := context.Background()
 
