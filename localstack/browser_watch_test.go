@@ -349,6 +349,8 @@ func TestBrowserWatch(t *testing.T) {
 	each(func(v *tab, vp viewport) {
 		v.wait("offline", `document.querySelector('#live-badge').textContent === 'offline' && document.querySelector('#player-status').textContent.includes('the producer left') && !document.querySelector('#last-live').hidden && document.querySelector('#last-live').textContent.startsWith('Last live at')`, 15*time.Second)
 		v.waitText("#chat-log", "The stream went offline: the producer left", 5*time.Second)
+		// The header grew a line ("Last live at"): the log still shows its latest line.
+		v.wait("the latest line in view", `(() => { const l = document.querySelector('#chat-log'), last = l.querySelector('li:last-child'); return last.getBoundingClientRect().bottom <= l.getBoundingClientRect().bottom + 1; })()`, 5*time.Second)
 		shot(v, vp, "offline")
 	})
 

@@ -203,9 +203,19 @@ export class ChatView {
     if (this.more) {
       this.more.addEventListener('click', () => this.scrollToEnd());
     }
+    // stick: the reader is at the latest message, and stays there when
+    // the log gets shorter (the page's header grew, a phone's keyboard
+    // opened) or a line grows.
+    this.stick = true;
     el.addEventListener('scroll', () => {
-      if (this._atBottom()) this._showMore(false);
+      this.stick = this._atBottom();
+      if (this.stick) this._showMore(false);
     }, { passive: true });
+    if (typeof ResizeObserver === 'function') {
+      new ResizeObserver(() => {
+        if (this.stick) this.scroller.scrollTop = this.scroller.scrollHeight;
+      }).observe(el);
+    }
   }
 
   setYou(you) {
@@ -335,7 +345,10 @@ export class ChatView {
     const t = li.querySelector('.text');
     if (t) t.textContent = msg.by ? S.deletedBy(who(msg.by)) : S.deleted;
     const b = li.querySelector('.msg-actions');
-    if (b) b.remove();
+    if (b) {
+      if (document.activeElement === b) this.scroller.focus(); // not lost to the page
+      b.remove();
+    }
   }
 
   // add renders one server message; it returns whether it was shown.
