@@ -170,6 +170,20 @@ func TestBrowserWatch(t *testing.T) {
 		v.wait("the name form shows", `document.querySelector('#name-form').checkVisibility() && document.querySelector('#me-hint').textContent.includes('You are in the chat as')`, 5*time.Second)
 		shot(v, vp, "name-menu")
 		v.do("close the name menu", 10*time.Second, chromedp.Click(chromedp.CSS(`#me-menu summary`)))
+		if vp.w > vp.h {
+			return
+		}
+		// The phone turned to landscape: the chat beside the player, its
+		// input still on screen.
+		v.do("turn to landscape", 10*time.Second, chromedp.EmulateViewport(vp.h, vp.w, chromedp.EmulateLandscape, chromedp.EmulateMobile))
+		v.wait("the landscape layout", `innerWidth === 844`, 5*time.Second)
+		l = eval[watchLayout](v, watchLayoutJS)
+		if l.LogLeft < l.VideoRight || l.InputBottom > l.InnerH || l.ScrollY != 0 || l.ScrollW > l.InnerW {
+			t.Errorf("phone in landscape: %+v; want the chat beside the player and its input within the screen", l)
+		}
+		shot(v, vp, "landscape")
+		v.do("turn back", 10*time.Second, vp.emulate())
+		v.wait("the portrait layout", `innerWidth === 390`, 5*time.Second)
 	})
 
 	// 2. The stream answers 404: the player says so after a few tries, and
