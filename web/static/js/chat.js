@@ -563,8 +563,9 @@ export class SendForm {
         this.say(this._refusal(), 'error');
         return;
       case 'muted':
-        if (!(this.mutedUntil > Date.now())) this.mute(Infinity);
-        else this.say(this._refusal(), 'error');
+        // Without the mute's end (it was made before this page joined) the
+        // input stays enabled: a mute that ends sends no message.
+        this.say(this.mutedUntil > Date.now() ? this._refusal() : S.youAreMuted, 'error');
         return;
       case 'too_large': {
         const m = /longer than (\d+)/.exec(message || '');

@@ -42,7 +42,6 @@ export class RoomPage extends EventTarget {
     this.ended = null;
     this.endActions = opts.endActions || {};
     this.input = $('#chat-input');
-    this.sendButton = $('#chat-send');
     this.conn = new RoomConnection({ credentials: opts.credentials, transport: opts.transport });
     this.sender = new SendForm($('#chat-form'), this.input, (text) => this.conn.chat(text), this.chat);
     this.conn.addEventListener('state', (ev) => this._state(ev.detail));
