@@ -409,7 +409,8 @@ func TestBrowser(t *testing.T) {
 	}
 	producer.waitText("#viewers", "Ann", 10*time.Second)
 	mod.do("delete a message as moderator", 10*time.Second, chromedp.Click(chromedp.JSPath(
-		`[...document.querySelectorAll('#chat-log li.chat')].find(li => li.textContent.includes('hello over SSE')).querySelector('button[aria-label^="Delete"]')`)))
+		`[...document.querySelectorAll('#chat-log li.chat')].find(li => li.textContent.includes('hello over SSE')).querySelector('button.msg-actions')`)),
+		chromedp.Click(chromedp.CSS(`.msg-menu button[data-action="delete"]`)))
 	for _, tb := range []*tab{mod, producer, sse} {
 		tb.waitText("#chat-log", "message deleted by Ann", 10*time.Second)
 	}

@@ -1,27 +1,30 @@
 // RoomPage wires what the watch and go-live pages share: the room
-// connection, the chat, the player, the live badge, the viewer count and
-// the connection notices.
+// connection, the chat, the player, the live badge (and when the page last
+// saw the stream live), the viewer count and the connection notices.
 
 import { RoomConnection } from './room.js';
-import { ChatView, bindSendForm } from './chat.js';
+import { ChatView, SendForm, plainReason, rank } from './chat.js';
 import { Player } from './player.js';
 import { $, Notice } from './ui.js';
-
-const ENDED = {
-  banned: 'You were banned from this room.',
-  kicked: 'You were removed from the room by a moderator.',
-  closed: 'The room has ended.',
-  replaced: 'This room was opened in another tab or window.',
-  notEntitled: 'Your access to this paid room was refused.',
-  gone: 'This room does not exist or has ended.',
-  error: 'The connection was closed.',
-};
+import { common as C } from './strings.js';
 
 // parseTime reads an API time: RFC 3339 text, or Unix seconds or ms.
 export function parseTime(v) {
   if (typeof v === 'number') return v < 1e12 ? v * 1000 : v;
   const t = Date.parse(v || '');
   return Number.isNaN(t) ? 0 : t;
+}
+
+// ROOM_NAME is chatfleet's rule for room names (docs/control-api.md): a
+// link whose name breaks it names no room, and is not worth asking about.
+export const ROOM_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+
+// endText says why a session ended, for people: the page's sentence for
+// why, then the room's reason when it adds something.
+export function endText(why, reason) {
+  const text = C.ended[why] || C.ended.error;
+  const r = plainReason(reason);
+  return r ? text + ' ' + C.reason(r) : text;
 }
 
 export class RoomPage extends EventTarget {
@@ -33,14 +36,14 @@ export class RoomPage extends EventTarget {
     this.chat = new ChatView($('#chat-log'), { onModerate: opts.onModerate });
     this.player = new Player($('#video'), $('#player-status'));
     this.stream = { live: false, hlsUrl: '' };
+    this.lastLive = 0; // ms: when this page last saw the stream live
     this.viewerCount = 0;
     this.slowMode = 0;
     this.ended = null;
     this.endActions = opts.endActions || {};
     this.input = $('#chat-input');
-    this.sendButton = $('#chat-send');
     this.conn = new RoomConnection({ credentials: opts.credentials, transport: opts.transport });
-    this.sender = bindSendForm($('#chat-form'), this.input, (text) => this.conn.chat(text), this.chat);
+    this.sender = new SendForm($('#chat-form'), this.input, (text) => this.conn.chat(text), this.chat);
     this.conn.addEventListener('state', (ev) => this._state(ev.detail));
     this.conn.addEventListener('welcome', (ev) => this._welcome(ev.detail));
     this.conn.addEventListener('message', (ev) => this._message(ev.detail));
@@ -54,33 +57,32 @@ export class RoomPage extends EventTarget {
 
   send(msg) {
     if (!this.conn.send(msg)) {
-      this.chat.line('Not connected: try again when the connection is back.', 'error');
+      this.chat.line(C.notConnected, 'error');
       return false;
     }
     return true;
   }
 
   _enableChat(on) {
-    this.input.disabled = !on;
-    this.sendButton.disabled = !on;
+    this.sender.setConnected(on);
   }
 
   _state(d) {
-    const via = d.transport === 'sse' ? 'SSE fallback' : 'WebSocket';
+    const sse = d.transport === 'sse';
     const st = $('#conn-state');
     clearTimeout(this._okTimer);
     switch (d.state) {
       case 'connecting':
-        st.textContent = 'Connecting…';
+        st.textContent = C.connecting;
         break;
       case 'open':
         this._everOpen = true;
-        st.textContent = `Connected (${via})`;
+        st.textContent = C.connected(sse);
         this._enableChat(true);
         if (this._keepNotice) {
           this._keepNotice = false; // the missed-messages notice stays
         } else if (this._wasLost) {
-          this.notice.show('Reconnected.', { kind: 'ok' });
+          this.notice.show(C.reconnected, { kind: 'ok' });
           this._okTimer = setTimeout(() => this.notice.clear(), 4000);
         } else {
           this.notice.clear();
@@ -89,23 +91,20 @@ export class RoomPage extends EventTarget {
         break;
       case 'reconnecting': {
         if (d.delay === undefined) {
-          st.textContent = `Reconnecting (${via})…`;
+          st.textContent = C.reconnectingVia(sse);
           break;
         }
         this._wasLost = true;
         this._enableChat(false);
-        st.textContent = 'Disconnected';
+        st.textContent = C.disconnected;
         const secs = Math.max(1, Math.round(d.delay / 1000));
-        const why = d.reason ? ` (${d.reason})` : '';
-        const text = d.delay === 0 ?
-          'WebSocket could not connect; trying the SSE fallback…' :
-          `${this._everOpen ? 'Connection lost' : 'Cannot connect to the room'}${why}. Reconnecting in ${secs} s (attempt ${d.attempt})…`;
-        this.notice.show(text, { kind: 'error', action: d.delay ? { label: 'Retry now', run: () => this.conn.retryNow() } : null });
+        const text = d.delay === 0 ? C.trySSE : C.connectionLost(this._everOpen, d.reason, secs, d.attempt);
+        this.notice.show(text, { kind: 'error', action: d.delay ? { label: C.retryNow, run: () => this.conn.retryNow() } : null });
         break;
       }
       case 'ended':
       case 'closed':
-        st.textContent = 'Disconnected';
+        st.textContent = C.disconnected;
         this._enableChat(false);
         break;
     }
@@ -117,25 +116,37 @@ export class RoomPage extends EventTarget {
     if (d.reset) this.chat.clear();
     this.chat.setYou(m.you);
     if (d.missed) {
-      const text = 'Some messages were missed while you were disconnected: the room keeps only its latest messages.';
-      this.chat.line(text, 'notice');
-      this.notice.show(text, { kind: '' });
+      this.chat.line(C.missed, 'notice');
+      this.notice.show(C.missed, { kind: '' });
       this._keepNotice = true;
     } else if (d.recovered && d.replayed > 0) {
-      this.chat.line(`Reconnected: ${d.replayed} missed ${d.replayed === 1 ? 'event' : 'events'} recovered.`, 'notice');
+      this.chat.line(C.recovered(d.replayed), 'notice');
     }
-    this._setStream(m.stream || { live: false });
+    this._setStream(m.stream || { live: false }, false);
     this._setCount(m.viewerCount || 0);
     this.slowMode = m.slowMode || 0;
     this.dispatchEvent(new CustomEvent('welcome', { detail: d }));
   }
 
+  // _you reports whether a message is about this page's user.
+  _you(m) {
+    return !!(this.conn.you && m.userId && m.userId === this.conn.you.userId);
+  }
+
   _message(m) {
     this.chat.add(m);
+    // Mutes are followed in the history too: a mute made before this page
+    // joined still holds.
+    if (m.type === 'muted' && this._you(m)) {
+      const until = m.replayed ? (m.until || Infinity) : m.seconds ? Date.now() + m.seconds * 1000 : Infinity;
+      if (until > Date.now()) this.sender.mute(until);
+    } else if (m.type === 'unmuted' && this._you(m)) {
+      this.sender.mute(0);
+    }
     if (!m.replayed) {
       switch (m.type) {
         case 'stream':
-          this._setStream({ live: !!m.live, hlsUrl: m.hlsUrl || '' });
+          this._setStream({ live: !!m.live, hlsUrl: m.hlsUrl || '', reason: m.reason || '' }, true);
           break;
         case 'join':
         case 'leave':
@@ -144,12 +155,15 @@ export class RoomPage extends EventTarget {
           break;
         case 'slowmode':
           this.slowMode = m.seconds || 0;
+          if (!this.slowMode) this.sender.cooldown(0);
           break;
         case 'ack':
           this.sender.ack(m.clientId);
+          // Slow mode holds viewers only (docs/protocol.md).
+          if (m.clientId && this.slowMode && rank((this.conn.you || {}).role) < 1) this.sender.cooldown(this.slowMode);
           break;
         case 'error':
-          if (m.ref) this.sender.error(m.ref, m.message || m.code);
+          if (m.ref) this.sender.error(m.ref, m.code, m.message || m.code);
           else this.chat.line(m.message || m.code, 'error');
           break;
       }
@@ -159,10 +173,8 @@ export class RoomPage extends EventTarget {
 
   _ended(d) {
     this.ended = d;
-    let text = ENDED[d.why] || ENDED.error;
-    const reason = (d.reason || '').replace(/^you are (banned|kicked)( from this room)?:? ?/i, '');
-    if (reason) text = text.replace(/\.$/, ': ' + reason + '.');
-    this.player.offline(d.why === 'banned' ? 'You were banned from this room.' : 'Disconnected.');
+    const text = endText(d.why, d.reason);
+    this.player.offline(d.why === 'banned' ? C.playerBanned : C.disconnected);
     this._setBadge(false);
     $('#viewer-count').textContent = '';
     this.chat.line(text, 'error');
@@ -173,19 +185,30 @@ export class RoomPage extends EventTarget {
 
   _setBadge(live) {
     const b = $('#live-badge');
-    b.textContent = live ? 'live' : 'offline';
+    b.textContent = live ? C.live : C.offline;
     b.classList.toggle('live', live);
+    document.body.dataset.live = live ? 'live' : 'offline';
   }
 
-  _setStream(s) {
+  // _setStream shows the stream's state. news: a stream message now (not
+  // the welcome's state), which also lets a player that gave up try again.
+  _setStream(s, news) {
+    const was = this.stream.live;
     this.stream = { live: !!s.live, hlsUrl: s.hlsUrl || '' };
     this._setBadge(this.stream.live);
-    if (this.stream.live && this.stream.hlsUrl) this.player.play(this.stream.hlsUrl);
-    else this.player.offline('The stream is offline.');
+    if (this.stream.live) this.lastLive = 0;
+    else if (was) this.lastLive = Date.now();
+    const last = $('#last-live');
+    if (last) {
+      last.hidden = !this.lastLive;
+      last.textContent = this.lastLive ? C.lastLive(new Date(this.lastLive).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })) : '';
+    }
+    if (this.stream.live && this.stream.hlsUrl) this.player.play(this.stream.hlsUrl, { fresh: news });
+    else this.player.offline(s.reason ? C.streamOfflineWhy(s.reason) : C.streamOffline);
   }
 
   _setCount(n) {
     this.viewerCount = n;
-    $('#viewer-count').textContent = `${n} ${n === 1 ? 'person' : 'people'} here`;
+    $('#viewer-count').textContent = C.people(n);
   }
 }

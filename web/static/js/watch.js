@@ -4,9 +4,10 @@
 
 import { ApiError, createToken, getRoom, roomURLs } from './api.js';
 import { guest, setGuestName } from './settings.js';
-import { RoomPage, parseTime } from './roompage.js';
+import { ROOM_NAME, RoomPage, parseTime } from './roompage.js';
 import { moderationMessage } from './chat.js';
 import { $, openSettings, setupSettings } from './ui.js';
+import { applyStrings, common as C, watch as W } from './strings.js';
 
 const q = new URLSearchParams(location.search);
 const roomName = (q.get('room') || '').trim();
@@ -48,12 +49,12 @@ async function credentials(refresh) {
       if (['closed', 'failed'].includes(room.status)) throw final(new Error('status ' + room.status), 'gone');
       urls = roomURLs(room);
     }
-    if (!tok.token || !urls.wsUrl) throw new Error('the API gave no token or room address');
+    if (!tok.token || !urls.wsUrl) throw new Error(W.noToken);
     creds = { token: tok.token, ...urls, expiresAt: parseTime(tok.expiresAt) };
     return creds;
   } catch (e) {
     if (e instanceof ApiError && (e.status === 401 || (e.status === 403 && !/ban/i.test(e.message)))) {
-      page.notice.show('The control API refused the request: ' + e.message, { kind: 'error', action: { label: 'Enter API key', run: openSettings } });
+      page.notice.show(W.apiRefused(e.message), { kind: 'error', action: { label: W.enterKey, run: openSettings } });
     }
     throw apiFailure(e);
   }
@@ -71,29 +72,42 @@ function pickRoom() {
   $('#pick-name').focus();
 }
 
+// missing says that the room does not exist, instead of the room.
+function missing(text) {
+  $('#room').hidden = true;
+  $('#missing-text').textContent = text;
+  $('#room-missing').hidden = false;
+  document.body.dataset.ended = 'gone';
+}
+
 function watch() {
-  document.title = `${roomName} · chatfleet`;
+  document.title = W.title(roomName);
+  if (!ROOM_NAME.test(roomName)) {
+    missing(W.badName(roomName));
+    return;
+  }
   $('#room').hidden = false;
   $('#room-title').textContent = roomName;
   const g = guest();
   $('#my-name').value = g.name;
   if (linkToken) $('#name-form').hidden = true; // the link's token carries the name
 
-  // A moderator (a personal moderator link) gets the chat's moderation
-  // buttons: mute for 5 minutes, ban for good.
+  // A moderator (a personal moderator link) gets each message's actions
+  // menu: mute for 5 minutes, ban for good.
   const onModerate = (action, target) => {
     const msg = moderationMessage(action, target, { muteSeconds: 300 });
     if (msg) page.send(msg);
   };
-  const rejoin = { label: 'Rejoin', run: () => location.reload() };
+  const rejoin = { label: C.rejoin, run: () => location.reload() };
   page = new RoomPage({ credentials, transport, onModerate, endActions: { kicked: rejoin, replaced: rejoin } });
   window.chatfleet = { page }; // for the console and the browser test
   page.addEventListener('welcome', (ev) => {
     const you = ev.detail.msg.you || {};
-    $('#me-hint').textContent = `You are in the chat as ${you.name || you.userId}` + (you.role && you.role !== 'viewer' ? ` (${you.role})` : '') + '.';
+    $('#me-hint').textContent = W.youAre(you.name || you.userId, you.role);
   });
   page.addEventListener('ended', (ev) => {
     document.body.dataset.ended = ev.detail.why;
+    if (ev.detail.why === 'gone') missing(W.noRoom(roomName));
   });
   page.addEventListener('state', (ev) => {
     document.body.dataset.conn = ev.detail.state;
@@ -107,6 +121,7 @@ function watch() {
   page.start();
 }
 
+applyStrings();
 setupSettings(() => page && page.conn.retryNow());
 if (roomName) watch();
 else pickRoom();
