@@ -252,7 +252,7 @@ async function checkStream(url) {
 // streamStatus says how the stream check went, next to the stream form.
 function streamStatus(msg, kind = '', action = null) {
   const el = $('#stream-status');
-  el.replaceChildren(msg);
+  el.replaceChildren(...(msg ? [msg] : []));
   el.className = 'stream-status' + (kind ? ' ' + kind : '');
   if (action) el.append(' ', h('button', { type: 'button', class: 'small secondary', onclick: action.run }, action.label));
 }
@@ -399,6 +399,7 @@ function openRoom(name) {
     $('#viewers').replaceChildren();
     $('#viewers-total').textContent = '';
     $('#viewers-page').textContent = '';
+    streamStatus('');
     // The room's controls do nothing any more.
     for (const el of document.querySelectorAll('#room button, #room input, #room select')) el.disabled = true;
     const another = { label: text.createAnother, run: () => (location.href = '/live.html') };
