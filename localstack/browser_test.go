@@ -868,10 +868,13 @@ func TestBrowserLobbyLive(t *testing.T) {
 			chromedp.Click(chromedp.ID("go-live-button")))
 		p.waitText("#live-badge", "live", 10*time.Second)
 
-		// The room's name in another browser: made elsewhere, and taken.
-		// Without network the create says so for people.
+		// The room's name in another browser: made elsewhere, and taken (a
+		// name that cannot be one is said so). Without network the create
+		// says so for people.
 		o := newTab(t, browser, "other-"+vp.name, dir, true)
 		o.size(vp)
+		o.do("open the go-live page for a bad name", 20*time.Second, chromedp.Navigate(base+"/live.html?room=bad.name"))
+		o.waitText("#room-name-error", "cannot be a room name", 10*time.Second)
 		o.do("open the go-live page for the room", 20*time.Second, chromedp.Navigate(base+"/live.html?room="+room))
 		o.waitText("#notice", "was created on another device", 10*time.Second)
 		o.offline(true)

@@ -209,7 +209,7 @@ function renderViewers(m) {
     if (left > 0 && left !== Infinity) counting = true;
     const li = h('li', { dataset: left >= 0 ? { user: u.userId, muted: 'true' } : { user: u.userId } },
       h('span', { class: 'name' }, name, u.userId === me.userId ? text.you : ''),
-      u.role !== 'viewer' ? h('span', { class: 'badge role-' + u.role }, u.role) : null,
+      u.role !== 'viewer' ? h('span', { class: 'badge role-' + u.role }, text.role(u.role)) : null,
       left >= 0 ? h('span', { class: 'badge muted' }, left === Infinity ? text.muted : text.mutedFor(left)) : null);
     if (u.userId !== me.userId && rank(u.role) < rank(me.role)) {
       const t = { userId: u.userId, name };
@@ -463,7 +463,7 @@ function wire() {
     confirmRow(false);
     closing = true;
     if (page && page.conn.connected) {
-      send({ type: 'close', reason: 'the producer closed the room' });
+      send({ type: 'close', reason: text.closeReason });
       return;
     }
     try {
@@ -512,7 +512,8 @@ function adopt(name) {
 }
 
 // explain says why a room named in the address cannot be opened here:
-// free (create it) or made elsewhere (use its producer link).
+// free (create it), not a room name, or made elsewhere (use its producer
+// link).
 async function explain(name) {
   $('#room-name').value = name;
   try {
@@ -521,6 +522,7 @@ async function explain(name) {
     notice.show(text.noToken(name), { kind: 'error' });
   } catch (e) {
     if (e instanceof ApiError && e.status === 404) notice.show(text.freeName(name));
+    else if (e instanceof ApiError && e.status === 400) nameError(text.badName(name));
     else notice.show(text.noToken(name), { kind: 'error' });
   }
 }

@@ -41,6 +41,7 @@ export const live = {
   pageTitle: (name) => `${name} · Go live · chatfleet`,
   nameTaken: 'That name is taken: choose another.',
   noToken: (name) => `“${name}” was created on another device or browser. To present it here, open its producer link ("Open on another device" on the device that created it), or create a room with another name.`,
+  badName: (name) => `“${name}” cannot be a room name: use letters, digits, '-' and '_' (up to 64).`,
   freeName: (name) => `There is no room “${name}” yet: create it to go live.`,
   noProducerToken: 'chatfleet did not hand out the producer key for this room. Try creating it again.',
   tokenExpired: 'Your producer access to this room has expired. Create a new room to go live again.',
@@ -49,6 +50,7 @@ export const live = {
   retrying: (secs) => `Can't reach chatfleet right now. Retrying in ${secs} s…`,
   retryNow: 'Retry now',
   closed: 'The room is closed. Your viewers were told.',
+  closeReason: 'the producer closed the room', // sent to the viewers with the close
   gone: 'This room has ended or no longer exists.',
   createAnother: 'Create another room',
   replaced: 'This room is now open as producer on another device, tab or window.',
@@ -69,6 +71,7 @@ export const live = {
   copied: 'Copied',
   // The viewer list.
   you: ' (you)',
+  role: (role) => ({ producer: 'producer', moderator: 'moderator', viewer: 'viewer' })[role] || role,
   muted: 'muted',
   mutedFor: (ms) => 'muted, ' + durationText(ms) + ' left',
   page: (n, of) => `Page ${n} of ${of}`,
