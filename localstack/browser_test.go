@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"net/http"
+	"net/http/httptest"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
@@ -276,7 +277,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.Click(chromedp.ID("create-button")))
 	producer.wait("the producer is connected", `document.body.dataset.conn === 'open'`, 20*time.Second)
 	producer.do("announce the stream", 10*time.Second,
-		chromedp.SendKeys(chromedp.ID("hls-url"), base+"/demo/index.m3u8"),
+		chromedp.SendKeys(chromedp.ID("hls-url"), playlists(t).URL+"/ok.m3u8"),
 		chromedp.Click(chromedp.ID("go-live-button")))
 	producer.waitText("#live-badge", "live", 10*time.Second)
 	producer.waitText("#chat-log", "The stream is live", 10*time.Second)
@@ -679,4 +680,305 @@ func TestConsole(t *testing.T) {
 	op.do("confirm the shutdown", 10*time.Second, chromedp.Click(chromedp.ID("confirm-ok")))
 	op.waitText("#notice", "host-1: shutdown answered 202", 10*time.Second)
 	op.shot("c21-host-shutdown")
+}
+
+// axePath is axe-core's browser build, from `npm ci` in web/ (.ci/run
+// does it; web/package.json pins the version).
+const axePath = "../web/node_modules/axe-core/axe.min.js"
+
+// axeSource reads axe-core, failing the test when it is missing: the
+// accessibility checks are part of the browser tests, not an option.
+func axeSource(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(axePath)
+	if err != nil {
+		t.Fatalf("axe-core is missing (%v): run `(cd web && npm ci --no-audit --no-fund)` as .ci/run does", err)
+	}
+	return string(b)
+}
+
+// axeViolation is what the test reports of an axe-core violation.
+type axeViolation struct {
+	ID, Impact, Help string
+	Nodes            []string
+}
+
+// axe runs axe-core on the page as it is and fails the test on every
+// violation of impact serious or critical, listing them.
+func (tb *tab) axe(src, page string) {
+	tb.t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, slack*20*time.Second)
+	defer cancel()
+	start := time.Now()
+	defer tb.slow("axe on "+page, start)
+	const run = `(window.axe ? Promise.resolve() : Promise.reject(new Error('axe not loaded')))
+		.then(() => axe.run(document, {resultTypes: ['violations']}))
+		.then(r => JSON.stringify(r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+			.map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))}))))`
+	out, err := chromedp.Run(ctx, chromedp.Evaluate[bool]("if (!window.axe) {"+src+"\n}; true"))
+	var res string
+	if err == nil {
+		res, err = chromedp.Run(ctx, chromedp.Evaluate[string](run, chromedp.EvalAwaitPromise))
+	}
+	if err != nil || !out {
+		tb.t.Fatalf("%s: axe on %s: %v", tb.name, page, err)
+	}
+	var vs []axeViolation
+	if err := json.Unmarshal([]byte(res), &vs); err != nil {
+		tb.t.Fatalf("%s: axe on %s: %v: %s", tb.name, page, err, res)
+	}
+	for _, v := range vs {
+		tb.t.Errorf("%s: axe on %s: %s (%s): %s, at %s", tb.name, page, v.ID, v.Impact, v.Help, strings.Join(v.Nodes, "; "))
+	}
+	if len(vs) > 0 {
+		tb.shot("FAILED-axe-" + page)
+	}
+}
+
+// viewport is a screen size the pages are checked at.
+type viewport struct {
+	name          string
+	width, height int64
+	mobile        bool
+}
+
+// viewports: a laptop and a phone (390×844, an iPhone 12 to 15).
+var viewports = []viewport{{"desktop", 1280, 800, false}, {"phone", 390, 844, true}}
+
+// size emulates vp in the tab.
+func (tb *tab) size(vp viewport) {
+	tb.t.Helper()
+	var opts []chromedp.EmulateViewportOption
+	if vp.mobile {
+		opts = append(opts, chromedp.EmulateMobile, chromedp.EmulateTouch)
+	}
+	tb.do("emulate "+vp.name, 10*time.Second, chromedp.EmulateViewport(vp.width, vp.height, opts...))
+}
+
+// noOverflow fails the test when the page is wider than the viewport (a
+// phone then scrolls sideways and clips what is at the right).
+func (tb *tab) noOverflow(page string) {
+	tb.t.Helper()
+	if got := eval[string](tb, `document.documentElement.scrollWidth + ' ' + innerWidth`); func() bool {
+		var sw, w int
+		fmt.Sscan(got, &sw, &w)
+		return sw > w
+	}() {
+		tb.t.Errorf("%s: %s overflows horizontally: scroll width and viewport width %s", tb.name, page, got)
+	}
+}
+
+// inView is a JavaScript expression: the element of sel is shown and
+// wholly inside the viewport.
+func inView(sel string) string {
+	return fmt.Sprintf(`(() => { const el = document.querySelector(%s); if (!el || el.hidden) return false;
+		const r = el.getBoundingClientRect(); return r.height > 0 && r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth; })()`, js(sel))
+}
+
+// playlists serves HLS playlists the producer announces: /ok.m3u8 is one
+// (with CORS, as a CDN's), anything else is 404.
+func playlists(t *testing.T) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		if r.URL.Path != "/ok.m3u8" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+		fmt.Fprint(w, "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n")
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// startBrowser starts headless Chromium for a test.
+func startBrowser(t *testing.T) context.Context {
+	t.Helper()
+	chromium := findChromium(t)
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
+		append(chromiumFlags, chromedp.ExecPath(chromium), chromedp.UserDataDir(t.TempDir()))...)
+	t.Cleanup(cancel)
+	browser, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(browser, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start %s: %v", chromium, err)
+	}
+	return browser
+}
+
+// TestBrowserLobbyLive checks the lobby and the go-live page as people
+// use them, at a laptop's and a phone's size, with axe-core on every page
+// (the operator console's too): the lobby fits the phone and shows rooms'
+// titles and live state; a room is created with a title and the
+// producer's name; a taken name and a lost network are said for people; a
+// broken or relative stream URL is checked before going live; the viewer
+// list marks a muted viewer; another device takes the room over with the
+// producer link and closes it, the confirmation in view.
+func TestBrowserLobbyLive(t *testing.T) {
+	axeJS := axeSource(t)
+	dir := artifacts(t)
+	s := startStack(t)
+	browser := startBrowser(t)
+	hls := playlists(t)
+	start := time.Now()
+	base := s.URL("")
+	for _, vp := range viewports {
+		room := "jazz-" + vp.name
+		title := "Friday jazz (" + vp.name + ")"
+		owner := "Ann " + vp.name
+		shot := func(tb *tab, what string) { tb.shot(what + "-" + vp.name) }
+
+		// The lobby, then Go live: the create form asks for the name, a
+		// title and the producer's display name.
+		p := newTab(t, browser, "producer-"+vp.name, dir, true)
+		p.size(vp)
+		p.do("open the lobby", 20*time.Second, chromedp.Navigate(base+"/"))
+		p.wait("the lobby lists rooms", `document.querySelector('#rooms-count').textContent !== ''`, 15*time.Second)
+		p.noOverflow("the lobby")
+		p.axe(axeJS, "lobby-"+vp.name)
+		shot(p, "lobby")
+		p.do("open the go-live page", 20*time.Second, chromedp.Navigate(base+"/live.html"))
+		p.wait("the create form", `!!document.querySelector('#owner-name') && document.readyState === 'complete'`, 10*time.Second)
+		p.axe(axeJS, "live-form-"+vp.name)
+		p.do("create the room", 20*time.Second,
+			chromedp.SendKeys(chromedp.ID("room-name"), room),
+			chromedp.SendKeys(chromedp.ID("room-title-input"), title),
+			chromedp.SendKeys(chromedp.ID("owner-name"), owner),
+			chromedp.Click(chromedp.ID("create-button")))
+		p.wait("the producer is connected", `document.body.dataset.conn === 'open'`, 20*time.Second)
+		p.waitText("#room-title", title, 5*time.Second)
+		if got := eval[string](p, `chatfleet.page.conn.you.role + ' ' + chatfleet.page.conn.you.name`); got != "producer "+owner {
+			t.Errorf("%s: the producer joined as %q, want %q", vp.name, got, "producer "+owner)
+		}
+		p.noOverflow("the go-live page")
+		p.axe(axeJS, "live-created-"+vp.name)
+		shot(p, "live-created")
+
+		// A stream that does not load is said, with the cause, before the
+		// room is told; a relative address is made absolute. A good one goes live.
+		p.do("announce a missing relative stream", 10*time.Second,
+			chromedp.SendKeys(chromedp.ID("hls-url"), "/nope/index.m3u8"),
+			chromedp.Click(chromedp.ID("go-live-button")))
+		p.waitText("#stream-status", "answered 404", 10*time.Second)
+		if got := eval[string](p, `document.querySelector('#hls-url').value + ' ' + document.querySelector('#live-badge').textContent`); got != base+"/nope/index.m3u8 offline" {
+			t.Errorf("%s: after a missing stream the URL and badge are %q, want the absolute URL, offline", vp.name, got)
+		}
+		shot(p, "live-stream-404")
+		p.do("announce a good stream", 10*time.Second,
+			chromedp.SetValue(chromedp.ID("hls-url"), hls.URL+"/ok.m3u8"),
+			chromedp.Click(chromedp.ID("go-live-button")))
+		p.waitText("#live-badge", "live", 10*time.Second)
+
+		// The room's name in another browser: made elsewhere, and taken (a
+		// name that cannot be one is said so). Without network the create
+		// says so for people.
+		o := newTab(t, browser, "other-"+vp.name, dir, true)
+		o.size(vp)
+		o.do("open the go-live page for a bad name", 20*time.Second, chromedp.Navigate(base+"/live.html?room=bad.name"))
+		o.waitText("#room-name-error", "cannot be a room name", 10*time.Second)
+		o.do("open the go-live page for the room", 20*time.Second, chromedp.Navigate(base+"/live.html?room="+room))
+		o.waitText("#notice", "was created on another device", 10*time.Second)
+		o.offline(true)
+		o.do("create while offline", 10*time.Second, chromedp.Click(chromedp.ID("create-button")))
+		o.waitText("#notice", "Can't reach chatfleet right now", 10*time.Second)
+		o.offline(false)
+		o.do("create the taken name", 10*time.Second, chromedp.Click(chromedp.ID("create-button")))
+		o.waitText("#room-name-error", "That name is taken: choose another", 10*time.Second)
+		o.wait("the name field is marked invalid and focused", `document.activeElement.id === 'room-name' && document.activeElement.getAttribute('aria-invalid') === 'true'`, 5*time.Second)
+		shot(o, "live-name-taken")
+
+		// A viewer, muted from the viewer list: marked with the time left,
+		// only Unmute offered; unmuted, only Mute.
+		v := joinRoom(t, s, room, "", "viewer-"+vp.name)
+		row := fmt.Sprintf(`#viewers li[data-user=%s]`, js(v.user))
+		p.wait("the viewer is listed", `!!document.querySelector(`+js(row)+`)`, 10*time.Second)
+		p.do("mute the viewer", 10*time.Second, chromedp.Click(chromedp.CSS(row+` button[aria-label^="Mute "]`)))
+		p.waitText(row, "min", 10*time.Second) // "muted, 4 min 59 s left"
+		p.wait("only Unmute is offered", fmt.Sprintf(`(() => { const li = document.querySelector(%s);
+			return !!li.querySelector('button[aria-label^="Unmute "]') && !li.querySelector('button[aria-label^="Mute "]'); })()`, js(row)), 5*time.Second)
+		shot(p, "live-viewer-muted")
+		p.do("unmute the viewer", 10*time.Second, chromedp.Click(chromedp.CSS(row+` button[aria-label^="Unmute "]`)))
+		p.wait("only Mute is offered", fmt.Sprintf(`(() => { const li = document.querySelector(%s);
+			return !li.dataset.muted && !!li.querySelector('button[aria-label^="Mute "]') && !li.querySelector('button[aria-label^="Unmute "]'); })()`, js(row)), 10*time.Second)
+
+		// The lobby (in the other browser) shows the title and the live
+		// state (the hosts report it every few seconds).
+		o.do("open the lobby", 20*time.Second, chromedp.Navigate(base+"/"))
+		o.wait("the lobby shows the room's title, live", fmt.Sprintf(`(() => { const tr = document.querySelector('tr[data-room=%s]');
+			return tr && tr.querySelector('.badge.live') && tr.querySelector('.room-title').textContent === %s; })()`, js(room), js(title)), 20*time.Second)
+		o.noOverflow("the lobby with rooms")
+		o.wait("the Watch buttons are in view", `[...document.querySelectorAll('#rooms td.watch a')].every(a => a.getBoundingClientRect().right <= innerWidth)`, 5*time.Second)
+		shot(o, "lobby-rooms")
+
+		// The producer's network goes: the page says it for people.
+		p.offline(true)
+		p.wait("the producer is told", `document.body.dataset.conn === 'reconnecting' && !document.querySelector('#notice').hidden`, 15*time.Second)
+		p.wait("the notice says it for people", `(t => t.includes("You're offline") && !t.includes('(') && !/control API|failed to fetch/i.test(t))(document.querySelector('#notice').textContent)`, 10*time.Second)
+		shot(p, "live-offline")
+		p.offline(false)
+		p.wait("the producer is back", `document.body.dataset.conn === 'open'`, 20*time.Second)
+
+		// Another device takes the room over with the producer link, and closes it.
+		link := eval[string](p, `document.querySelector('#device-link').href`)
+		if !strings.Contains(link, "token=") || !strings.Contains(link, "room="+room) {
+			t.Fatalf("%s: the producer link is %q", vp.name, link)
+		}
+		o.do("open the producer link", 20*time.Second, chromedp.Navigate(link))
+		o.wait("the other device presents the room", `document.body.dataset.conn === 'open' && chatfleet.page.conn.you.role === 'producer'`, 20*time.Second)
+		if loc := eval[string](o, `location.search`); strings.Contains(loc, "token") {
+			t.Errorf("%s: the producer link's token stays in the address: %s", vp.name, loc)
+		}
+		p.wait("the first device is told", `document.body.dataset.ended === 'replaced'`, 10*time.Second)
+		p.waitText("#notice", "on another device", 5*time.Second)
+		shot(p, "live-replaced")
+		o.do("close the room", 10*time.Second,
+			chromedp.Click(chromedp.ID("close-room")),
+			chromedp.WaitVisible(chromedp.ID("close-confirm")),
+			chromedp.Click(chromedp.ID("close-confirm")))
+		o.wait("the room is closed", `document.body.dataset.ended === 'closed'`, 10*time.Second)
+		o.waitText("#close-done", "The room is closed", 5*time.Second)
+		o.wait("the confirmation is in view and focused", inView("#close-done")+` && document.activeElement.id === 'close-done'`, 5*time.Second)
+		shot(o, "live-closed")
+	}
+
+	// The operator console, before and after the admin key.
+	for _, vp := range viewports {
+		op := newTab(t, browser, "operator-"+vp.name, dir, true)
+		op.size(vp)
+		op.do("open the console", 20*time.Second, chromedp.Navigate(base+"/admin.html"))
+		op.wait("the key form", `!!document.querySelector('#admin-key')`, 10*time.Second)
+		op.axe(axeJS, "console-key-"+vp.name)
+		op.do("enter the admin key", 10*time.Second,
+			chromedp.SendKeys(chromedp.ID("admin-key"), testAdminAPIKey),
+			chromedp.Click(chromedp.ID("key-use")))
+		op.wait("two hosts listed", `document.querySelectorAll('#hosts tr').length === 2 && document.body.dataset.pending === '0'`, 10*time.Second)
+		op.axe(axeJS, "console-"+vp.name)
+		op.shot("console-" + vp.name)
+	}
+	t.Logf("lobby and go-live scenario took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestAxeWatch runs axe-core on the watch page, at both sizes, live with
+// a chat message: no serious or critical violation.
+func TestAxeWatch(t *testing.T) {
+	axeJS := axeSource(t)
+	dir := artifacts(t)
+	s := startStack(t)
+	browser := startBrowser(t)
+	const room = "axe-watch"
+	var created struct{ Token, WSURL string }
+	decodeData(t, "POST", s.URL("/api/v1/rooms/"+room), testAPIKey, `{"title":"Axe check","ownerName":"Ann"}`, http.StatusCreated, &created)
+	prod := testutil.DialRoom(t, strings.TrimSuffix(created.WSURL, "/ws"), created.Token, -1)
+	prod.Next(protocol.TypeWelcome, 5*time.Second)
+	prod.Send(protocol.ClientMsg{Type: protocol.TypeChat, Text: "hello, axe"})
+	prod.Next(protocol.TypeChat, 5*time.Second)
+	for _, vp := range viewports {
+		w := newTab(t, browser, "watch-"+vp.name, dir, true)
+		w.size(vp)
+		w.do("open the watch page", 20*time.Second, chromedp.Navigate(s.URL("/watch.html?room="+room)))
+		w.wait("the viewer is connected", `document.body.dataset.conn === 'open'`, 20*time.Second)
+		w.waitText("#chat-log", "hello, axe", 10*time.Second)
+		w.axe(axeJS, "watch-"+vp.name)
+		w.shot("watch-" + vp.name)
+	}
 }

@@ -15,21 +15,13 @@ import (
 	"github.com/chatfleet/chatfleet/protocol"
 )
 
-// viewport is a screen size the watch page is checked at.
-type viewport struct {
-	name string
-	w, h int64
-}
-
-// watchSizes are the desktop and the phone (portrait) sizes.
-var watchSizes = []viewport{{"desktop", 1280, 800}, {"phone", 390, 844}}
-
-// emulate sets the tab's viewport.
+// emulate sets the tab's viewport to v: a phone (v.mobile) held upright,
+// or a desktop window. (tab.size does the same as a step of its own.)
 func (v viewport) emulate() chromedp.Action[chromedp.Void] {
-	if v.w < v.h {
-		return chromedp.EmulateViewport(v.w, v.h, chromedp.EmulatePortrait, chromedp.EmulateMobile)
+	if v.mobile {
+		return chromedp.EmulateViewport(v.width, v.height, chromedp.EmulatePortrait, chromedp.EmulateMobile)
 	}
-	return chromedp.EmulateViewport(v.w, v.h)
+	return chromedp.EmulateViewport(v.width, v.height)
 }
 
 // watchLayout is where the watch page's parts are, as the browser lays
@@ -109,8 +101,8 @@ func TestBrowserWatch(t *testing.T) {
 	prod.Send(protocol.ClientMsg{Type: protocol.TypeStream, Live: true, HLSURL: stream})
 
 	// Two viewers, one per size, each in a browser context of its own.
-	viewers := make([]*tab, len(watchSizes))
-	for i, vp := range watchSizes {
+	viewers := make([]*tab, len(viewports))
+	for i, vp := range viewports {
 		v := newTab(t, browser, "viewer-"+vp.name, dir, true)
 		v.do("set the viewport", 10*time.Second, vp.emulate())
 		v.do("open the watch page", 20*time.Second, chromedp.Navigate(base+"/watch.html?room="+room+"&apiKey="+testAPIKey))
@@ -118,7 +110,7 @@ func TestBrowserWatch(t *testing.T) {
 	}
 	each := func(f func(v *tab, vp viewport)) {
 		t.Helper()
-		for i, vp := range watchSizes {
+		for i, vp := range viewports {
 			f(viewers[i], vp)
 		}
 	}
@@ -138,8 +130,8 @@ func TestBrowserWatch(t *testing.T) {
 	// the chat input on screen without scrolling; the name in a menu.
 	each(func(v *tab, vp viewport) {
 		l := eval[watchLayout](v, watchLayoutJS)
-		if l.InnerW != float64(vp.w) || l.InnerH != float64(vp.h) {
-			t.Fatalf("%s: the viewport is %v×%v, want %d×%d", vp.name, l.InnerW, l.InnerH, vp.w, vp.h)
+		if l.InnerW != float64(vp.width) || l.InnerH != float64(vp.height) {
+			t.Fatalf("%s: the viewport is %v×%v, want %d×%d", vp.name, l.InnerW, l.InnerH, vp.width, vp.height)
 		}
 		if l.ScrollY != 0 || l.InputTop < 0 || l.InputBottom > l.InnerH {
 			t.Errorf("%s: the chat input spans y=%v..%v (page scrolled %v), want it within the %v px screen", vp.name, l.InputTop, l.InputBottom, l.ScrollY, l.InnerH)
@@ -147,7 +139,7 @@ func TestBrowserWatch(t *testing.T) {
 		if l.ScrollW > l.InnerW || l.SendRight > l.InnerW {
 			t.Errorf("%s: the page is %v px wide (Send ends at %v), wider than the %v px screen", vp.name, l.ScrollW, l.SendRight, l.InnerW)
 		}
-		if vp.w < vp.h {
+		if vp.width < vp.height {
 			if l.LogTop < l.VideoBottom || l.VideoTop > 200 {
 				t.Errorf("%s: the player spans y=%v..%v and the chat starts at y=%v: want the player on top, the chat below", vp.name, l.VideoTop, l.VideoBottom, l.LogTop)
 			}
@@ -170,12 +162,12 @@ func TestBrowserWatch(t *testing.T) {
 		v.wait("the name form shows", `document.querySelector('#name-form').checkVisibility() && document.querySelector('#me-hint').textContent.includes('You are in the chat as')`, 5*time.Second)
 		shot(v, vp, "name-menu")
 		v.do("close the name menu", 10*time.Second, chromedp.Click(chromedp.CSS(`#me-menu summary`)))
-		if vp.w > vp.h {
+		if vp.width > vp.height {
 			return
 		}
 		// The phone turned to landscape: the chat beside the player, its
 		// input still on screen.
-		v.do("turn to landscape", 10*time.Second, chromedp.EmulateViewport(vp.h, vp.w, chromedp.EmulateLandscape, chromedp.EmulateMobile))
+		v.do("turn to landscape", 10*time.Second, chromedp.EmulateViewport(vp.height, vp.width, chromedp.EmulateLandscape, chromedp.EmulateMobile))
 		v.wait("the landscape layout", `innerWidth === 844`, 5*time.Second)
 		l = eval[watchLayout](v, watchLayoutJS)
 		if l.LogLeft < l.VideoRight || l.InputBottom > l.InnerH || l.ScrollY != 0 || l.ScrollW > l.InnerW {
@@ -216,7 +208,7 @@ func TestBrowserWatch(t *testing.T) {
 
 	// 4. Links (http and https only, safe) and mentions of one's own name.
 	pest.ws.Send(protocol.ClientMsg{Type: protocol.TypeChat, Text: `docs at https://example.com/docs?x=1, not javascript:alert(1) <b>bold</b>`})
-	for _, vp := range watchSizes {
+	for _, vp := range viewports {
 		pest.ws.Send(protocol.ClientMsg{Type: protocol.TypeChat, Text: "hey @" + guests[vp.name].name + " welcome"})
 	}
 	each(func(v *tab, vp viewport) {
@@ -287,7 +279,7 @@ func TestBrowserWatch(t *testing.T) {
 	var modTok struct{ Token, WSURL string }
 	decodeData(t, "POST", s.URL("/api/v1/rooms/"+room+"/tokens"), testAPIKey, `{"role":"moderator","userId":"mod-mia","name":"Mia"}`, http.StatusCreated, &modTok)
 	mod := newTab(t, browser, "moderator", dir, true)
-	mod.do("set the viewport", 10*time.Second, watchSizes[0].emulate())
+	mod.do("set the viewport", 10*time.Second, viewports[0].emulate())
 	mod.do("open the moderator link", 20*time.Second, chromedp.Navigate(base+"/watch.html?room="+room+"&token="+modTok.Token+"&ws="+modTok.WSURL))
 	mod.wait("the moderator is connected", `document.body.dataset.conn === 'open'`, 20*time.Second)
 	mod.waitText("#chat-log", "first under slow mode phone", 10*time.Second)
@@ -301,7 +293,7 @@ func TestBrowserWatch(t *testing.T) {
 	if stops.Messages < 6 || stops.WithOne != stops.Messages || stops.Most != 1 {
 		t.Errorf("the moderator's chat: %d messages, %d with one Tab stop, at most %d in one; want one each", stops.Messages, stops.WithOne, stops.Most)
 	}
-	for i, vp := range watchSizes {
+	for i, vp := range viewports {
 		g := guests[vp.name]
 		menuButton := fmt.Sprintf(`#chat-log li.chat[data-user=%s] button.msg-actions`, js(g.id))
 		mod.do("focus the message's actions", 10*time.Second, chromedp.Focus(chromedp.CSS(menuButton)), chromedp.KeyEvent("\r"))
@@ -325,16 +317,16 @@ func TestBrowserWatch(t *testing.T) {
 		v.wait("the input is back", `!document.querySelector('#chat-input').disabled && document.querySelector('#chat-input').placeholder === 'Say something…'`, 10*time.Second)
 	}
 	// The menu at the phone's size stays on screen.
-	mod.do("phone size", 10*time.Second, watchSizes[1].emulate())
+	mod.do("phone size", 10*time.Second, viewports[1].emulate())
 	mod.do("open a menu", 10*time.Second, chromedp.Click(chromedp.CSS(fmt.Sprintf(`#chat-log li.chat[data-user=%s] button.msg-actions`, js(guests["phone"].id)))))
 	mod.wait("the menu is on screen", `(() => { const m = document.querySelector('.msg-menu'); if (!m) return false; const r = m.getBoundingClientRect(); return r.left >= 0 && r.right <= innerWidth; })()`, 5*time.Second)
 	mod.shot("watch-phone-menu")
 	mod.do("Escape", 5*time.Second, chromedp.KeyEvent(kb.Escape))
-	mod.do("desktop size", 10*time.Second, watchSizes[0].emulate())
+	mod.do("desktop size", 10*time.Second, viewports[0].emulate())
 
 	// 8. Kicked: said once, with a Rejoin button; back in, the viewer's own
 	// leave and join are not chat lines.
-	for i, vp := range watchSizes {
+	for i, vp := range viewports {
 		g := guests[vp.name]
 		mod.do("open the menu", 10*time.Second, chromedp.Click(chromedp.CSS(fmt.Sprintf(`#chat-log li.chat[data-user=%s] button.msg-actions`, js(g.id)))))
 		mod.do("kick", 10*time.Second, chromedp.Click(chromedp.CSS(`.msg-menu button[data-action="kick"]`)))

@@ -2,6 +2,7 @@
 // unwraps the {"data": …} / {"error": {code, message}} envelopes.
 
 import { apiBase, apiKey } from './settings.js';
+import { api as text } from './strings.js';
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -26,7 +27,7 @@ export async function request(method, path, body, key) {
   try {
     res = await fetch(apiBase() + path, init);
   } catch (e) {
-    throw new ApiError(0, 'network', 'cannot reach the control API (' + e.message + ')');
+    throw new ApiError(0, 'network', text.unreachable);
   }
   let env = null;
   if (res.status !== 204) {
@@ -49,7 +50,7 @@ export async function call(method, path, body) {
   try {
     return (await request(method, path, body, key)).env;
   } catch (e) {
-    if (e.status === 401 && !key) e.message = 'an API key is needed: open Settings and enter it';
+    if (e.status === 401 && !key) e.message = text.needKey;
     throw e;
   }
 }
@@ -71,10 +72,15 @@ export async function getRoom(name) {
   return (await call('GET', '/api/v1/rooms/' + enc(name))).data || {};
 }
 
-// createRoom creates a room; the answer holds the producer's join token and
-// the room's addresses: {name, hostId, host, port, wsUrl, sseUrl, token, expiresAt}.
-export async function createRoom(name) {
-  return (await call('POST', '/api/v1/rooms/' + enc(name), {})).data || {};
+// createRoom creates a room with its title and the producer's display name
+// (ownerName), each left out when empty; the answer holds the producer's
+// join token and the room's addresses: {name, hostId, host, port, wsUrl,
+// sseUrl, token, expiresAt}.
+export async function createRoom(name, { title = '', ownerName = '' } = {}) {
+  const body = {};
+  if (title) body.title = title;
+  if (ownerName) body.ownerName = ownerName;
+  return (await call('POST', '/api/v1/rooms/' + enc(name), body)).data || {};
 }
 
 // createToken returns a join token for role 'viewer' or 'moderator'.

@@ -2,6 +2,7 @@
 
 import { listRooms, roomStatus, roomViewers } from './api.js';
 import { $, h, Notice, openSettings, setupSettings } from './ui.js';
+import { api as apiText, lobby as text } from './strings.js';
 
 const REFRESH = 5000;
 const PAGE = 50;
@@ -13,16 +14,32 @@ let pages = 1; // how many pages "Show more" asked for
 let timer = null;
 let lastCount = '';
 
+// row is one room: its title (or name) as the link, the name and the
+// producer's display name when the listing has them, the live state the
+// server reports, the viewers and a Watch button.
 function row(r) {
   const status = roomStatus(r);
   const live = status === 'live';
   const viewers = roomViewers(r);
   const href = '/watch.html?room=' + encodeURIComponent(r.name);
+  const title = (r.title || '').trim();
+  const owner = (r.ownerName || '').trim();
+  const sub = [title ? r.name : '', owner ? text.by(owner) : ''].filter(Boolean).join(' · ');
   return h('tr', { dataset: { room: r.name } },
-    h('td', {}, h('a', { href }, r.name)),
-    h('td', {}, h('span', { class: 'badge' + (live ? ' live' : '') }, live ? 'live' : status)),
-    h('td', { class: 'num' }, String(viewers), h('span', { class: 'visually-hidden' }, viewers === 1 ? ' viewer' : ' viewers')),
-    h('td', {}, h('a', { href, class: 'button secondary', 'aria-label': 'Watch ' + r.name }, 'Watch')));
+    h('td', { class: 'room' },
+      h('a', { href, class: 'room-title' }, title || r.name),
+      sub ? h('span', { class: 'room-sub hint' }, sub) : null),
+    h('td', {}, h('span', { class: 'badge' + (live ? ' live' : '') }, live ? text.live : text.status(status))),
+    h('td', { class: 'num' }, String(viewers), h('span', { class: 'visually-hidden' }, text.viewers(viewers))),
+    h('td', { class: 'watch' }, h('a', { href, class: 'button secondary small', 'aria-label': text.watchLabel(title || r.name) }, text.watch)));
+}
+
+// failure says why the listing failed, for people.
+function failure(e) {
+  if (e.status === 0) return apiText.unreachable;
+  if (e.status === 401) return apiText.needKey;
+  if (e.status === 403) return apiText.wrongKey;
+  return apiText.failed(e.status);
 }
 
 async function refresh() {
@@ -42,13 +59,13 @@ async function refresh() {
     $('#rooms-table').hidden = rooms.length === 0;
     $('#more').hidden = !cursor;
     const live = rooms.filter((r) => roomStatus(r) === 'live').length;
-    const count = `${rooms.length} ${rooms.length === 1 ? 'room' : 'rooms'}, ${live} live.`;
+    const count = text.roomsCount(rooms.length, live);
     if (count !== lastCount) $('#rooms-count').textContent = lastCount = count;
-    $('#rooms-updated').textContent = 'Updated ' + new Date().toLocaleTimeString();
+    $('#rooms-updated').textContent = text.updated(new Date().toLocaleTimeString());
     notice.clear();
   } catch (e) {
-    const action = e.status === 401 || e.status === 403 ? { label: 'Enter API key', run: openSettings } : null;
-    notice.show('Cannot load the rooms: ' + e.message, { kind: 'error', action });
+    const action = e.status === 401 || e.status === 403 ? { label: apiText.enterKey, run: openSettings } : null;
+    notice.show(text.cannotLoad(failure(e)), { kind: 'error', action });
   }
   if (!document.hidden) timer = setTimeout(refresh, REFRESH);
 }
