@@ -188,6 +188,7 @@ type ServerMsg struct {
 	Room     string            `json:"room,omitempty"`
 	Stream   *StreamState      `json:"stream,omitempty"`
 	SlowMode int               `json:"slowMode,omitempty"`
+	MaxLen   int               `json:"maxLen,omitempty"` // the longest chat text the room takes, in characters
 	History  []json.RawMessage `json:"history,omitempty"`
 	Missed   bool              `json:"missed,omitempty"`   // the requested lastSeq is older than the buffer
 	FirstSeq int64             `json:"firstSeq,omitempty"` // the oldest seq the buffer still holds

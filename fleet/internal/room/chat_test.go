@@ -17,6 +17,9 @@ func TestChat(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Settings.MaxMessageLen = 10 })
 	ann := e.dial("ann", chatfleet.RoleViewer)
 	bob := e.dial("bob", chatfleet.RoleViewer)
+	if ann.welcome.MaxLen != 10 {
+		t.Fatalf("welcome maxLen %d, want the room's 10", ann.welcome.MaxLen)
+	}
 
 	ann.send(protocol.ClientMsg{Type: protocol.TypeChat, Text: "héllo 👋", ClientID: "m1", SendTS: 1234})
 	ack := ann.await(protocol.TypeAck, nil)

@@ -312,6 +312,7 @@ func (h *hub) welcome(c *client, lastSeq int64, has bool) {
 		Stream:      &st,
 		ViewerCount: len(h.pres.users),
 		SlowMode:    h.slowMode,
+		MaxLen:      h.maxLen,
 		Missed:      missed,
 		FirstSeq:    h.hist.first(),
 	}

@@ -125,6 +125,7 @@ export class RoomPage extends EventTarget {
     this._setStream(m.stream || { live: false }, false);
     this._setCount(m.viewerCount || 0);
     this.slowMode = m.slowMode || 0;
+    if (m.maxLen > 0) this.sender.setMaxLength(m.maxLen); // the room's own limit, before any send
     this.dispatchEvent(new CustomEvent('welcome', { detail: d }));
   }
 
