@@ -250,14 +250,7 @@ func TestBrowser(t *testing.T) {
 	s := startStack(t)
 	start := time.Now()
 
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
-		append(chromiumFlags, chromedp.ExecPath(chromium), chromedp.UserDataDir(t.TempDir()))...)
-	t.Cleanup(cancel)
-	browser, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(browser, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("start %s: %v", chromium, err)
-	}
+	browser := startBrowser(t)
 	t.Logf("%s started in %v", chromium, time.Since(start).Round(time.Millisecond))
 
 	const room = "e2e-room"
@@ -440,18 +433,10 @@ func TestBrowser(t *testing.T) {
 // API error shown, and the key kept in sessionStorage only. Each step
 // leaves a screenshot.
 func TestConsole(t *testing.T) {
-	chromium := findChromium(t)
 	dir := artifacts(t)
 	s := startStack(t)
 
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
-		append(chromiumFlags, chromedp.ExecPath(chromium), chromedp.UserDataDir(t.TempDir()))...)
-	t.Cleanup(cancel)
-	browser, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(browser, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("start %s: %v", chromium, err)
-	}
+	browser := startBrowser(t)
 
 	// A room made through the room API, its producer and a viewer, and a
 	// ban of the room's own (by the producer) for the console to lift.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -73,20 +72,12 @@ func drain(ws *testutil.WS) {
 // producer and two more viewers are test clients of the room; each step
 // leaves screenshots named watch-<size>-<step>.png.
 func TestBrowserWatch(t *testing.T) {
-	chromium := findChromium(t)
 	dir := artifacts(t)
 	t.Setenv("ROOM_PRODUCER_GRACE", "1s") // the rooms inherit it through the stack
 	s := startStack(t)
 	start := time.Now()
 
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
-		append(chromiumFlags, chromedp.ExecPath(chromium), chromedp.UserDataDir(t.TempDir()))...)
-	t.Cleanup(cancel)
-	browser, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(browser, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("start %s: %v", chromium, err)
-	}
+	browser := startBrowser(t)
 
 	// The room, its producer (a test client) and a stream that answers 404.
 	const room = "watch-room"
