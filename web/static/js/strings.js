@@ -136,6 +136,7 @@ export const chat = {
 
 // ---- watch: the watch page ----
 export const watch = {
+  docTitle: 'chatfleet · Watch',
   title: (room) => `${room} · chatfleet`,
   pickTitle: 'Watch a room',
   roomName: 'Room name',
@@ -320,7 +321,10 @@ export const live = {
   muted: 'muted',
   mutedFor: (ms) => 'muted, ' + durationText(ms) + ' left',
   page: (n, of) => `Page ${n} of ${of}`,
-  mute: 'Mute', unmute: 'Unmute', kick: 'Kick', ban: 'Ban',
+  mute: 'Mute',
+  unmute: 'Unmute',
+  kick: 'Kick',
+  ban: 'Ban',
   actionLabel: (action, name) => `${action} ${name}`,
 };
 
