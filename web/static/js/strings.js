@@ -53,6 +53,12 @@ export const common = {
   missed: 'Some messages were missed while you were disconnected: the room keeps only its latest messages.',
   recovered: (n) => `Reconnected: ${n} missed ${plural(n, 'event', 'events')} recovered.`,
   notConnected: 'Not connected: try again when the connection is back.',
+  // Why a connection was lost, for connectionLost (the room's own reasons
+  // come as the room says them).
+  whyOffline: 'the browser is offline',
+  whyTimedOut: 'timed out connecting',
+  whySSEFailed: 'event stream failed',
+  whyNoAnswer: 'no answer from the room',
   // The ends of a session (docs/web.md, "Final ends"); reason is what the
   // room gave, already stripped of what these sentences say.
   ended: {
