@@ -458,7 +458,7 @@ export const console = {
   messageSent: (status, rooms, hosts, notTold) => `Message sent (${status}) to ${rooms} rooms on ${hosts} hosts.${notTold}`,
 };
 
-// SECTIONS names the sections for applyStrings.
+// SECTIONS names the sections lookup and applyStrings find keys in.
 const SECTIONS = { common, chat, watch, api, lobby, live, console };
 
 // lookup returns the string of a key such as "chat.send", or undefined.
@@ -470,8 +470,9 @@ export function lookup(key) {
 
 // applyStrings sets the static text of a page from this module: the text
 // of elements with data-s="section.key", the placeholder of those with
-// data-s-placeholder, the aria-label of those with data-s-label. The
-// page's HTML keeps the English text, so it reads the same without script.
+// data-s-placeholder, the aria-label of those with data-s-label, the
+// title of those with data-s-title. The page's HTML keeps the English
+// text, so it reads the same before this runs or without script.
 export function applyStrings(root = document) {
   for (const [attr, set] of [
     ['data-s', (el, v) => (el.textContent = v)],
