@@ -237,7 +237,7 @@ func TestConsoleSource(t *testing.T) {
 		}
 	}
 	html := get(t, h, "GET", "/admin.html").Body.String()
-	for _, want := range []string{`<label for="admin-key">`, `id="key-forget"`, `type="password"`, `<script type="module" src="/js/admin.js">`} {
+	for _, want := range []string{`<label for="admin-key"`, `id="key-forget"`, `type="password"`, `<script type="module" src="/js/admin.js">`} {
 		if !strings.Contains(html, want) {
 			t.Errorf("admin.html lacks %s", want)
 		}

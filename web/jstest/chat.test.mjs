@@ -1,9 +1,8 @@
 // Unit tests of the chat's pure parts (web/static/js/chat.js, player.js,
-// roompage.js) and of the strings module, run with `node --test` by
-// TestClientJS (web/web_test.go).
+// roompage.js), run with `node --test` by TestClientJS (web/web_test.go);
+// the strings module's own tests are in strings.test.mjs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 
 globalThis.addEventListener ??= () => {};
 globalThis.removeEventListener ??= () => {};
@@ -124,38 +123,4 @@ test('probe says why a playlist cannot be loaded', async () => {
 test('room names follow the control API\'s rule', () => {
   for (const ok of ['a', 'demo', 'e2e-room', 'A_1', 'x'.repeat(64)]) assert.ok(ROOM_NAME.test(ok), ok);
   for (const bad of ['', '-a', '_a', 'a b', 'a/b', 'ä', 'x'.repeat(65), '<script>']) assert.ok(!ROOM_NAME.test(bad), bad);
-});
-
-test('strings: every section says things, every key of the watch page exists', () => {
-  for (const section of ['common', 'chat', 'watch', 'time']) assert.equal(typeof strings[section], 'object', section);
-  const check = (where, v) => {
-    if (typeof v === 'function') v = /\.(joined|left)$/.test(where) ? v(['Ann', 'Bob']) : v(...Array(v.length).fill(2));
-    if (typeof v === 'object') return;
-    assert.equal(typeof v, 'string', where);
-    assert.ok(v.length > 0, where);
-    assert.doesNotMatch(v, /undefined|NaN|\[object/, where);
-  };
-  for (const section of ['common', 'chat', 'watch']) {
-    for (const [k, v] of Object.entries(strings[section])) check(`${section}.${k}`, v);
-  }
-  for (const [k, v] of Object.entries(strings.common.ended)) check(`common.ended.${k}`, v);
-  const html = readFileSync(new URL('../static/watch.html', import.meta.url), 'utf8');
-  const keys = [...html.matchAll(/data-s(?:-placeholder|-label)?="([^"]+)"/g)].map((m) => m[1]);
-  assert.ok(keys.length > 10, 'watch.html names few strings');
-  for (const k of keys) assert.equal(typeof strings.lookup(k), 'string', `watch.html names ${k}, which strings.js lacks`);
-  assert.equal(strings.lookup('chat.nope'), undefined);
-  assert.equal(strings.common.people(1), '1 person here');
-  assert.equal(strings.common.people(2), '2 people here');
-  assert.equal(strings.chat.joined(['Ann', 'Bob']), 'Ann and Bob joined');
-});
-
-test('strings: no key is given twice in a section (the last would silently win)', () => {
-  const src = readFileSync(new URL('../static/js/strings.js', import.meta.url), 'utf8');
-  const sections = [...src.matchAll(/export const (\w+) = \{\n([\s\S]*?)\n\};/g)];
-  assert.ok(sections.length >= 3);
-  for (const [, name, body] of sections) {
-    const keys = [...body.matchAll(/^ {2}(\w+)\s*[:(]/gm)].map((m) => m[1]);
-    const twice = keys.filter((k, i) => keys.indexOf(k) !== i);
-    assert.deepEqual(twice, [], `${name} gives ${twice.join(', ')} twice`);
-  }
 });

@@ -5,6 +5,7 @@
 
 import { request, listRooms, roomStatus, roomViewers } from './api.js';
 import { $, h, Notice } from './ui.js';
+import { applyStrings, console as text } from './strings.js';
 
 const KEY_STORAGE = 'chatfleet.adminKey';
 const BANS_PAGE = 100;
@@ -24,8 +25,8 @@ async function admin(method, path, body, quiet = false) {
     return { status, data: env.data };
   } catch (e) {
     let msg = e.message;
-    if (e.status === 401 || e.status === 403) msg = `the admin key was refused (${e.status}): ${msg}`;
-    if (!quiet) notice.show(`${method} /admin/v1${path}: ${msg}`, { kind: 'error', alert: true });
+    if (e.status === 401 || e.status === 403) msg = text.keyRefused(e.status, msg);
+    if (!quiet) notice.show(text.callFailed(`${method} /admin/v1${path}`, msg), { kind: 'error', alert: true });
     throw e;
   }
 }
@@ -60,10 +61,10 @@ function ok(text) {
 // failures describes an answer's failed and down hosts, or ''.
 export function failures(d) {
   const parts = [];
-  for (const f of (d && d.failed) || []) parts.push(`${f.hostId || 'hosts'}: ${f.error}`);
+  for (const f of (d && d.failed) || []) parts.push(text.hostFailed(f.hostId, f.error));
   const down = (d && d.down) || [];
-  if (down.length) parts.push('down: ' + down.join(', '));
-  return parts.length ? ' Not told: ' + parts.join('; ') + '.' : '';
+  if (down.length) parts.push(text.hostsDown(down));
+  return parts.length ? text.notTold(parts) : '';
 }
 
 // parseWords splits the editor's text into words (lines, spaces, commas).
@@ -72,7 +73,7 @@ export function parseWords(text) {
 }
 
 function fmt(v) {
-  if (v === null || v === undefined) return '—';
+  if (v === null || v === undefined) return text.none;
   if (typeof v === 'object') return JSON.stringify(v);
   return String(v);
 }
@@ -99,11 +100,11 @@ function replaceRows(tbody, key, rows) {
 }
 
 function cpu(v) {
-  return Number.isFinite(v) ? (v * 100).toFixed(1) + ' %' : '—';
+  return Number.isFinite(v) ? text.percent((v * 100).toFixed(1)) : text.none;
 }
 
 function when(s) {
-  if (!s) return '—';
+  if (!s) return text.none;
   const d = new Date(s);
   return Number.isNaN(d.getTime()) ? String(s) : d.toLocaleString();
 }
@@ -130,20 +131,20 @@ function hostRow(host) {
   const load = host.load || {};
   const id = host.id;
   const act = (action, label, cls, disabled) =>
-    h('button', { type: 'button', class: 'small ' + cls, 'aria-label': `${label} ${id}`, dataset: { action }, disabled, onclick: () => run(() => hostAction(id, action)) }, label);
+    h('button', { type: 'button', class: 'small ' + cls, 'aria-label': text.actionOn(label, id), dataset: { action }, disabled, onclick: () => run(() => hostAction(id, action)) }, label);
   return h('tr', { dataset: { host: id, state: host.state || '' } },
     h('th', { scope: 'row' }, id),
-    h('td', {}, h('span', { class: 'badge state-' + (host.state || 'unknown') }, host.state || 'unknown')),
+    h('td', {}, h('span', { class: 'badge state-' + (host.state || 'unknown') }, host.state || text.unknownState)),
     h('td', { class: 'num' }, fmt(load.rooms)),
     h('td', { class: 'num' }, fmt(load.conns)),
     h('td', { class: 'num' }, cpu(load.cpu)),
     h('td', {}, when(host.lastSeen)),
     h('td', { class: 'actions' },
-      h('button', { type: 'button', class: 'small secondary', 'aria-label': `Stats of ${id}`, dataset: { action: 'stats' }, onclick: () => run(() => hostStats(id)) }, 'Stats'),
-      act('drain', 'Drain', 'secondary', host.state === 'draining'),
-      act('resume', 'Resume', 'secondary', host.state === 'accepting'),
-      act('restart', 'Restart', 'secondary'),
-      h('button', { type: 'button', class: 'small danger', 'aria-label': `Shut down ${id}`, dataset: { action: 'shutdown' }, onclick: () => run(() => shutdown(id)) }, 'Shut down…')));
+      h('button', { type: 'button', class: 'small secondary', 'aria-label': text.statsOf(id), dataset: { action: 'stats' }, onclick: () => run(() => hostStats(id)) }, text.stats),
+      act('drain', text.drain, 'secondary', host.state === 'draining'),
+      act('resume', text.resume, 'secondary', host.state === 'accepting'),
+      act('restart', text.restart, 'secondary'),
+      h('button', { type: 'button', class: 'small danger', 'aria-label': text.shutDownHost(id), dataset: { action: 'shutdown' }, onclick: () => run(() => shutdown(id)) }, text.shutDown)));
 }
 
 async function loadHosts(quiet = false) {
@@ -157,32 +158,32 @@ async function loadHosts(quiet = false) {
 async function hostAction(id, action) {
   const { status, data } = await admin('POST', `/hosts/${enc(id)}/${action}`);
   const r = (data && data.result) || {};
-  const said = `${id}: ${action} answered ${status}${r.state ? ', state ' + r.state : ''}${r.message ? ': ' + r.message : ''}.`;
+  const said = text.hostAnswered(id, action, status, r.state, r.message);
   ok(said);
   // The action's answer stays shown if the list cannot be read just now
   // (a host shutting down may take the local stack with it).
   try {
     await loadHosts(true);
   } catch (e) {
-    ok(said + ' The host list could not be refreshed: ' + e.message);
+    ok(text.hostsNotRefreshed(said, e.message));
   }
 }
 
 async function hostStats(id) {
   const { data } = await admin('GET', `/hosts/${enc(id)}/stats`);
-  $('#host-stats-title').textContent = 'Stats of ' + id;
+  $('#host-stats-title').textContent = text.statsOf(id);
   kv($('#host-stats-list'), data);
   $('#host-stats').hidden = false;
 }
 
 async function shutdown(id) {
   const c = await confirmAction({
-    title: `Shut down ${id}?`,
-    text: 'The host drains its rooms and its daemon exits; the API does not start it again.',
-    okLabel: 'Shut down ' + id,
+    title: text.shutDownTitle(id),
+    text: text.shutDownText,
+    okLabel: text.shutDownHost(id),
   });
   if (!c.ok) {
-    ok(`${id}: shutdown cancelled.`);
+    ok(text.shutDownCancelled(id));
     return;
   }
   await hostAction(id, 'shutdown');
@@ -200,9 +201,9 @@ function roomRow(r) {
     h('td', { class: 'num' }, String(roomViewers(r))),
     h('td', {}, fmt(r.hostId)),
     h('td', { class: 'actions' },
-      h('button', { type: 'button', class: 'small secondary', 'aria-label': 'Inspect ' + r.name, dataset: { action: 'inspect' }, onclick: () => run(() => inspect(r.name)) }, 'Inspect'),
-      h('button', { type: 'button', class: 'small secondary', 'aria-label': 'Bans of ' + r.name, dataset: { action: 'bans' }, onclick: () => { $('#bans-room').value = r.name; run(() => loadBans(false)); } }, 'Bans'),
-      h('button', { type: 'button', class: 'small danger', 'aria-label': 'Close ' + r.name, dataset: { action: 'close' }, onclick: () => run(() => closeRoom(r.name)) }, 'Close…')));
+      h('button', { type: 'button', class: 'small secondary', 'aria-label': text.inspectRoom(r.name), dataset: { action: 'inspect' }, onclick: () => run(() => inspect(r.name)) }, text.inspect),
+      h('button', { type: 'button', class: 'small secondary', 'aria-label': text.bansOf(r.name), dataset: { action: 'bans' }, onclick: () => { $('#bans-room').value = r.name; run(() => loadBans(false)); } }, text.bans),
+      h('button', { type: 'button', class: 'small danger', 'aria-label': text.closeRoom(r.name), dataset: { action: 'close' }, onclick: () => run(() => closeRoom(r.name)) }, text.close)));
 }
 
 async function loadRooms() {
@@ -211,39 +212,39 @@ async function loadRooms() {
     const open = rooms.filter((r) => r && r.name && !['closed', 'failed'].includes(r.status));
     replaceRows($('#rooms'), 'room', open.map(roomRow));
     $('#rooms-table').hidden = open.length === 0;
-    $('#rooms-note').textContent = open.length ? `${open.length} open ${open.length === 1 ? 'room' : 'rooms'} (newest first, at most 100).` : 'No open room.';
+    $('#rooms-note').textContent = open.length ? text.roomsNote(open.length) : text.noOpenRoom;
   } catch (e) {
     $('#rooms').replaceChildren();
     $('#rooms-table').hidden = true;
-    $('#rooms-note').textContent = 'The listing needs the room API key (' + e.message + '): inspect a room by its name below.';
+    $('#rooms-note').textContent = text.listingNeedsKey(e.message);
   }
 }
 
 async function inspect(name) {
   $('#inspect-name').value = name;
   const { data } = await admin('GET', `/rooms/${enc(name)}`);
-  $('#room-detail-title').textContent = 'Room ' + name;
+  $('#room-detail-title').textContent = text.roomTitle(name);
   kv($('#room-detail-list'), data && data.room);
   const host = data && data.host;
   if (host) {
     const { stats, ...rest } = host;
     kv($('#room-detail-host'), { ...rest, ...(stats || {}) });
   } else {
-    $('#room-detail-host').replaceChildren(h('dt', {}, 'host'), h('dd', {}, 'the room is not open, or its host cannot say'));
+    $('#room-detail-host').replaceChildren(h('dt', {}, text.hostTerm), h('dd', {}, text.notOpen));
   }
   $('#room-detail').hidden = false;
 }
 
 async function closeRoom(name) {
   const c = await confirmAction({
-    title: `Close ${name}?`,
-    text: 'Everyone in the room is disconnected and sees the reason.',
-    okLabel: 'Close ' + name,
+    title: text.closeTitle(name),
+    text: text.closeText,
+    okLabel: text.closeRoom(name),
     reason: true,
   });
   if (!c.ok) return;
   const { status, data } = await admin('DELETE', `/rooms/${enc(name)}`, { reason: c.reason });
-  ok(`${name}: ${(data && data.status) || 'closed'} (${status}).`);
+  ok(text.roomClosed(name, data && data.status, status));
   await loadRooms();
 }
 
@@ -252,14 +253,14 @@ async function closeRoom(name) {
 let bansCursor = '';
 
 function banRow(b, room) {
-  const label = room ? `Remove ${b.userId}'s ban from ${room}` : `Remove ${b.userId}'s fleet ban`;
+  const label = text.removeBan(b.userId, room);
   return h('tr', { dataset: { user: b.userId } },
     h('th', { scope: 'row' }, b.userId),
     h('td', {}, b.reason || ''),
-    h('td', {}, b.until ? when(b.until) : 'forever'),
+    h('td', {}, b.until ? when(b.until) : text.forever),
     h('td', {}, b.by || ''),
     h('td', { class: 'actions' },
-      h('button', { type: 'button', class: 'small secondary', 'aria-label': label, dataset: { action: 'unban' }, onclick: () => run(() => removeBan(b.userId, room)) }, 'Remove')));
+      h('button', { type: 'button', class: 'small secondary', 'aria-label': label, dataset: { action: 'unban' }, onclick: () => run(() => removeBan(b.userId, room)) }, text.remove)));
 }
 
 async function loadBans(more) {
@@ -275,7 +276,7 @@ async function loadBans(more) {
   bansCursor = (data && data.nextCursor) || '';
   $('#bans-more').hidden = !bansCursor;
   const n = $('#bans').children.length;
-  $('#bans-count').textContent = `${n} ${n === 1 ? 'ban' : 'bans'}${room ? ' in room ' + room : ' of the fleet'}${bansCursor ? ' so far' : ''}.`;
+  $('#bans-count').textContent = text.bansCount(n, room, !!bansCursor);
   $('#bans-table').hidden = n === 0;
 }
 
@@ -284,7 +285,7 @@ async function addBan() {
   const reason = $('#ban-reason').value.trim();
   const minutes = Number($('#ban-minutes').value || 0);
   const { status, data } = await admin('POST', '/bans', { userId, reason, minutes });
-  ok(`Fleet ban of ${userId} added (${status}): told ${data.hosts} hosts, ${data.rooms} rooms.${failures(data)}`);
+  ok(text.banAdded(userId, status, data.hosts, data.rooms, failures(data)));
   $('#ban-form').reset();
   $('#bans-room').value = '';
   await loadBans(false);
@@ -293,7 +294,7 @@ async function addBan() {
 async function removeBan(userId, room) {
   const path = room ? `/rooms/${enc(room)}/bans/${enc(userId)}` : `/bans/${enc(userId)}`;
   const { status, data } = await admin('DELETE', path);
-  ok(`${data.removed} ${data.removed === 1 ? 'ban' : 'bans'} of ${userId} removed${room ? ' from ' + room : ''} (${status}): told ${data.hosts} hosts, ${data.rooms} rooms.${failures(data)}`);
+  ok(text.bansRemoved(data.removed, userId, room, status, data.hosts, data.rooms, failures(data)));
   await loadBans(false);
 }
 
@@ -303,12 +304,12 @@ async function loadWords() {
   const { data } = await admin('GET', '/blocked-words');
   const words = (data && data.words) || [];
   $('#words-text').value = words.join('\n');
-  $('#words-count').textContent = `${words.length} ${words.length === 1 ? 'word' : 'words'} stored.`;
+  $('#words-count').textContent = text.wordsCount(words.length);
 }
 
 async function saveWords() {
   const { status, data } = await admin('PUT', '/blocked-words', { words: parseWords($('#words-text').value) });
-  ok(`Blocked words replaced (${status}): ${data.words.length} words, told ${data.hosts} hosts.${failures(data)}`);
+  ok(text.wordsReplaced(status, data.words.length, data.hosts, failures(data)));
   await loadWords();
 }
 
@@ -328,7 +329,7 @@ async function saveDefaults() {
   const body = { allowAnonymous: $('#def-allowAnonymous').checked };
   for (const f of DEFAULT_FIELDS) body[f] = Number($('#def-' + f).value);
   const { status, data } = await admin('PUT', '/room-defaults', body);
-  ok(`Room defaults replaced (${status}): told ${data.hosts} hosts.${failures(data)}`);
+  ok(text.defaultsReplaced(status, data.hosts, failures(data)));
   await loadDefaults();
 }
 
@@ -359,7 +360,7 @@ async function loadAudit(more) {
   $('#audit-more').hidden = !auditBefore;
   const n = $('#audit').children.length;
   $('#audit-table').hidden = n === 0;
-  $('#audit-count').textContent = `${n} ${n === 1 ? 'entry' : 'entries'}${target ? ' for ' + target : ''}${auditBefore ? ' so far' : ''}.`;
+  $('#audit-count').textContent = text.auditCount(n, target, !!auditBefore);
 }
 
 // The key form and start.
@@ -367,9 +368,7 @@ async function loadAudit(more) {
 function showKeyState() {
   const has = adminKey() !== '';
   $('#console').hidden = !has;
-  $('#key-status').textContent = has
-    ? 'A key is held for this tab; it is forgotten when the tab closes or on "Forget key".'
-    : 'Enter the admin API key (the local stack\'s is DEV_ADMIN_API_KEY).';
+  $('#key-status').textContent = has ? text.keyHeld : text.keyNeeded;
 }
 
 async function loadAll() {
@@ -380,7 +379,7 @@ async function loadAll() {
   await loadBans(false);
   await loadWords();
   await loadDefaults();
-  ok('Connected to the admin API.');
+  ok(text.connected);
 }
 
 function wire(sel, ev, f) {
@@ -391,11 +390,12 @@ function wire(sel, ev, f) {
 }
 
 function start() {
+  applyStrings();
   wire('#key-form', 'submit', async () => {
     const k = $('#admin-key').value.trim();
     $('#admin-key').value = '';
     if (!k) {
-      notice.show('Type the admin key first.', { kind: 'error', alert: true });
+      notice.show(text.typeKey, { kind: 'error', alert: true });
       return;
     }
     sessionStorage.setItem(KEY_STORAGE, k);
@@ -414,7 +414,7 @@ function start() {
   $('#key-forget').addEventListener('click', () => {
     sessionStorage.removeItem(KEY_STORAGE);
     showKeyState();
-    notice.show('The admin key is forgotten.', { kind: 'ok' });
+    notice.show(text.keyForgotten, { kind: 'ok' });
     $('#admin-key').focus();
   });
   wire('#hosts-refresh', 'click', loadHosts);
@@ -426,9 +426,9 @@ function start() {
     else $('#inspect-name').focus();
   });
   wire('#message-form', 'submit', async () => {
-    const text = $('#message-text').value.trim();
-    const { status, data } = await admin('POST', '/messages', { text });
-    ok(`Message sent (${status}) to ${data.rooms} rooms on ${data.hosts} hosts.${failures(data)}`);
+    const message = $('#message-text').value.trim();
+    const { status, data } = await admin('POST', '/messages', { text: message });
+    ok(text.messageSent(status, data.rooms, data.hosts, failures(data)));
     $('#message-text').value = '';
   });
   wire('#ban-form', 'submit', addBan);

@@ -39,7 +39,7 @@ export async function request(method, path, body, key) {
   }
   if (!res.ok) {
     const e = (env && env.error) || {};
-    throw new ApiError(res.status, e.code || 'http_' + res.status, e.message || res.statusText || 'request failed');
+    throw new ApiError(res.status, e.code || 'http_' + res.status, e.message || res.statusText || text.requestFailed);
   }
   return { status: res.status, env: env || {} };
 }

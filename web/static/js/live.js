@@ -9,7 +9,7 @@ import { randomId } from './settings.js';
 import { RoomPage, parseTime } from './roompage.js';
 import { moderationMessage, rank } from './chat.js';
 import { $, h, copyText, Notice, openSettings, setupSettings } from './ui.js';
-import { api as apiText, live as text } from './strings.js';
+import { api as apiText, applyStrings, live as text } from './strings.js';
 
 const STORE = 'chatfleet.producerRooms';
 const NAME_STORE = 'chatfleet.producerName'; // the display name last used to create a room
@@ -482,7 +482,7 @@ function wire() {
   $('#invite-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const role = $('#invite-role').value;
-    const display = $('#invite-name').value.trim() || (role === 'moderator' ? 'Moderator' : 'Guest');
+    const display = $('#invite-name').value.trim() || (role === 'moderator' ? text.defaultModerator : text.defaultGuest);
     try {
       const t = await createToken(roomName, { role, userId: 'invite-' + randomId(6), name: display, ttlSeconds: 86400 });
       const ws = roomURLs(t).wsUrl || (stored()[roomName] || {}).wsUrl || '';
@@ -527,6 +527,7 @@ async function explain(name) {
   }
 }
 
+applyStrings();
 wire();
 setupSettings(() => page && page.conn.retryNow());
 $('#owner-name').value = localStorage.getItem(NAME_STORE) || '';

@@ -2,7 +2,7 @@
 
 import { listRooms, roomStatus, roomViewers } from './api.js';
 import { $, h, Notice, openSettings, setupSettings } from './ui.js';
-import { api as apiText, lobby as text } from './strings.js';
+import { api as apiText, applyStrings, lobby as text } from './strings.js';
 
 const REFRESH = 5000;
 const PAGE = 50;
@@ -83,5 +83,6 @@ document.addEventListener('visibilitychange', () => {
   if (!document.hidden) refresh();
   else clearTimeout(timer);
 });
+applyStrings();
 setupSettings(refresh);
 refresh();

@@ -6,6 +6,7 @@
 // messages and docs/web.md for the behaviour.
 
 import { randomId } from './settings.js';
+import { common as C } from './strings.js';
 
 // Close codes the room uses (protocol/protocol.go).
 export const Close = {
@@ -83,7 +84,7 @@ export class RoomConnection extends EventTarget {
     this._onOnline = () => this.retryNow();
     // The browser knows its network is gone before any timeout would tell.
     this._onOffline = () => {
-      if (this._ws || this._es) this._lost(this._gen, 0, 'the browser is offline');
+      if (this._ws || this._es) this._lost(this._gen, 0, C.whyOffline);
     };
   }
 
@@ -193,7 +194,7 @@ export class RoomConnection extends EventTarget {
     this._creds = creds;
     this._welcomed = false;
     this._openTimer = setTimeout(() => {
-      if (gen === this._gen && !this._welcomed) this._lost(gen, 0, 'timed out connecting');
+      if (gen === this._gen && !this._welcomed) this._lost(gen, 0, C.whyTimedOut);
     }, OPEN_TIMEOUT);
     if (this.transport === 'sse') this._openSSE(creds, gen);
     else this._openWS(creds, gen);
@@ -237,7 +238,7 @@ export class RoomConnection extends EventTarget {
     // The browser would retry by itself; the client retries instead, with
     // its own backoff and a fresh lastSeq.
     es.onerror = () => {
-      if (this._es === es) this._lost(gen, 0, 'event stream failed');
+      if (this._es === es) this._lost(gen, 0, C.whySSEFailed);
     };
   }
 
@@ -305,7 +306,7 @@ export class RoomConnection extends EventTarget {
       if (gen !== this._gen) return;
       const quiet = Date.now() - this._lastRx;
       if (quiet > DEAD_AFTER && this._ws) {
-        this._lost(gen, 0, 'no answer from the room');
+        this._lost(gen, 0, C.whyNoAnswer);
       } else if (quiet > PING_AFTER && this._ws && this._ws.readyState === WebSocket.OPEN) {
         this._ws.send('{"type":"ping"}');
       }

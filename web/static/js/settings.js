@@ -1,6 +1,8 @@
 // Settings the pages share: the control API's address and key, and the
 // guest identity of this browser. See docs/web.md, "The API key".
 
+import { common as C } from './strings.js';
+
 const KEY_STORAGE = 'chatfleet.apiKey';
 const GUEST_STORAGE = 'chatfleet.guest';
 
@@ -66,7 +68,7 @@ export function guest() {
   if (!g || typeof g.userId !== 'string' || !g.userId || g.userId.startsWith('guest-')) {
     const n = new Uint16Array(1);
     crypto.getRandomValues(n);
-    g = { userId: 'web-' + randomId(8), name: 'Guest-' + String(1000 + (n[0] % 9000)) };
+    g = { userId: 'web-' + randomId(8), name: C.guestName(String(1000 + (n[0] % 9000))) };
     localStorage.setItem(GUEST_STORAGE, JSON.stringify(g));
   }
   return g;

@@ -3,6 +3,7 @@
 // as HTML.
 
 import { apiKey, keySource, saveApiKey } from './settings.js';
+import { common as C } from './strings.js';
 
 export const $ = (sel, root = document) => root.querySelector(sel);
 
@@ -60,9 +61,9 @@ export function setupSettings(onChange) {
     const src = keySource();
     input.value = src === 'saved' ? apiKey() : '';
     status.textContent =
-      src === 'saved' ? 'Using the key saved in this browser.' :
-      src === 'config' ? 'Using the key from /config.js.' :
-      'No key yet: the local stack\'s default is DEV_API_KEY.';
+      src === 'saved' ? C.keySaved :
+      src === 'config' ? C.keyConfig :
+      C.keyNone;
   };
   show();
   form.addEventListener('submit', (ev) => {
@@ -92,7 +93,7 @@ export async function copyText(text, button) {
     await navigator.clipboard.writeText(text);
     if (button) {
       const old = button.textContent;
-      button.textContent = 'Copied';
+      button.textContent = C.copied;
       setTimeout(() => (button.textContent = old), 1500);
     }
   } catch {
