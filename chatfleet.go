@@ -56,7 +56,8 @@ func (s RoomStatus) Open() bool {
 // Room is one chat room as the store and the listing know it.
 type Room struct {
 	Name         string     `json:"name" bson:"name"`
-	Title        string     `json:"title,omitempty" bson:"title,omitempty"` // given at create, for listings
+	Title        string     `json:"title,omitempty" bson:"title,omitempty"`         // given at create, for listings
+	OwnerName    string     `json:"ownerName,omitempty" bson:"ownerName,omitempty"` // the producer's display name given at create, for listings
 	HostID       string     `json:"hostId" bson:"hostId"`
 	HostAddr     string     `json:"hostAddr" bson:"hostAddr"` // host name or IP clients use for the room port
 	Port         int        `json:"port" bson:"port"`

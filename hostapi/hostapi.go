@@ -64,10 +64,12 @@ type RoomOptions struct {
 	// WebhookURLs get the room's events (docs/events.md); webhook.ValidateURLs
 	// says which are taken.
 	WebhookURLs []string `json:"webhookUrls,omitempty"`
-	// HLSURL and Title are kept by the host, whose sync writes them to the
+	// HLSURL, Title and OwnerName are kept by the host, whose sync writes them to the
 	// store (the hlsUrl until the producer announces its own).
 	HLSURL string `json:"hlsUrl,omitempty"`
 	Title  string `json:"title,omitempty"`
+	// OwnerName is the producer's display name, kept for listings like Title.
+	OwnerName string `json:"ownerName,omitempty"`
 }
 
 // CreateRequest is the body of POST RoomPath+name.

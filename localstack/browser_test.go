@@ -886,11 +886,12 @@ func TestBrowserLobbyLive(t *testing.T) {
 		p.wait("only Mute is offered", fmt.Sprintf(`(() => { const li = document.querySelector(%s);
 			return !li.dataset.muted && !!li.querySelector('button[aria-label^="Mute "]') && !li.querySelector('button[aria-label^="Unmute "]'); })()`, js(row)), 10*time.Second)
 
-		// The lobby (in the other browser) shows the title and the live
-		// state (the hosts report it every few seconds).
+		// The lobby (in the other browser) shows the title, the producer's
+		// name and the live state (the hosts report it every few seconds).
 		o.do("open the lobby", 20*time.Second, chromedp.Navigate(base+"/"))
-		o.wait("the lobby shows the room's title, live", fmt.Sprintf(`(() => { const tr = document.querySelector('tr[data-room=%s]');
-			return tr && tr.querySelector('.badge.live') && tr.querySelector('.room-title').textContent === %s; })()`, js(room), js(title)), 20*time.Second)
+		o.wait("the lobby shows the room's title and producer, live", fmt.Sprintf(`(() => { const tr = document.querySelector('tr[data-room=%s]');
+			return tr && tr.querySelector('.badge.live') && tr.querySelector('.room-title').textContent === %s &&
+				tr.querySelector('.room-sub').textContent.includes('by ' + %s); })()`, js(room), js(title), js(owner)), 20*time.Second)
 		o.noOverflow("the lobby with rooms")
 		o.wait("the Watch buttons are in view", `[...document.querySelectorAll('#rooms td.watch a')].every(a => a.getBoundingClientRect().right <= innerWidth)`, 5*time.Second)
 		shot(o, "lobby-rooms")

@@ -39,6 +39,7 @@ type roomView struct {
 	Name, Title, Status, Producer, HostID, Host string
 	ProducerLive                                bool
 	OwnerID                                     string `json:"ownerId"`
+	OwnerName                                   string `json:"ownerName"`
 	Instance                                    string
 	Viewers, Port                               int
 	WSURL                                       string `json:"wsUrl"`

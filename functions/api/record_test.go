@@ -47,9 +47,10 @@ func TestRoomRecordIsTrue(t *testing.T) {
 	const (
 		hls   = "https://cdn.example.com/live/rec.m3u8"
 		title = "Friday night jazz — live"
+		owner = "Ann Lee"
 	)
 	var rec created
-	call(t, "POST", a.rooms+"/api/v1/rooms/rec", apiKey, `{"hlsUrl":"`+hls+`","title":"`+title+`"}`).
+	call(t, "POST", a.rooms+"/api/v1/rooms/rec", apiKey, `{"hlsUrl":"`+hls+`","title":"`+title+`","ownerName":"`+owner+`"}`).
 		want(t, http.StatusCreated, "").decode(t, &rec)
 
 	// syncs waits until the host has written the room n more times,
@@ -73,8 +74,8 @@ func TestRoomRecordIsTrue(t *testing.T) {
 		})
 	}
 	offline := func(r *chatfleet.Room) error {
-		if r.HLSURL != hls || r.Title != title || r.Status != chatfleet.RoomOffline || r.ProducerLive {
-			return fmt.Errorf("%+v, want offline with hlsUrl %q and title %q", r, hls, title)
+		if r.HLSURL != hls || r.Title != title || r.OwnerName != owner || r.Status != chatfleet.RoomOffline || r.ProducerLive {
+			return fmt.Errorf("%+v, want offline with hlsUrl %q, title %q and ownerName %q", r, hls, title, owner)
 		}
 		return nil
 	}
@@ -82,7 +83,7 @@ func TestRoomRecordIsTrue(t *testing.T) {
 		t.Helper()
 		var v roomView
 		call(t, "GET", a.rooms+"/api/v1/rooms/rec", apiKey, "").want(t, http.StatusOK, "").decode(t, &v)
-		if v.HLSURL != hls || v.Title != title || v.Status != "offline" || v.Producer != "offline" {
+		if v.HLSURL != hls || v.Title != title || v.OwnerName != owner || v.Status != "offline" || v.Producer != "offline" {
 			t.Fatalf("%s: room view %+v", what, v)
 		}
 	}

@@ -132,6 +132,7 @@ func checkURL(field, s string, maxLen int) error {
 type roomView struct {
 	Name         string               `json:"name"`
 	Title        string               `json:"title,omitempty"`
+	OwnerName    string               `json:"ownerName,omitempty"` // the producer's display name, if given at create
 	Status       chatfleet.RoomStatus `json:"status"`
 	Producer     string               `json:"producer"` // "live" or "offline"
 	ProducerLive bool                 `json:"producerLive"`
@@ -158,7 +159,7 @@ func view(r *chatfleet.Room, hosts map[string]chatfleet.Host) roomView {
 	}
 	ws, sse := roomURLs(hosts[r.HostID].RoomURL, r.HostAddr, r.Port)
 	return roomView{
-		Name: r.Name, Title: r.Title, Status: r.Status, Producer: producer, ProducerLive: r.ProducerLive, Viewers: r.Viewers,
+		Name: r.Name, Title: r.Title, OwnerName: r.OwnerName, Status: r.Status, Producer: producer, ProducerLive: r.ProducerLive, Viewers: r.Viewers,
 		HostID: r.HostID, Host: r.HostAddr, Port: r.Port, WSURL: ws, SSEURL: sse,
 		HLSURL: r.HLSURL, Paid: r.Paid, OwnerID: ownerOf(r), Instance: r.Instance, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
@@ -206,7 +207,7 @@ func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	opts := hostapi.RoomOptions{AllowAnonymous: req.AllowAnonymous, Paid: req.Paid, WebhookURLs: req.WebhookURLs,
-		Instance: randomHex(16), OwnerID: req.OwnerID, HLSURL: req.HLSURL, Title: req.Title}
+		Instance: randomHex(16), OwnerID: req.OwnerID, HLSURL: req.HLSURL, Title: req.Title, OwnerName: req.OwnerName}
 	display := req.OwnerName
 	if opts.OwnerID == "" {
 		opts.OwnerID = "owner-" + randomHex(8)
@@ -223,7 +224,7 @@ func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	room := &chatfleet.Room{
-		Name: name, Title: req.Title, HostID: host.ID, HostAddr: host.RoomHost, Port: port,
+		Name: name, Title: req.Title, OwnerName: req.OwnerName, HostID: host.ID, HostAddr: host.RoomHost, Port: port,
 		Status: chatfleet.RoomOffline, HLSURL: req.HLSURL, Paid: req.Paid,
 		Instance: opts.Instance, OwnerID: opts.OwnerID,
 	}

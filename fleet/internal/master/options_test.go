@@ -13,7 +13,8 @@ import (
 func TestRoomOptionsValidateListingFields(t *testing.T) {
 	cfg := &Config{}
 	for _, o := range []RoomOptions{
-		{HLSURL: "https://cdn.example.com/x.m3u8", Title: "Jazz — live"},
+		{HLSURL: "https://cdn.example.com/x.m3u8", Title: "Jazz — live", OwnerName: "Ann Lee"},
+		{OwnerName: strings.Repeat("n", maxOwnerNameLen)},
 		{HLSURL: "http://cdn/" + strings.Repeat("p", maxHLSURLLen-len("http://cdn/")), Title: strings.Repeat("t", maxTitleLen)},
 	} {
 		if err := o.validate(cfg); err != nil {
@@ -28,6 +29,8 @@ func TestRoomOptionsValidateListingFields(t *testing.T) {
 		{Title: strings.Repeat("t", maxTitleLen+1)},
 		{Title: "bell\a"},
 		{Title: "bad \xff utf-8"},
+		{OwnerName: strings.Repeat("n", maxOwnerNameLen+1)},
+		{OwnerName: "tab\tin name"},
 	} {
 		if err := o.validate(cfg); chatfleet.ErrorCode(err) != chatfleet.EINVALID {
 			t.Errorf("%.40q/%.20q: %v, want EINVALID", o.HLSURL, o.Title, err)
@@ -40,8 +43,8 @@ func TestRoomOptionsValidateListingFields(t *testing.T) {
 func TestDomainKeepsCreateOptions(t *testing.T) {
 	m := &Master{cfg: Config{HostID: "h1", PublicHost: "127.0.0.1"}}
 	m.log = slog.New(slog.DiscardHandler)
-	r := m.newRoom("rec", 34000, RoomOptions{HLSURL: "https://cdn/a.m3u8", Title: "T"}, time.Now())
-	if d := r.domain(time.Now()); d.HLSURL != "https://cdn/a.m3u8" || d.Title != "T" || d.ProducerLive {
+	r := m.newRoom("rec", 34000, RoomOptions{HLSURL: "https://cdn/a.m3u8", Title: "T", OwnerName: "Ann"}, time.Now())
+	if d := r.domain(time.Now()); d.HLSURL != "https://cdn/a.m3u8" || d.Title != "T" || d.OwnerName != "Ann" || d.ProducerLive {
 		t.Fatalf("before any stream: %+v", d)
 	}
 	r.stats = chatfleet.RoomStats{ProducerLive: true, HLSURL: "https://cdn/b.m3u8"}

@@ -40,6 +40,8 @@ type RoomOptions hostapi.RoomOptions
 const (
 	maxHLSURLLen = 2048 // bytes, as the control API and the room take it
 	maxTitleLen  = 120  // bytes
+	// maxOwnerNameLen is the control API's limit of a display name.
+	maxOwnerNameLen = 64 // bytes
 )
 
 // validate checks o for a host configured with cfg; EINVALID if it is wrong.
@@ -52,10 +54,19 @@ func (o RoomOptions) validate(cfg *Config) error {
 			return chatfleet.Errorf(chatfleet.EINVALID, "options.hlsUrl: want an http(s) URL of at most %d bytes, without credentials", maxHLSURLLen)
 		}
 	}
-	if len(o.Title) > maxTitleLen || !utf8.ValidString(o.Title) || strings.IndexFunc(o.Title, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+	if !listingText(o.Title, maxTitleLen) {
 		return chatfleet.Errorf(chatfleet.EINVALID, "options.title: want at most %d bytes of printable characters", maxTitleLen)
 	}
+	if !listingText(o.OwnerName, maxOwnerNameLen) {
+		return chatfleet.Errorf(chatfleet.EINVALID, "options.ownerName: want at most %d bytes of printable characters", maxOwnerNameLen)
+	}
 	return o.validateWebhooks(cfg)
+}
+
+// listingText reports whether s, shown in listings, is at most max bytes
+// of printable UTF-8 (empty is fine).
+func listingText(s string, max int) bool {
+	return len(s) <= max && utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0
 }
 
 // validateWebhooks checks the room's own webhook URLs and secret: the URLs
@@ -179,7 +190,7 @@ func (r *room) info() RoomInfo {
 func (r *room) domain(now time.Time) *chatfleet.Room {
 	in := r.info()
 	return &chatfleet.Room{
-		Name: r.name, Title: r.opts.Title, HostID: r.m.cfg.HostID, HostAddr: r.m.cfg.PublicHost, Port: r.port,
+		Name: r.name, Title: r.opts.Title, OwnerName: r.opts.OwnerName, HostID: r.m.cfg.HostID, HostAddr: r.m.cfg.PublicHost, Port: r.port,
 		Status: in.Status, ProducerLive: in.Stats.ProducerLive, HLSURL: cmp.Or(in.Stats.HLSURL, r.opts.HLSURL),
 		Viewers: in.Stats.Viewers, Paid: r.opts.Paid, Instance: r.opts.Instance, OwnerID: r.opts.OwnerID,
 		CreatedAt: r.createdAt, UpdatedAt: now,
