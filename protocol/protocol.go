@@ -189,6 +189,7 @@ type ServerMsg struct {
 	Stream   *StreamState      `json:"stream,omitempty"`
 	SlowMode int               `json:"slowMode,omitempty"`
 	MaxLen   int               `json:"maxLen,omitempty"` // the longest chat text the room takes, in characters
+	Muted    bool              `json:"muted,omitempty"`  // the user is muted: until Until (Unix ms), or until unmuted
 	History  []json.RawMessage `json:"history,omitempty"`
 	Missed   bool              `json:"missed,omitempty"`   // the requested lastSeq is older than the buffer
 	FirstSeq int64             `json:"firstSeq,omitempty"` // the oldest seq the buffer still holds

@@ -316,6 +316,12 @@ func (h *hub) welcome(c *client, lastSeq int64, has bool) {
 		Missed:      missed,
 		FirstSeq:    h.hist.first(),
 	}
+	if until, muted := h.mod.mutedUntil(c.info.UserID, h.now()); muted {
+		m.Muted = true
+		if !until.IsZero() {
+			m.Until = until.UnixMilli()
+		}
+	}
 	b, err := m.Marshal()
 	if err != nil {
 		panic(fmt.Sprintf("encode welcome: %v", err))

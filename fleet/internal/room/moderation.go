@@ -136,6 +136,15 @@ func (m *moderation) muted(id string, now time.Time) bool {
 	return ok
 }
 
+// mutedUntil returns the end of user id's mute (zero: until unmuted), and
+// whether the user is muted at now.
+func (m *moderation) mutedUntil(id string, now time.Time) (time.Time, bool) {
+	if !m.muted(id, now) {
+		return time.Time{}, false
+	}
+	return m.mutes[id], true
+}
+
 // mute mutes user id until (zero: until unmuted), replacing any mute it
 // had. It reports false, changing nothing, when a new mute would hold more
 // than maxMutes once the ended ones are dropped.

@@ -146,8 +146,15 @@ func TestMute(t *testing.T) {
 	if code := vic.errorCode(protocol.ClientMsg{Type: protocol.TypeChat, Text: "hi"}); code != protocol.CodeMuted {
 		t.Fatalf("muted chat: %q", code)
 	}
-	// A second tab is muted too: the mute is the user's.
+	// A second tab is muted too: the mute is the user's, and its welcome
+	// says so (until unmuted: no end).
 	vic2 := e.dial("vic", chatfleet.RoleViewer)
+	if !vic2.welcome.Muted || vic2.welcome.Until != 0 {
+		t.Fatalf("welcome of a muted user: muted %v until %d, want muted with no end", vic2.welcome.Muted, vic2.welcome.Until)
+	}
+	if mod.welcome.Muted {
+		t.Fatal("the moderator's welcome says muted")
+	}
 	if code := vic2.errorCode(protocol.ClientMsg{Type: protocol.TypeChat, Text: "hi"}); code != protocol.CodeMuted {
 		t.Fatalf("muted chat from a second tab: %q", code)
 	}

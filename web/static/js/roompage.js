@@ -126,6 +126,7 @@ export class RoomPage extends EventTarget {
     this._setCount(m.viewerCount || 0);
     this.slowMode = m.slowMode || 0;
     if (m.maxLen > 0) this.sender.setMaxLength(m.maxLen); // the room's own limit, before any send
+    if (m.muted) this.sender.mute(m.until || Infinity); // a mute made before this page joined
     this.dispatchEvent(new CustomEvent('welcome', { detail: d }));
   }
 
