@@ -964,6 +964,8 @@ func TestAxeWatch(t *testing.T) {
 		w.do("open the watch page", 20*time.Second, chromedp.Navigate(s.URL("/watch.html?room="+room)))
 		w.wait("the viewer is connected", `document.body.dataset.conn === 'open'`, 20*time.Second)
 		w.waitText("#chat-log", "hello, axe", 10*time.Second)
+		w.waitText("#room-title", "Axe check", 10*time.Second) // the title and producer given at create
+		w.waitText("#room-by", "by Ann", 10*time.Second)
 		w.axe(axeJS, "watch-"+vp.name)
 		w.shot("watch-" + vp.name)
 	}

@@ -144,6 +144,7 @@ export const chat = {
 export const watch = {
   docTitle: 'chatfleet · Watch',
   title: (room) => `${room} · chatfleet`,
+  by: (name) => 'by ' + name,
   pickTitle: 'Watch a room',
   roomName: 'Room name',
   watchButton: 'Watch',

@@ -119,6 +119,18 @@ function watch() {
     location.reload(); // a new token carries the new name
   });
   page.start();
+  // The room's title and producer, when the API says them (a personal link
+  // works without an API key: then the name stays).
+  getRoom(roomName).then((r) => {
+    if (r.title) {
+      $('#room-title').textContent = r.title;
+      document.title = W.title(r.title);
+    }
+    if (r.ownerName) {
+      $('#room-by').textContent = W.by(r.ownerName);
+      $('#room-by').hidden = false;
+    }
+  }, () => {});
 }
 
 applyStrings();
