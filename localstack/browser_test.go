@@ -878,7 +878,7 @@ func TestBrowserLobbyLive(t *testing.T) {
 		row := fmt.Sprintf(`#viewers li[data-user=%s]`, js(v.user))
 		p.wait("the viewer is listed", `!!document.querySelector(`+js(row)+`)`, 10*time.Second)
 		p.do("mute the viewer", 10*time.Second, chromedp.Click(chromedp.CSS(row+` button[aria-label^="Mute "]`)))
-		p.waitText(row, "min", 10*time.Second) // "muted, 4 min 59 s left"
+		p.waitText(row, "left", 10*time.Second) // "muted, 4:59 left"
 		p.wait("only Unmute is offered", fmt.Sprintf(`(() => { const li = document.querySelector(%s);
 			return !!li.querySelector('button[aria-label^="Unmute "]') && !li.querySelector('button[aria-label^="Mute "]'); })()`, js(row)), 5*time.Second)
 		shot(p, "live-viewer-muted")

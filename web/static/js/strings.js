@@ -191,14 +191,6 @@ export const time = {
 // countOf says n with the singular or plural word: "1 viewer", "3 viewers".
 const countOf = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 
-// durationText says a duration for people: "45 s", "4 min 05 s", "2 h 10 min".
-export function durationText(ms) {
-  const s = Math.max(0, Math.ceil(ms / 1000));
-  if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
-  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
-}
-
 // api: the control API's failures, as the pages show them.
 export const api = {
   unreachable: "Can't reach chatfleet right now. Check your connection and try again.",
@@ -326,7 +318,7 @@ export const live = {
   you: ' (you)',
   role: (role) => ({ producer: 'producer', moderator: 'moderator', viewer: 'viewer' })[role] || role,
   muted: 'muted',
-  mutedFor: (ms) => 'muted, ' + durationText(ms) + ' left',
+  mutedFor: (ms) => 'muted, ' + time.countdown(ms / 1000) + ' left', // as the watch page counts down
   page: (n, of) => `Page ${n} of ${of}`,
   mute: 'Mute',
   unmute: 'Unmute',
