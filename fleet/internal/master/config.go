@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet/fleet/internal/entitle"
+	"github.com/chatfleet/chatfleet/fleet/internal/hooks"
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
 	"github.com/chatfleet/chatfleet/fleet/internal/roomproc"
 	"github.com/chatfleet/chatfleet/internal/envconf"
@@ -59,15 +60,17 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Spares:         r.Int("ROOM_SPARES", 2),
 		OrphanGrace:    r.Dur("ORPHAN_GRACE", 0),
 		EventRetention: r.Dur("EVENT_RETENTION", 0),
-		WebhookURLs:    r.List("WEBHOOK_URLS"),
-		WebhookSecret:  r.Str("WEBHOOK_SECRET", ""),
-		WebhookQueue:   r.Int("WEBHOOK_QUEUE", 0),
-		WebhookBackoff: r.Dur("WEBHOOK_BACKOFF", 0),
+		Webhooks: hooks.Config{
+			URLs:    r.List("WEBHOOK_URLS"),
+			Secret:  r.Str("WEBHOOK_SECRET", ""),
+			Queue:   r.Int("WEBHOOK_QUEUE", 0),
+			Backoff: r.Dur("WEBHOOK_BACKOFF", 0),
+			// Rooms' own webhookUrls may reach private addresses: development only.
+			AllowPrivate: r.Flag("WEBHOOK_ALLOW_PRIVATE"),
+		},
 		MaxFleetBans:   r.Int("MAX_FLEET_BANS", 0),
 		MaxRoomBans:    r.Int("MAX_ROOM_BANS", 0),
 		MaxPendingBans: r.Int("MAX_PENDING_BANS", 0),
-		// Rooms' own webhookUrls may reach private addresses: development only.
-		WebhookAllowPrivate: r.Flag("WEBHOOK_ALLOW_PRIVATE"),
 	}
 	// One scheduler thread per room process: rooms are many per host, and a
 	// room on one thread spends less CPU per delivery (docs/performance.md).
@@ -115,7 +118,7 @@ const madeUpSecret = "TOKEN_SECRET="
 // less useful, on purpose or not.
 func (c Config) Warnings() []string {
 	var out []string
-	if c.WebhookAllowPrivate {
+	if c.Webhooks.AllowPrivate {
 		out = append(out, "WEBHOOK_ALLOW_PRIVATE=1: rooms' webhook URLs may reach this host and its private network; for development only")
 	}
 	for _, kv := range c.RoomEnv {

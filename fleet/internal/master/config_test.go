@@ -69,8 +69,8 @@ func TestConfigFromEnvValues(t *testing.T) {
 	if !reflect.DeepEqual(c.RoomEnv, []string{"GOMAXPROCS=2"}) {
 		t.Errorf("RoomEnv %q: the rooms inherit TOKEN_SECRET, none is made up", c.RoomEnv)
 	}
-	if !reflect.DeepEqual(c.WebhookURLs, []string{"https://a.example/h", "https://b.example/h"}) || !c.WebhookAllowPrivate {
-		t.Errorf("webhooks %q, allow private %v", c.WebhookURLs, c.WebhookAllowPrivate)
+	if !reflect.DeepEqual(c.Webhooks.URLs, []string{"https://a.example/h", "https://b.example/h"}) || !c.Webhooks.AllowPrivate {
+		t.Errorf("webhooks %q, allow private %v", c.Webhooks.URLs, c.Webhooks.AllowPrivate)
 	}
 	if w := c.Warnings(); len(w) != 1 || !strings.HasPrefix(w[0], "WEBHOOK_ALLOW_PRIVATE=1") {
 		t.Errorf("Warnings %q, want the one about WEBHOOK_ALLOW_PRIVATE", w)

@@ -8,31 +8,20 @@ import "github.com/chatfleet/chatfleet/fleet/internal/hooks"
 // (events.go), its lifecycle and viewers (lifecycle.go).
 
 // newHooks returns the dispatcher of m's rooms' webhooks, configured from
-// m.cfg (defaults set) and counting in m.metrics.
+// m.cfg.Webhooks with what the master knows (defaults set) and counting in
+// m.metrics.
 func newHooks(m *Master) *hooks.Dispatcher {
-	cfg := &m.cfg
-	return hooks.New(hooks.Config{
-		HostID:       cfg.HostID,
-		URLs:         cfg.WebhookURLs,
-		Secret:       cfg.WebhookSecret,
-		AllowPrivate: cfg.WebhookAllowPrivate,
-		Queue:        cfg.WebhookQueue,
-		Wait:         cfg.WebhookWait,
-		Backoff:      cfg.WebhookBackoff,
-		MaxAge:       cfg.WebhookMaxAge,
-		Timeout:      cfg.WebhookTimeout,
-		Store:        cfg.Store, // a nil Store stays nil: no replay
-		StoreTimeout: cfg.StoreTimeout,
-		CursorFile:   m.hookCursorFile,
-		Metrics: hooks.Metrics{
-			Deliveries: m.metrics.hookDeliveries,
-			Failures:   m.metrics.hookFailures,
-			Dropped:    m.metrics.hookDropped,
-			Refused:    m.metrics.hookRefused,
-		},
-		Log: m.log,
-		Now: cfg.Now,
-	})
+	cfg := m.cfg.Webhooks
+	cfg.HostID, cfg.Store = m.cfg.HostID, m.cfg.Store // a nil Store stays nil: no replay
+	cfg.StoreTimeout, cfg.CursorFile = m.cfg.StoreTimeout, m.hookCursorFile
+	cfg.Metrics = hooks.Metrics{
+		Deliveries: m.metrics.hookDeliveries,
+		Failures:   m.metrics.hookFailures,
+		Dropped:    m.metrics.hookDropped,
+		Refused:    m.metrics.hookRefused,
+	}
+	cfg.Log, cfg.Now = m.log, m.cfg.Now
+	return hooks.New(cfg)
 }
 
 // hookCursorFile is where the webhook deliveries of the room named name are

@@ -91,20 +91,14 @@ type Config struct {
 	OrphanGrace    time.Duration // rooms wait this long for a master to come back; default 60s
 	EventRetention time.Duration // room events are kept in the store this long; default 7 days
 
-	// Webhooks (package hooks, docs/events.md). Every room's events go to
-	// WebhookURLs and to the room's own RoomOptions.WebhookURLs.
-	WebhookURLs   []string
-	WebhookSecret string // signs the WebhookURLs deliveries only; required with them; at least 16 bytes
-	// WebhookAllowPrivate lets rooms' own webhook URLs reach loopback,
-	// private and other non-public addresses (development only); the
-	// host's WebhookURLs may always be private.
-	WebhookAllowPrivate bool
-	WebhookQueue        int           // events queued per room and URL; beyond it the oldest are dropped; default 10000
-	WebhookWait         time.Duration // a batch waits this long to fill up to 100 events; default 1s
-	WebhookBackoff      time.Duration // first retry delay, doubling up to 60s; default 1s
-	WebhookMaxAge       time.Duration // a batch is given up this long after its first attempt; default 1h
-	WebhookTimeout      time.Duration // per delivery attempt; default 10s
-	ViewersEvery        time.Duration // room.viewers at most this often per room; default 5s
+	// Webhooks configures the delivery of every room's events (package
+	// hooks, docs/events.md) to Webhooks.URLs and to the room's own
+	// RoomOptions.WebhookURLs: its URLs, Secret (required with URLs; at
+	// least 16 bytes), AllowPrivate (rooms' own URLs may reach non-public
+	// addresses: development only) and timings. The master sets its
+	// HostID, Store, StoreTimeout, CursorFile, Metrics, Log and Now.
+	Webhooks     hooks.Config
+	ViewersEvery time.Duration // room.viewers at most this often per room; default 5s
 
 	// Notify, if set, is called after the host's state changes (drain,
 	// resume), so that the load balancers are told at once.
@@ -169,16 +163,16 @@ func (c *Config) setDefaults() error {
 	def(&c.EventRetention, 7*24*time.Hour)
 	def(&c.ViewersEvery, 5*time.Second)
 	// The webhook settings left zero take package hooks' defaults.
-	if c.WebhookQueue < 0 {
-		return fmt.Errorf("master: webhook queue %d must be positive", c.WebhookQueue)
+	if c.Webhooks.Queue < 0 {
+		return fmt.Errorf("master: webhook queue %d must be positive", c.Webhooks.Queue)
 	}
-	if err := validateWebhookURLs("WEBHOOK_URLS", c.WebhookURLs); err != nil {
+	if err := validateWebhookURLs("WEBHOOK_URLS", c.Webhooks.URLs); err != nil {
 		return fmt.Errorf("master: %w", err)
 	}
-	if c.WebhookSecret != "" && len(c.WebhookSecret) < minHookSecretLen {
+	if c.Webhooks.Secret != "" && len(c.Webhooks.Secret) < minHookSecretLen {
 		return fmt.Errorf("master: WEBHOOK_SECRET must be at least %d bytes", minHookSecretLen)
 	}
-	if len(c.WebhookURLs) > 0 && c.WebhookSecret == "" {
+	if len(c.Webhooks.URLs) > 0 && c.Webhooks.Secret == "" {
 		return errors.New("master: WEBHOOK_SECRET is required with WEBHOOK_URLS")
 	}
 	for _, v := range []struct {

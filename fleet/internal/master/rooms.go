@@ -71,10 +71,10 @@ func listingText(s string, max int) bool {
 
 // validateWebhooks checks the room's own webhook URLs and secret: the URLs
 // as webhook.ValidateURLs does (public addresses only unless
-// cfg.WebhookAllowPrivate); a secret given with URLs must be 16 to 256 bytes
+// cfg.Webhooks.AllowPrivate); a secret given with URLs must be 16 to 256 bytes
 // (without URLs it is ignored: withWebhookSecret drops it).
 func (o RoomOptions) validateWebhooks(cfg *Config) error {
-	if err := webhook.ValidateURLs(o.WebhookURLs, cfg.WebhookAllowPrivate); err != nil {
+	if err := webhook.ValidateURLs(o.WebhookURLs, cfg.Webhooks.AllowPrivate); err != nil {
 		return chatfleet.Errorf(chatfleet.EINVALID, "options.webhookUrls: %v", err)
 	}
 	if n := len(o.WebhookSecret); len(o.WebhookURLs) > 0 && n > 0 && (n < minHookSecretLen || n > maxHookSecretLen) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/fleet/internal/hooks"
 	"github.com/chatfleet/chatfleet/webhook"
 )
 
@@ -43,7 +44,7 @@ func TestWebhookURLValidation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, private := range []bool{false, true} {
 				want := tt.ok || private && tt.private
-				err := RoomOptions{WebhookURLs: tt.urls}.validate(&Config{WebhookAllowPrivate: private})
+				err := RoomOptions{WebhookURLs: tt.urls}.validate(&Config{Webhooks: hooks.Config{AllowPrivate: private}})
 				if (err == nil) != want || (err != nil && chatfleet.ErrorCode(err) != chatfleet.EINVALID) {
 					t.Fatalf("validate (allow private %v) = %v, want ok=%v", private, err, want)
 				}
@@ -98,12 +99,12 @@ func TestWebhookConfig(t *testing.T) {
 		ok   bool
 	}{
 		{"none", Config{}, true},
-		{"urls and secret", Config{WebhookURLs: []string{"https://h.example.com/in"}, WebhookSecret: hookSecret}, true},
-		{"urls without secret", Config{WebhookURLs: []string{"https://h.example.com/in"}}, false},
-		{"private operator urls", Config{WebhookURLs: []string{"http://127.0.0.1:9000/in"}, WebhookSecret: hookSecret}, true},
-		{"short secret", Config{WebhookSecret: "short"}, false},
-		{"bad url", Config{WebhookURLs: []string{"h.example.com/in"}, WebhookSecret: hookSecret}, false},
-		{"negative queue", Config{WebhookQueue: -1}, false},
+		{"urls and secret", Config{Webhooks: hooks.Config{URLs: []string{"https://h.example.com/in"}, Secret: hookSecret}}, true},
+		{"urls without secret", Config{Webhooks: hooks.Config{URLs: []string{"https://h.example.com/in"}}}, false},
+		{"private operator urls", Config{Webhooks: hooks.Config{URLs: []string{"http://127.0.0.1:9000/in"}, Secret: hookSecret}}, true},
+		{"short secret", Config{Webhooks: hooks.Config{Secret: "short"}}, false},
+		{"bad url", Config{Webhooks: hooks.Config{URLs: []string{"h.example.com/in"}, Secret: hookSecret}}, false},
+		{"negative queue", Config{Webhooks: hooks.Config{Queue: -1}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
