@@ -104,6 +104,10 @@ func (r *Reader) Dur(name string, def time.Duration) time.Duration {
 		r.Fail("%s=%q: want a duration such as 30s", name, v)
 		return def
 	}
+	if d < 0 { // no setting is negative: a ticker of one would panic
+		r.Fail("%s=%q: want a duration of 0 or more", name, v)
+		return def
+	}
 	return d
 }
 

@@ -51,7 +51,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestValues(t *testing.T) {
-	r := New(env("S", "x", "I", "-3", "IN", "5", "D", "-1m30s", "PD", "8s", "DI", "1h", "F", "1", "B", "true",
+	r := New(env("S", "x", "I", "-3", "IN", "5", "D", "1m30s", "PD", "8s", "DI", "1h", "F", "1", "B", "true",
 		"L", " a, ,b ,", "LL", "debug"))
 	if got := r.Str("S", "def"); got != "x" {
 		t.Errorf("Str = %q", got)
@@ -62,7 +62,7 @@ func TestValues(t *testing.T) {
 	if got := r.IntIn("IN", 7, 1, 5); got != 5 {
 		t.Errorf("IntIn = %d", got)
 	}
-	if got := r.Dur("D", 0); got != -90*time.Second {
+	if got := r.Dur("D", 0); got != 90*time.Second {
 		t.Errorf("Dur = %v", got)
 	}
 	if got := r.PositiveDur("PD", 0); got != 8*time.Second {
@@ -98,6 +98,7 @@ func TestErrors(t *testing.T) {
 		{"9", func(r *Reader) any { return r.IntIn("V", 4, 1, 8) }, 4, `V="9": want a whole number from 1 to 8`},
 		{"0", func(r *Reader) any { return r.IntIn("V", 4, 1, 8) }, 4, `V="0": want a whole number from 1 to 8`},
 		{"soon", func(r *Reader) any { return r.Dur("V", time.Second) }, time.Second, `V="soon": want a duration such as 30s`},
+		{"-1s", func(r *Reader) any { return r.Dur("V", time.Second) }, time.Second, `V="-1s": want a duration of 0 or more`},
 		{"0s", func(r *Reader) any { return r.PositiveDur("V", time.Second) }, time.Second, `V="0s": want a positive duration such as 30s`},
 		{"-1s", func(r *Reader) any { return r.PositiveDur("V", time.Second) }, time.Second, `V="-1s": want a positive duration such as 30s`},
 		{"2h", func(r *Reader) any { return r.DurIn("V", time.Second, time.Second, time.Hour) }, time.Second, `V="2h": want a duration from 1s to 1h`},

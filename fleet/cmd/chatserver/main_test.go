@@ -354,6 +354,7 @@ func TestBadConfiguration(t *testing.T) {
 	}{
 		{[]string{"PONG_WAIT=1s"}, "PONG_WAIT=1s: want 2s to 10m"},
 		{[]string{"PONG_WAIT=soon"}, "PONG_WAIT=\"soon\": want a duration"},
+		{[]string{"CACHE_REFRESH=-1s"}, "CACHE_REFRESH=\"-1s\": want a duration of 0 or more"}, // a negative ticker panicked
 		{[]string{"WRITE_WAIT=10m"}, "WRITE_WAIT=10m0s: want 1s to 5m"},
 		{[]string{"SEND_QUEUE_BYTES=100"}, "SEND_QUEUE_BYTES=100: want 16384 to 67108864"},
 		{[]string{"ROOM_SPARES=two"}, "ROOM_SPARES=\"two\": want a whole number"},
