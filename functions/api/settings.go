@@ -93,14 +93,7 @@ func (a *adminAPI) setBlockedWords(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	sctx, cancel := storeCtx(ctx)
-	old, err := a.store.BlockedWords(sctx)
-	cancel()
-	if err == nil {
-		sctx, cancel = storeCtx(ctx)
-		err = a.store.SetBlockedWords(sctx, words)
-		cancel()
-	}
+	old, err := replaceStored(ctx, a.store.BlockedWords, func(c context.Context) error { return a.store.SetBlockedWords(c, words) })
 	if err != nil {
 		a.fail(w, r, timedOut(ctx, "the store", err))
 		return
@@ -225,14 +218,7 @@ func (a *adminAPI) setRoomDefaults(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	sctx, cancel := storeCtx(ctx)
-	old, err := a.store.RoomDefaults(sctx)
-	cancel()
-	if err == nil {
-		sctx, cancel = storeCtx(ctx)
-		err = a.store.SetRoomDefaults(sctx, rs)
-		cancel()
-	}
+	old, err := replaceStored(ctx, a.store.RoomDefaults, func(c context.Context) error { return a.store.SetRoomDefaults(c, rs) })
 	if err != nil {
 		a.fail(w, r, timedOut(ctx, "the store", err))
 		return
@@ -371,4 +357,19 @@ func (a *adminAPI) inspectRoom(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	httpx.WriteData(w, http.StatusOK, out)
+}
+
+// replaceStored reads a stored value with get (for the audit log), then
+// stores the new one with set, each call within the store's timeout; it
+// returns the old value.
+func replaceStored[T any](ctx context.Context, get func(context.Context) (T, error), set func(context.Context) error) (T, error) {
+	sctx, cancel := storeCtx(ctx)
+	old, err := get(sctx)
+	cancel()
+	if err != nil {
+		return old, err
+	}
+	sctx, cancel = storeCtx(ctx)
+	defer cancel()
+	return old, set(sctx)
 }
