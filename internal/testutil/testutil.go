@@ -12,11 +12,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chatfleet/chatfleet/internal/netguard"
 )
 
 // Eventually calls f until it returns nil, failing t with f's last error
@@ -234,4 +237,33 @@ func TryDo(method, url, key, body string) (int, string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
+}
+
+// LoopbackName returns a host name other than localhost (which is refused
+// by name) that resolves only to loopback here: the machine's name or one
+// of /etc/hosts. It skips the test if there is none.
+func LoopbackName(t testing.TB) string {
+	t.Helper()
+	var names []string
+	if h, err := os.Hostname(); err == nil {
+		names = append(names, h)
+	}
+	if b, err := os.ReadFile("/etc/hosts"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[0], "127.") {
+				names = append(names, f[1:]...)
+			}
+		}
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, "#") || netguard.CheckURLHost("http://"+n+"/") != nil {
+			continue // localhost and its kin are refused by name
+		}
+		addrs, err := net.LookupHost(n)
+		if err == nil && len(addrs) > 0 && !slices.ContainsFunc(addrs, func(a string) bool { return !strings.HasPrefix(a, "127.") }) {
+			return n
+		}
+	}
+	t.Skip("no host name other than localhost resolves to loopback here")
+	return ""
 }

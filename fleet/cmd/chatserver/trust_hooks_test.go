@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -25,7 +24,6 @@ import (
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/hostapi"
-	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/webhook"
@@ -50,35 +48,6 @@ func (h *host) createHooked(name, body string) (int, string) {
 	return r.Data.Port, r.Data.WebhookSecret
 }
 
-// loopbackName returns a host name other than localhost (which is refused
-// by name) that resolves only to loopback here: the machine's name or one
-// of /etc/hosts. It skips the test if there is none.
-func loopbackName(t *testing.T) string {
-	t.Helper()
-	var names []string
-	if n, err := os.Hostname(); err == nil {
-		names = append(names, n)
-	}
-	if b, err := os.ReadFile("/etc/hosts"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[0], "127.") {
-				names = append(names, f[1:]...)
-			}
-		}
-	}
-	for _, n := range names {
-		if strings.HasPrefix(n, "#") || netguard.CheckURLHost("http://"+n+"/") != nil {
-			continue
-		}
-		addrs, err := net.LookupHost(n)
-		if err == nil && len(addrs) > 0 && !slices.ContainsFunc(addrs, func(a string) bool { return !strings.HasPrefix(a, "127.") }) {
-			return n
-		}
-	}
-	t.Skip("no host name other than localhost resolves to loopback here")
-	return ""
-}
-
 // viaName returns rc's URL with its host replaced by name.
 func viaName(rc *receiver, name string) string {
 	return strings.Replace(rc.url, "127.0.0.1", name, 1)
@@ -98,7 +67,7 @@ func say(t *testing.T, prod *testutil.WS, room, text string) string {
 // loopback gets no request while chatserver_webhook_refused_total rises,
 // and the batch is not retried.
 func TestWebhookSSRFRefused(t *testing.T) {
-	name := loopbackName(t)
+	name := testutil.LoopbackName(t)
 	rc := newReceiver(t)
 	h := startHost(t, "STATS_EVERY=200ms", "WEBHOOK_BACKOFF=100ms")
 	for _, u := range []string{
@@ -166,7 +135,7 @@ func TestWebhookSSRFRefused(t *testing.T) {
 // master's kill and re-adoption.
 func TestWebhookSecretsPerRoom(t *testing.T) {
 	const alphaSecret = "alpha-owner-secret-0123456789"
-	name := loopbackName(t)
+	name := testutil.LoopbackName(t)
 	op, rcA, rcB := newReceiver(t), newReceiver(t), newReceiver(t)
 	h := startHost(t, hookEnv(op, "WEBHOOK_ALLOW_PRIVATE=1")...)
 

@@ -8,11 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,7 +18,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/chatfleet/chatfleet"
-	"github.com/chatfleet/chatfleet/internal/netguard"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/webhook"
 )
@@ -256,42 +252,13 @@ func TestWebhookAttemptTimeout(t *testing.T) {
 	}
 }
 
-// loopbackName returns a host name other than localhost that resolves to a
-// loopback address here (the machine's name, or one in /etc/hosts), or
-// skips the test.
-func loopbackName(t *testing.T) string {
-	t.Helper()
-	var names []string
-	if h, err := os.Hostname(); err == nil {
-		names = append(names, h)
-	}
-	if b, err := os.ReadFile("/etc/hosts"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[0], "127.") {
-				names = append(names, f[1:]...)
-			}
-		}
-	}
-	for _, n := range names {
-		if strings.HasPrefix(n, "#") || netguard.CheckURLHost("http://"+n+"/") != nil {
-			continue // localhost and its kin are refused by name
-		}
-		addrs, err := net.LookupHost(n)
-		if err == nil && len(addrs) > 0 && !slices.ContainsFunc(addrs, func(a string) bool { return !strings.HasPrefix(a, "127.") }) {
-			return n
-		}
-	}
-	t.Skip("no host name other than localhost resolves to loopback here")
-	return ""
-}
-
 // TestRoomWebhookNameResolvingToLoopback: a room's own webhook URL whose
 // name resolves to loopback is never called (checked at dial time): its
 // events are dropped at the first attempt and counted; with
 // AllowPrivate they are delivered, signed with the room's secret.
 func TestRoomWebhookNameResolvingToLoopback(t *testing.T) {
 	const roomSecret = "room-secret-0123456789"
-	name := loopbackName(t)
+	name := testutil.LoopbackName(t)
 	for _, allow := range []bool{false, true} {
 		t.Run(fmt.Sprintf("allow private %v", allow), func(t *testing.T) {
 			var mu sync.Mutex
