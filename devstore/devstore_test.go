@@ -1,7 +1,6 @@
 package devstore_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,12 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/devstore"
+	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/mongo"
 )
 
@@ -115,24 +114,6 @@ func TestStartRefuses(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer that a logger may write from any goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestLogFile: the store's commands that fail on a fresh database (the
 // listIndexes of collections that do not exist yet) are WARN lines of whole
 // wire messages; with LogLevel at ERROR they stay out of Log and are
@@ -140,7 +121,7 @@ func (s *syncBuffer) String() string {
 func TestLogFile(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	var terminal syncBuffer
+	var terminal testutil.SyncBuffer
 	path := filepath.Join(t.TempDir(), "logs", "store.log")
 	srv := start(t, devstore.Config{
 		Dir:      t.TempDir(),

@@ -4,6 +4,7 @@
 package testutil
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -266,4 +267,24 @@ func LoopbackName(t testing.TB) string {
 	}
 	t.Skip("no host name other than localhost resolves to loopback here")
 	return ""
+}
+
+// SyncBuffer is a bytes.Buffer that a logger or a process's output may
+// write to from any goroutine while the test reads it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

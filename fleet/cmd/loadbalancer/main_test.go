@@ -65,24 +65,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // lbProc is one running load-balancer process.
 type lbProc struct {
 	t      *testing.T
@@ -91,7 +73,7 @@ type lbProc struct {
 	env    []string
 	client *http.Client // trusts the instance's certificate, if any
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *testutil.SyncBuffer
 	exited chan struct{} // closed when the process has exited
 }
 
@@ -145,7 +127,7 @@ func freePort(t *testing.T) int {
 
 // start runs the process on p.port and waits for /healthz.
 func (p *lbProc) start() error {
-	p.out = &syncBuffer{}
+	p.out = &testutil.SyncBuffer{}
 	p.cmd = exec.Command(lbBin)
 	p.cmd.Env = append([]string{"PORT=" + strconv.Itoa(p.port)}, p.env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
