@@ -8,7 +8,7 @@ import (
 
 // TestProductionBinariesDoNotLinkDevDependencies checks that no binary of the
 // fleet or the control API links the embedded store (FerretDB), the devstore
-// package or kin-openapi (which checks docs/openapi.yaml): those are for the
+// package, the embedded NATS server (devnats, nats-server) or kin-openapi (which checks docs/openapi.yaml): those are for the
 // local stack and tests only.
 func TestProductionBinariesDoNotLinkDevDependencies(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{if eq .Name "main"}}{{.ImportPath}}{{end}}`, "./fleet/...", "./functions/...").Output()
@@ -26,6 +26,7 @@ func TestProductionBinariesDoNotLinkDevDependencies(t *testing.T) {
 		}
 		for _, dep := range strings.Fields(string(deps)) {
 			if strings.HasPrefix(dep, "github.com/FerretDB/") || dep == "github.com/chatfleet/chatfleet/devstore" ||
+				dep == "github.com/chatfleet/chatfleet/devnats" || strings.HasPrefix(dep, "github.com/nats-io/nats-server") ||
 				strings.HasPrefix(dep, "github.com/chatfleet/chatfleet/internal/testutil") || strings.HasPrefix(dep, "github.com/getkin/kin-openapi") {
 				t.Errorf("%s links %s", bin, dep)
 			}
