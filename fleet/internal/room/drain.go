@@ -108,7 +108,12 @@ func (h *hub) end(code int, reason string, cause string) {
 	}
 	r := h.r
 	r.closing.Store(true)
-	if cause != CauseDrain {
+	switch {
+	case cause == CauseDrain || cause == CauseOrigin:
+		// Warned already: by the drain, or by the origin's own closing event.
+	case h.edge:
+		h.fanout(h.private(protocol.KindClosing, reason))
+	default:
 		h.system(protocol.KindClosing, reason)
 	}
 	for _, c := range h.clients {
@@ -126,12 +131,24 @@ func (h *hub) end(code int, reason string, cause string) {
 
 // drain warns everyone, then closes the clients evenly over window.
 func (h *hub) drain(reason string, window time.Duration) {
+	h.drainRoom(reason, window, true)
+}
+
+// drainRoom drains the room; warn false is an edge's drain its origin's
+// event (which its clients got) warned of. The warning of an origin gives
+// its edges the window, in seconds.
+func (h *hub) drainRoom(reason string, window time.Duration, warn bool) {
 	if h.life.ended || h.life.draining {
 		return
 	}
 	h.life.draining, h.life.drainReason = true, reason
 	h.r.closing.Store(true)
-	h.system(protocol.KindDrain, reason)
+	switch {
+	case h.edge && warn:
+		h.fanout(h.private(protocol.KindDrain, reason))
+	case !h.edge:
+		h.broadcast(&protocol.ServerMsg{Type: protocol.TypeSystem, Kind: protocol.KindDrain, Text: reason, Seconds: int((max(window, 0) + time.Second - 1) / time.Second)})
+	}
 	if window <= 0 || len(h.clients) == 0 {
 		h.end(protocol.CloseRestart, reason, CauseDrain)
 		return

@@ -79,6 +79,9 @@ func (r *Room) admit(req *http.Request, guest bool) (protocol.User, bool, error)
 	if r.closing.Load() {
 		return protocol.User{}, false, chatfleet.Errorf(chatfleet.EUNAVAILABLE, "room %s is closing", r.name)
 	}
+	if p := r.stale.Load(); p != nil {
+		return protocol.User{}, false, chatfleet.Errorf(chatfleet.EUNAVAILABLE, "%s", *p)
+	}
 	if !r.originOK(req) {
 		return protocol.User{}, false, chatfleet.Errorf(chatfleet.EFORBIDDEN, "origin not allowed")
 	}

@@ -46,6 +46,19 @@ type hub struct {
 	stream stream
 	life   lifecycle
 	err    error // what Run returns
+
+	// An origin's (see remote.go): the users on its edges.
+	remoteViewers int         // the edges' audience (SetRemoteAudience)
+	remote        remoteUsers // who sent through edges
+
+	// An edge's (see edge.go).
+	edge      bool
+	edgeCount int          // the room's audience, from the origin
+	relays    int          // relayed messages not yet answered (held acks included)
+	held      []*relayCall // acks waiting for their event, in arrival order
+	heldMin   int64        // the least seq of held
+	heldTimer *time.Timer  // nil until first armed
+	heldC     <-chan time.Time
 }
 
 func newHub(r *Room) *hub {
@@ -56,6 +69,8 @@ func newHub(r *Room) *hub {
 		stream:   stream{graceFor: r.cfg.ProducerGrace},
 		slowMode: r.cfg.Settings.SlowModeSeconds,
 		roomLim:  rate.NewLimiter(rate.Limit(r.cfg.RoomMsgRate), r.cfg.RoomMsgBurst),
+		remote:   newRemoteUsers(maxRemoteUsers),
+		edge:     r.cfg.Edge != nil,
 	}
 	h.applySettings()
 	h.resume(r.cfg.Resume, r.cfg.StartSeq)
@@ -69,7 +84,9 @@ func (h *hub) run(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	h.life.armIdle(h.producer != nil)
-	h.stream.armGrace(h.producer != nil, h.life.ended) // a room resumed live has no producer yet
+	if !h.edge {
+		h.stream.armGrace(h.producer != nil, h.life.ended) // a room resumed live has no producer yet
+	}
 	for !h.life.ended {
 		select {
 		case <-ctx.Done():
@@ -77,6 +94,10 @@ func (h *hub) run(ctx context.Context) error {
 			h.err = ctx.Err()
 		case req := <-r.in:
 			h.handle(&req)
+		case d := <-r.deliv:
+			h.safely(func() { h.deliver(&d) })
+		case <-h.heldC:
+			h.safely(func() { h.releaseAcks(time.Now()) })
 		case f := <-r.cmds:
 			h.safely(f)
 		case <-tick.C:
@@ -112,6 +133,9 @@ func (h *hub) now() time.Time { return h.r.now() }
 func (h *hub) add(c *client) {
 	if h.life.draining {
 		c.shut(protocol.CloseRestart, h.life.drainReason, false)
+		return
+	}
+	if h.edge && h.edgeRefuses(c) {
 		return
 	}
 	if b, ok := h.banned(c.info.UserID); ok {
@@ -200,8 +224,8 @@ func (h *hub) reap() {
 // tick runs every second: counts for large rooms, presence (audience
 // changes are reported at most once a second) and log events for the master.
 func (h *hub) tick() {
-	if !h.life.ended && h.pres.takeCount() {
-		h.fanout(h.encode(&protocol.ServerMsg{Type: protocol.TypeCount, ViewerCount: len(h.pres.users)}, 0))
+	if !h.life.ended && !h.edge && h.pres.takeCount() {
+		h.fanout(h.encode(&protocol.ServerMsg{Type: protocol.TypeCount, ViewerCount: h.viewerCount()}, 0))
 	}
 	h.reportPresence()
 	h.flushLog()
@@ -233,6 +257,11 @@ func (h *hub) encode(m *protocol.ServerMsg, seq int64) *frame {
 // broadcast sequences m, keeps it in the history and sends it to every
 // client. It returns the seq.
 func (h *hub) broadcast(m *protocol.ServerMsg) int64 {
+	if h.edge {
+		// A bug: an edge sequences nothing (its origin does).
+		h.r.log.Error("an edge tried to sequence an event; dropped", "type", m.Type)
+		return 0
+	}
 	now := h.now()
 	h.seq++
 	m.Seq, m.TS = h.seq, now.UnixMilli()
@@ -310,7 +339,7 @@ func (h *hub) welcome(c *client, lastSeq int64, has bool) {
 		Room:        h.r.name,
 		Seq:         h.seq,
 		Stream:      &st,
-		ViewerCount: len(h.pres.users),
+		ViewerCount: h.viewerCount(),
 		SlowMode:    h.slowMode,
 		MaxLen:      h.maxLen,
 		Missed:      missed,
@@ -356,11 +385,9 @@ func (h *hub) chat(req *request, anon bool, now time.Time) {
 	case h.mod.muted(u.info.UserID, now):
 		h.fail(req, protocol.CodeMuted, "you are muted")
 		return
-	case strings.TrimSpace(m.Text) == "":
-		h.fail(req, protocol.CodeInvalid, "empty message")
-		return
-	case utf8.RuneCountInString(m.Text) > h.maxLen:
-		h.fail(req, protocol.CodeTooLarge, fmt.Sprintf("message longer than %d characters", h.maxLen))
+	}
+	if code, text := h.checkText(m.Text); code != "" {
+		h.fail(req, code, text)
 		return
 	}
 	if h.slowMode > 0 && !req.who.Role.CanModerate() && !u.lastChat.IsZero() {
@@ -379,6 +406,18 @@ func (h *hub) chat(req *request, anon bool, now time.Time) {
 	h.r.stats.messages.Add(1)
 	req.seq = seq
 	h.reply(req, &protocol.ServerMsg{Type: protocol.TypeAck, ClientID: m.ClientID, Seq: seq})
+}
+
+// checkText returns the error code and message of a chat text the room
+// refuses (empty, too long), or "".
+func (h *hub) checkText(text string) (code, msg string) {
+	switch {
+	case strings.TrimSpace(text) == "":
+		return protocol.CodeInvalid, "empty message"
+	case utf8.RuneCountInString(text) > h.maxLen:
+		return protocol.CodeTooLarge, fmt.Sprintf("message longer than %d characters", h.maxLen)
+	}
+	return "", ""
 }
 
 func validHLS(s string) error {

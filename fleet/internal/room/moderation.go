@@ -223,6 +223,8 @@ func (h *hub) moderate(req *request, now time.Time) {
 	present, name := chatfleet.RoleViewer, ""
 	if target != nil {
 		present, name = target.info.Role, target.info.Name
+	} else if ru := h.remote.find(m.UserID); ru != nil {
+		present, name = ru.info.Role, ru.info.Name
 	}
 	if code, text := authorize(m, by, h.r.cfg.Owner, h.mod.highestRole(m.UserID, present)); code != "" {
 		h.fail(req, code, text)
@@ -248,7 +250,7 @@ func (h *hub) moderate(req *request, now time.Time) {
 		}
 		req.seq = h.broadcast(&protocol.ServerMsg{Type: protocol.TypeUnmuted, UserID: m.UserID, Name: name, By: &by})
 	case protocol.TypeKick:
-		if target == nil {
+		if target == nil && !h.onEdges(m.UserID) {
 			h.fail(req, protocol.CodeNotFound, m.UserID+" is not in the room")
 			return
 		}
@@ -275,7 +277,12 @@ func (h *hub) moderate(req *request, now time.Time) {
 
 // ban tells the room about b and closes the banned user's connections with
 // 4004. It returns the seq of the banned event.
+// An edge tells no one (its origin does): it closes the connections.
 func (h *hub) ban(b chatfleet.Ban, name string, by *protocol.User) int64 {
+	if h.edge {
+		h.disconnect(b.UserID, protocol.KindBanned, banText(b), protocol.CloseBanned)
+		return 0
+	}
 	seq := h.broadcast(bannedMsg(b, name, by))
 	h.disconnect(b.UserID, protocol.KindBanned, banText(b), protocol.CloseBanned)
 	return seq

@@ -84,8 +84,9 @@ func (p *presence) leave(u *user) bool {
 // announce reports whether a join or leave (leave) that just happened is
 // broadcast: not while the room closes (closing), nor in a room too large,
 // whose clients get a periodic count instead (see takeCount).
-func (p *presence) announce(leave, closing bool) bool {
-	n := len(p.users)
+// total is the room's audience, its edges' included.
+func (p *presence) announce(leave, closing bool, total int) bool {
+	n := total
 	if closing || n > p.max || (leave && n >= p.max) {
 		p.dirty = true
 		return false
@@ -100,10 +101,10 @@ func (p *presence) takeCount() bool {
 	return d
 }
 
-// report returns the audience made of producer, the users and conns, and
+// report returns the audience made of producer, viewers and conns, and
 // whether the master has yet to hear of it.
-func (p *presence) report(producer bool, conns int) (audience, bool) {
-	a := audience{producer: producer, viewers: len(p.users), conns: conns}
+func (p *presence) report(producer bool, viewers, conns int) (audience, bool) {
+	a := audience{producer: producer, viewers: viewers, conns: conns}
 	if a == p.reported {
 		return a, false
 	}
@@ -135,16 +136,33 @@ func (p *presence) page(page, size int) ([]protocol.User, int) {
 
 // presenceChange broadcasts a join or leave of u, unless presence says the
 // count does.
+// An edge announces nothing: its origin's count covers its users.
 func (h *hub) presenceChange(typ string, u *user) {
-	if !h.pres.announce(typ == protocol.TypeLeave, h.life.draining || h.life.ended) {
+	if h.edge || !h.pres.announce(typ == protocol.TypeLeave, h.life.draining || h.life.ended, h.viewerCount()) {
 		return
 	}
-	h.broadcast(&protocol.ServerMsg{Type: typ, UserID: u.info.UserID, Name: u.info.Name, Role: u.info.Role, ViewerCount: len(h.pres.users)})
+	h.broadcast(&protocol.ServerMsg{Type: typ, UserID: u.info.UserID, Name: u.info.Name, Role: u.info.Role, ViewerCount: h.viewerCount()})
 }
 
-// reportPresence tells the master the audience, if it changed.
+// viewerCount is the room's audience as its clients see it: its users and
+// its edges' (an origin); the origin's count (an edge, once it came).
+func (h *hub) viewerCount() int {
+	if h.edge {
+		if h.edgeCount > 0 {
+			return h.edgeCount
+		}
+		return len(h.pres.users)
+	}
+	return len(h.pres.users) + h.remoteViewers
+}
+
+// reportPresence tells the master the audience, if it changed. An edge's
+// users are in Stats only, for the process that reports them to the origin.
 func (h *hub) reportPresence() {
-	if a, changed := h.pres.report(h.producer != nil, len(h.clients)); changed {
+	if h.edge {
+		return
+	}
+	if a, changed := h.pres.report(h.producer != nil, h.viewerCount(), len(h.clients)); changed {
 		h.r.emit(Event{Type: EventPresence, Producer: a.producer, Viewers: a.viewers, Conns: a.conns})
 	}
 }
@@ -153,7 +171,11 @@ func (h *hub) reportPresence() {
 func (h *hub) publishCounts() {
 	s := &h.r.stats
 	s.conns.Store(int64(len(h.clients)))
-	s.viewers.Store(int64(len(h.pres.users)))
+	if h.edge {
+		s.viewers.Store(int64(len(h.pres.users)))
+	} else {
+		s.viewers.Store(int64(h.viewerCount()))
+	}
 }
 
 // viewers answers a viewers request with one page of the list, 50 users

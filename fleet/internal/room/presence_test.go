@@ -80,7 +80,7 @@ func TestPresenceAnnounce(t *testing.T) {
 			for i := range tt.users {
 				p.enter(protocol.User{UserID: string(rune('a' + i))}, 1)
 			}
-			if got := p.announce(tt.leave, tt.closing); got != tt.want {
+			if got := p.announce(tt.leave, tt.closing, len(p.users)); got != tt.want {
 				t.Errorf("announce = %v, want %v", got, tt.want)
 			}
 			if owed := p.takeCount(); owed == tt.want {
@@ -95,7 +95,7 @@ func TestPresenceAnnounce(t *testing.T) {
 
 func TestPresenceReport(t *testing.T) {
 	p := newPresence(500)
-	if _, changed := p.report(false, 0); changed {
+	if _, changed := p.report(false, len(p.users), 0); changed {
 		t.Error("an empty room reported as changed")
 	}
 	p.enter(protocol.User{UserID: "a"}, 4)
@@ -110,7 +110,7 @@ func TestPresenceReport(t *testing.T) {
 		{true, 2, true},
 		{true, 2, false},
 	} {
-		a, changed := p.report(tt.producer, tt.conns)
+		a, changed := p.report(tt.producer, len(p.users), tt.conns)
 		if changed != tt.changed || a != (audience{producer: tt.producer, viewers: 1, conns: tt.conns}) {
 			t.Errorf("step %d: report = %+v %v, want changed %v", i, a, changed, tt.changed)
 		}

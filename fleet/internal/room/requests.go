@@ -3,6 +3,7 @@ package room
 import (
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/protocol"
@@ -18,6 +19,7 @@ const (
 	reqMessage                   // a message read from a connection
 	reqUnregister                // a connection ended
 	reqPost                      // a message POSTed to /send
+	reqRemote                    // a message an edge relayed (Room.Remote)
 )
 
 // request is what connection goroutines and handlers send to the hub.
@@ -28,9 +30,10 @@ type request struct {
 	err    error // the message did not decode
 	binary bool  // the client sent a binary frame
 
-	// reqPost: the sender and where its single reply goes.
-	who   protocol.User
-	reply chan *protocol.ServerMsg
+	// reqPost, reqRemote: the sender and where its single reply goes.
+	who    protocol.User
+	reply  chan *protocol.ServerMsg
+	remote bool // relayed by an edge, which limits the sender's rate
 
 	// Filled by the hub while it handles the request.
 	u       *user
@@ -75,6 +78,8 @@ func (h *hub) handle(req *request) {
 		if !req.replied {
 			h.reply(req, &protocol.ServerMsg{Type: protocol.TypeAck, Seq: req.seq})
 		}
+	case reqRemote:
+		h.remoteRequest(req)
 	}
 }
 
@@ -97,11 +102,12 @@ func (h *hub) fail(req *request, code, msg string) {
 	h.reply(req, &protocol.ServerMsg{Type: protocol.TypeError, Code: code, Message: msg, Ref: req.msg.ClientID})
 }
 
-// message checks the sender's rate, then does what the message asks.
+// message checks the sender's rate, then does what the message asks; an
+// edge passes most messages to its origin (see relay).
 func (h *hub) message(req *request, anon bool) {
 	now := h.now()
 	u := req.u
-	if !u.lim.AllowN(now, 1) {
+	if !req.remote && !u.lim.AllowN(now, 1) {
 		h.limited(req, now)
 		return
 	}
@@ -120,6 +126,19 @@ func (h *hub) message(req *request, anon bool) {
 		}
 		req.replied = true
 		h.welcome(req.c, m.LastSeq, m.HasLastSeq)
+	default:
+		if h.edge {
+			h.relay(req, anon, now)
+			return
+		}
+		h.apply(req, anon, now)
+	}
+}
+
+// apply does what a message other than ping and hello/resume asks.
+func (h *hub) apply(req *request, anon bool, now time.Time) {
+	m, u := &req.msg, req.u
+	switch m.Type {
 	case protocol.TypeChat:
 		h.chat(req, anon, now)
 	case protocol.TypeViewers:

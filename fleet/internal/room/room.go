@@ -72,6 +72,12 @@ type Config struct {
 	Entitle      Checker
 	EntitleEvery time.Duration
 
+	// Edge, when set, makes this room an edge of an origin on another host
+	// (docs/scaleout.md): it sequences nothing, takes the origin's events
+	// through Deliver, and passes its clients' messages to the origin
+	// through Edge.Relay. See edge.go.
+	Edge *Edge
+
 	ReadLimit        int64         // bytes in one client message; default 4096 (more if MaxMessageLen needs it); above it: close 1009
 	SendQueueBytes   int           // bytes queued for one connection before it is dropped (4008); default 256 KiB
 	MsgRate          float64       // messages per second per viewer (all its connections); default 5
@@ -127,6 +133,7 @@ const (
 	CauseClose    = "close"    // Close was called
 	CauseDrain    = "drain"    // Drain finished
 	CauseContext  = "context"  // Run's context ended
+	// CauseOrigin (edge.go): an edge's origin ended the room.
 )
 
 // Event is something the master must know about a room.
@@ -155,8 +162,16 @@ type Room struct {
 
 	upgrader websocket.Upgrader
 
-	in   chan request // readers, SSE handlers, POSTs to the hub; FIFO per connection
-	cmds chan func()  // the API (ApplyCache, Global, Close, Drain) to the hub
+	in    chan request  // readers, SSE handlers, POSTs, Remote to the hub; FIFO per connection
+	cmds  chan func()   // the API (ApplyCache, Global, Close, Drain) to the hub
+	deliv chan delivery // an edge's origin events (Deliver) to the hub
+
+	// An edge's: nil while current, else why not (SetCurrent); relays end
+	// with edgeCtx, which ends with Run.
+	stale      atomic.Pointer[string]
+	edgeCtx    context.Context
+	edgeCancel context.CancelFunc
+	created    time.Time
 
 	running atomic.Bool
 	ending  chan struct{} // closed when the hub decides the room ends; goroutines stop waiting on it
@@ -275,6 +290,17 @@ func New(cfg Config) (*Room, error) {
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = 10 * time.Second
 	}
+	if cfg.Edge != nil {
+		e := *cfg.Edge
+		if e.Relay == nil {
+			return nil, chatfleet.Errorf(chatfleet.EINVALID, "room %s: an edge needs Edge.Relay", cfg.Name)
+		}
+		e.MaxInFlight = cmp.Or(max(e.MaxInFlight, 0), DefaultRelayInFlight)
+		if e.RelayTimeout <= 0 {
+			e.RelayTimeout = DefaultRelayTimeout
+		}
+		cfg.Edge = &e
+	}
 	r := &Room{
 		cfg:     cfg,
 		name:    cfg.Name,
@@ -283,6 +309,7 @@ func New(cfg Config) (*Room, error) {
 		origins: map[string]bool{},
 		in:      make(chan request, 1024),
 		cmds:    make(chan func(), 64),
+		deliv:   make(chan delivery, 1024),
 		ending:  make(chan struct{}),
 		done:    make(chan struct{}),
 		logLim:  rate.NewLimiter(1, 10),
@@ -313,6 +340,8 @@ func New(cfg Config) (*Room, error) {
 	r.h = newHub(r)
 	r.policy.Store(&policy{anonymous: cfg.Settings.AllowAnonymous})
 	r.stats.lastAt = r.now()
+	r.created = r.now()
+	r.edgeCtx, r.edgeCancel = context.WithCancel(context.Background())
 	return r, nil
 }
 
@@ -339,6 +368,7 @@ func (r *Room) Run(ctx context.Context) error {
 		go r.entitleLoop(ctx)
 	}
 	err := r.h.run(ctx)
+	r.edgeCancel()
 	r.waitConns()
 	close(r.done)
 	return err

@@ -32,6 +32,10 @@ func (h *hub) applySettings() {
 	}
 	h.maxLen = max(1, pick(own.MaxMessageLen, cached.MaxMessageLen, def.MaxMessageLen))
 	h.hist.resize(max(1, pick(own.HistorySize, cached.HistorySize, def.HistorySize)))
-	h.life.setIdleTimeout(pick(own.IdleTimeoutSec, cached.IdleTimeoutSec, def.IdleTimeoutSec), h.producer != nil)
+	idle := pick(own.IdleTimeoutSec, cached.IdleTimeoutSec, def.IdleTimeoutSec)
+	if h.edge {
+		idle = -1 // its origin's idle timeout ends the room
+	}
+	h.life.setIdleTimeout(idle, h.producer != nil)
 	h.r.maxLen.Store(int64(h.maxLen))
 }
