@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"encoding/json"
+	"fmt"
 	"unicode/utf8"
 
 	"github.com/chatfleet/chatfleet"
@@ -56,10 +57,10 @@ func (r *Room) remote(ctx context.Context, who protocol.User, msg protocol.Clien
 	}
 	// Checked again as a client's message is: the edge may be older or wrong.
 	b, err := msg.MarshalJSON()
-	if err == nil {
-		msg, err = protocol.Decode(b)
-	}
 	if err != nil {
+		return fail(protocol.CodeUnknownType, fmt.Sprintf("unknown message type %q", protocol.Truncate(msg.Type, 32)))
+	}
+	if msg, err = protocol.Decode(b); err != nil {
 		return fail(chatfleet.ErrorCode(err), chatfleet.ErrorMessage(err))
 	}
 	reply := make(chan *protocol.ServerMsg, 1)
