@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/url"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/protocol"
+	"github.com/chatfleet/chatfleet/token"
 )
 
 // spread is a room spread over two real rooms in one process: an origin,
@@ -278,6 +281,20 @@ func TestEdgeModeration(t *testing.T) {
 		})
 		mod.send(protocol.ClientMsg{Type: protocol.TypeKick, UserID: "zed"})
 		zed.expectClose(protocol.CloseKicked)
+	})
+	t.Run("delete", func(t *testing.T) {
+		seq := ed.chat("regrettable")
+		mod.send(protocol.ClientMsg{Type: protocol.TypeDelete, Seq: seq})
+		ed.await(protocol.TypeDeleted, func(m protocol.ServerMsg) bool { return m.Target == seq })
+		if got := chats(historyOf(t, s.edge.dial("dora", chatfleet.RoleViewer).welcome)); strings.Join(got, "|") != "hi" {
+			t.Fatalf("edge history after a delete: %q", got)
+		}
+		// An operator's global message comes once, through the origin.
+		s.edge.room.Global("edge's own: ignored")
+		s.origin.room.Global("to everyone")
+		if m := ed.await(protocol.TypeSystem, func(m protocol.ServerMsg) bool { return m.Kind == protocol.KindGlobal }); m.Text != "to everyone" || m.Seq == 0 {
+			t.Fatalf("global at the edge %+v", m)
+		}
 	})
 	t.Run("mute", func(t *testing.T) {
 		mod.send(protocol.ClientMsg{Type: protocol.TypeMute, UserID: "ed", Seconds: 600})
@@ -614,5 +631,47 @@ func TestRemoteHostile(t *testing.T) {
 	}
 	if d, err := decodeDelivery(5, []byte(`{"type":"banned","seq":5,"userId":"x"}`)); err != nil || d.typ != protocol.TypeBanned || d.m == nil || d.m.UserID != "x" {
 		t.Errorf("banned delivery: %+v %v", d, err)
+	}
+}
+
+// BenchmarkEdgeDeliver measures the edge's side of one origin chat event
+// to n clients, as BenchmarkBroadcast does the origin's: checks and type
+// (Deliver's part, on the caller's goroutine), history, queue on every client.
+func BenchmarkEdgeDeliver(b *testing.B) {
+	for _, n := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			iss, _ := token.NewIssuer(testSecret)
+			relay := func(context.Context, protocol.User, protocol.ClientMsg) (json.RawMessage, error) {
+				return nil, errors.New("none")
+			}
+			r, err := New(Config{Name: testRoom, Tokens: iss, SendQueueBytes: 1 << 30, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Edge: &Edge{Relay: relay}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			h := r.h
+			for i := range n {
+				c := r.newClient(protocol.User{UserID: fmt.Sprint("u", i), Name: "V", Role: chatfleet.RoleViewer}, false, 0, false)
+				c.notify = make(chan struct{}, 1)
+				c.idx = len(h.clients)
+				h.clients = append(h.clients, c)
+			}
+			data := []byte(`{"type":"chat","seq":1,"ts":1764495600300,"from":{"userId":"prod","name":"Producer","role":"producer"},"text":"hello everyone, how is the stream today?","sendTs":1764495600123}`)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				d, err := decodeDelivery(int64(i), data)
+				if err != nil {
+					b.Fatal(err)
+				}
+				h.deliver(&d)
+				if i%128 == 0 { // the writers' part: empty the queues
+					for _, c := range h.clients {
+						c.take(false)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(i*n), "ns/delivery")
+		})
 	}
 }

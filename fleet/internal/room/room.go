@@ -429,7 +429,11 @@ func (r *Room) ApplyBans(steps ...BanStep) {
 }
 
 // Global sends every client a sequenced system message of kind "global".
+// An edge ignores it: its origin's comes with the origin's events.
 func (r *Room) Global(text string) {
+	if r.cfg.Edge != nil {
+		return
+	}
 	r.do(func() { r.h.system(protocol.KindGlobal, text) })
 }
 
