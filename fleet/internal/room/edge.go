@@ -329,12 +329,12 @@ func (h *hub) relay(req *request, anon bool, now time.Time) {
 	h.relays++
 	call := &relayCall{c: req.c, reply: req.reply}
 	req.replied = true // relayDone answers
-	go h.r.relayCall(call, req.who, *m)
+	go h.r.relayOne(call, req.who, *m)
 }
 
-// relayCall asks the origin (Edge.Relay) and hands the answer, or an
+// relayOne asks the origin (Edge.Relay) and hands the answer, or an
 // "unavailable" error, to the hub.
-func (r *Room) relayCall(call *relayCall, who protocol.User, msg protocol.ClientMsg) {
+func (r *Room) relayOne(call *relayCall, who protocol.User, msg protocol.ClientMsg) {
 	ctx, cancel := context.WithTimeout(r.edgeCtx, r.cfg.Edge.RelayTimeout)
 	data, m, err := r.callRelay(ctx, who, msg)
 	cancel()

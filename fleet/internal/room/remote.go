@@ -168,7 +168,9 @@ func (h *hub) remoteRequest(req *request) {
 		return
 	}
 	u, changed := h.remote.touch(who)
-	if changed {
+	if changed && u.info.Role.CanModerate() {
+		// Its moderation rate, the same limiter as on its other visits;
+		// its message rate is the edge's.
 		h.setLimits(u)
 	}
 	req.u, req.remote = u, true
