@@ -675,3 +675,23 @@ func BenchmarkEdgeDeliver(b *testing.B) {
 		})
 	}
 }
+
+func TestEdgeIgnoresOldEnd(t *testing.T) {
+	s := newSpread(t, nil, nil)
+	ed := s.edge.dial("ed", chatfleet.RoleViewer)
+	// The stream's past: an earlier room of this name closed an hour ago.
+	old := time.Now().Add(-time.Hour).UnixMilli()
+	s.edge.room.Deliver(1000, fmt.Appendf(nil, `{"type":"system","seq":1000,"ts":%d,"kind":"closing","text":"long ago"}`, old))
+	s.edge.room.Deliver(1001, fmt.Appendf(nil, `{"type":"system","seq":1001,"ts":%d,"kind":"drain","text":"long ago"}`, old))
+	s.edge.room.Deliver(1001, []byte(`{"type":"chat","seq":1001,"text":"a duplicate seq: dropped"}`))
+	s.edge.room.Deliver(1002, []byte(`{"type":"chat","seq":1002,"text":"still here"}`))
+	if m := ed.await(protocol.TypeChat, nil); m.Text != "still here" {
+		t.Fatalf("got %+v", m)
+	}
+	if st := s.edge.room.Stats(); st.Seq != 1002 || st.Conns != 1 {
+		t.Fatalf("edge stats %+v", st)
+	}
+	if _, err := New(Config{Name: testRoom, Tokens: s.edge.tokens, Edge: &Edge{}}); chatfleet.ErrorCode(err) != chatfleet.EINVALID {
+		t.Fatalf("an edge without Relay: %v", err)
+	}
+}
