@@ -22,7 +22,8 @@ import (
 // (broadcasts, closes): presence (presence.go), moderation (moderation.go),
 // the stream and the producer's grace (stream.go), the idle timeout, drain
 // and end (drain.go). Requests are dispatched in requests.go, flood control
-// is in flood.go, settings in settings.go, resume and history in history.go.
+// is in flood.go, settings in settings.go, resume and history in history.go;
+// a spread room's edge is in edge.go, its origin's side in remote.go.
 type hub struct {
 	r *Room
 
@@ -113,6 +114,9 @@ func (h *hub) run(ctx context.Context) error {
 	}
 	h.life.stopTimers()
 	h.stream.stopGrace()
+	if h.heldTimer != nil {
+		h.heldTimer.Stop()
+	}
 	return h.err
 }
 
