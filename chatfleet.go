@@ -68,8 +68,25 @@ type Room struct {
 	Paid         bool       `json:"paid,omitempty" bson:"paid,omitempty"`
 	Instance     string     `json:"instance,omitempty" bson:"instance,omitempty"` // this life of the name: join tokens carry it
 	OwnerID      string     `json:"ownerId,omitempty" bson:"ownerId,omitempty"`   // the producer's user id
-	CreatedAt    time.Time  `json:"createdAt" bson:"createdAt"`
-	UpdatedAt    time.Time  `json:"updatedAt" bson:"updatedAt"`
+	// Edges are the room's processes on other hosts that serve viewers
+	// (docs/scaleout.md); the room's own host, port and URLs are its
+	// origin's. At most MaxRoomEdges.
+	Edges     []RoomEdge `json:"edges,omitempty" bson:"edges,omitempty"`
+	CreatedAt time.Time  `json:"createdAt" bson:"createdAt"`
+	UpdatedAt time.Time  `json:"updatedAt" bson:"updatedAt"`
+}
+
+// MaxRoomEdges bounds the edges of one room.
+const MaxRoomEdges = 16
+
+// RoomEdge is where one edge of a room runs, and its URLs as the control
+// API gives them to viewers.
+type RoomEdge struct {
+	HostID   string `json:"hostId" bson:"hostId"`
+	HostAddr string `json:"hostAddr" bson:"hostAddr"`
+	Port     int    `json:"port" bson:"port"`
+	WSURL    string `json:"wsUrl,omitempty" bson:"wsUrl,omitempty"`
+	SSEURL   string `json:"sseUrl,omitempty" bson:"sseUrl,omitempty"`
 }
 
 // Role is what a room participant may do.

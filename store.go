@@ -11,6 +11,7 @@ type RoomUpdate struct {
 	ProducerLive *bool
 	HLSURL       *string
 	Viewers      *int
+	Edges        *[]RoomEdge // at most MaxRoomEdges
 }
 
 // RoomSort orders a listing.

@@ -70,7 +70,23 @@ type RoomOptions struct {
 	Title  string `json:"title,omitempty"`
 	// OwnerName is the producer's display name, kept for listings like Title.
 	OwnerName string `json:"ownerName,omitempty"`
+	// Role is the room process's part in a room spread over hosts
+	// (docs/scaleout.md): "" a plain room, RoleOrigin or RoleEdge. A host
+	// without NATS_URL refuses the last two.
+	Role string `json:"role,omitempty"`
 }
+
+// The roles of a room process (RoomOptions.Role) besides the plain room's "".
+const (
+	// RoleOrigin sequences the room and publishes its events to its edges.
+	RoleOrigin = "origin"
+	// RoleEdge serves viewers of a room whose origin runs on another host:
+	// it sequences nothing, keeps no event log and is not the room's record.
+	RoleEdge = "edge"
+)
+
+// ValidRole reports whether role is "", RoleOrigin or RoleEdge.
+func ValidRole(role string) bool { return role == "" || role == RoleOrigin || role == RoleEdge }
 
 // CreateRequest is the body of POST RoomPath+name.
 type CreateRequest struct {
@@ -94,6 +110,7 @@ type RoomInfo struct {
 	PID       int                  `json:"pid"`
 	Status    chatfleet.RoomStatus `json:"status"`
 	Restarts  int                  `json:"restarts"`
+	Role      string               `json:"role,omitempty"` // RoomOptions.Role: "" (plain), RoleOrigin or RoleEdge
 	CreatedAt time.Time            `json:"createdAt"`
 	Stats     chatfleet.RoomStats  `json:"stats"`
 }

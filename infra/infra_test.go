@@ -768,6 +768,56 @@ func TestCloudFormation(t *testing.T) {
 		})
 	}
 
+	// The NATS cluster of rooms spread over hosts: three nodes with
+	// JetStream, routes between them only, clients (the fleet hosts, let in
+	// by the fleet stack) on 4222, and the fleet's NATS_URL from its output.
+	t.Run("nats.yaml", func(t *testing.T) {
+		text := readRepo(t, "infra/cloudformation/nats.yaml")
+		tpl := parseCFN(t, text)
+		checkCFNRefs(t, tpl)
+		checkCFNSchema(t, text, tpl)
+		checkCFNSecurity(t, tpl)
+		res := section(tpl, "Resources")
+		nodes := 0
+		for _, r := range res {
+			if dig(r, "Type") == "AWS::EC2::Instance" {
+				nodes++
+				if dig(r, "Properties", "LaunchTemplate", "LaunchTemplateId", "Ref") != "LaunchTemplate" {
+					t.Errorf("a node is not launched from the stack's launch template (IMDSv2): %v", r)
+				}
+			}
+		}
+		if nodes != 3 {
+			t.Errorf("%d NATS nodes, want 3", nodes)
+		}
+		ci := res["ClusterIngress"]
+		if dig(ci, "Properties", "GroupId", "Ref") != "SecurityGroup" || dig(ci, "Properties", "SourceSecurityGroupId", "Ref") != "SecurityGroup" ||
+			cfnPort(t, tpl, dig(ci, "Properties", "FromPort")) != 6222 {
+			t.Errorf("cluster routes (6222) must be open between the nodes only: %v", ci)
+		}
+		ud, _ := dig(res["LaunchTemplate"], "Properties", "LaunchTemplateData", "UserData", "Fn::Base64", "Fn::Sub").(string)
+		for _, want := range []string{"jetstream {", "store_dir: /var/lib/nats", "cluster {", "${NodeIp1}:${ClusterPort}",
+			"${NodeIp2}:${ClusterPort}", "${NodeIp3}:${ClusterPort}", "http: 127.0.0.1:8222", "systemctl enable --now nats"} {
+			if !strings.Contains(ud, want) {
+				t.Errorf("the nodes' user data lacks %q", want)
+			}
+		}
+		out, _ := dig(section(tpl, "Outputs")["NatsURL"], "Value", "Fn::Sub").(string)
+		if strings.Count(out, "nats://") != 3 {
+			t.Errorf("NatsURL output %q, want the three nodes", out)
+		}
+
+		fleet := parseCFN(t, readRepo(t, "infra/cloudformation/fleet.yaml"))
+		in := section(fleet, "Resources")["NatsIngress"]
+		if dig(in, "Properties", "GroupId", "Ref") != "NatsSecurityGroupId" || dig(in, "Properties", "SourceSecurityGroupId", "Ref") != "SecurityGroup" ||
+			cfnPort(t, fleet, dig(in, "Properties", "FromPort")) != 4222 {
+			t.Errorf("the fleet stack must let its hosts' group into NATS on 4222: %v", in)
+		}
+		if !slices.Contains(heredoc(t, userData(t, fleet), "cat > /etc/chatfleet/chatserver.env"), "NATS_URL=${NatsURL}") {
+			t.Error("the fleet's user data does not give chatserver NATS_URL")
+		}
+	})
+
 	t.Run("fleet room range matches nginx", func(t *testing.T) {
 		tpl := parseCFN(t, readRepo(t, "infra/cloudformation/fleet.yaml"))
 		ud := userData(t, tpl)
@@ -1394,7 +1444,8 @@ func TestOperationsDoc(t *testing.T) {
 	}
 	for _, want := range []string{
 		"sam build", "sam deploy --config-env dev", "systemctl reload chatserver", "/api/v1/drain",
-		"infra/cloudformation/fleet.yaml", "infra/cloudformation/loadbalancer.yaml", "X-API-Key",
+		"infra/cloudformation/fleet.yaml", "infra/cloudformation/loadbalancer.yaml", "infra/cloudformation/nats.yaml", "X-API-Key",
+		"Scale-out (NATS)", "4222", "6222", "8222",
 	} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("docs/operations.md does not mention %q", want)

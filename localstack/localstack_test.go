@@ -106,6 +106,7 @@ func startStack(t *testing.T) *stack {
 		"ROOM_PORT_MIN=" + strconv.Itoa(s.RoomPortMin),
 		"STORE_PORT=" + strconv.Itoa(s.StorePort),
 		"MONGODB_URI=",
+		"NATS_URL=",
 		"TOKEN_SECRET=",
 		"KEY=" + testKey,
 		"ADMIN_KEY=" + testAdminKey,
@@ -214,6 +215,29 @@ func TestQuickStart(t *testing.T) {
 		}
 		if status, _ := call(t, "POST", s.URL("/api/v1/rooms/nokey"), "", ""); status != http.StatusUnauthorized {
 			t.Errorf("POST /api/v1/rooms/nokey without a key: %d, want 401", status)
+		}
+	})
+	// Both hosts have the stack's embedded NATS: a room with an edge
+	// spans them.
+	t.Run("room with an edge", func(t *testing.T) {
+		if !strings.Contains(s.proc.Output(), "NATS            nats://127.0.0.1:") {
+			t.Error("the banner does not give the NATS server's URL")
+		}
+		status, body := call(t, "POST", s.URL("/api/v1/rooms/spread"), testAPIKey, `{"edges":3}`)
+		var out struct {
+			Data struct {
+				HostID string `json:"hostId"`
+				Edges  []struct {
+					HostID string `json:"hostId"`
+					Port   int    `json:"port"`
+				} `json:"edges"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(body), &out); err != nil || status != http.StatusCreated {
+			t.Fatalf("POST /api/v1/rooms/spread: %d %s (%v), want 201", status, body, err)
+		}
+		if e := out.Data.Edges; len(e) != 1 || e[0].HostID == out.Data.HostID || e[0].Port == 0 {
+			t.Fatalf("POST /api/v1/rooms/spread: %s; want one edge, on the other host", body)
 		}
 	})
 	t.Run("quiet terminal at start", func(t *testing.T) { checkQuietTerminal(t, s) })

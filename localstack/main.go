@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chatfleet/chatfleet/devnats"
 	"github.com/chatfleet/chatfleet/devstore"
 	"github.com/chatfleet/chatfleet/functions/api"
 	"github.com/chatfleet/chatfleet/httpx"
@@ -51,6 +52,7 @@ type config struct {
 	RoomPortMin int    // ROOM_PORT_MIN, default 34000; each host gets 500 ports
 	StorePort   int    // STORE_PORT, default 27018 (embedded store)
 	MongoURI    string // MONGODB_URI: use this MongoDB instead of the embedded store
+	NATSURL     string // NATS_URL: use this NATS instead of the embedded one (devnats)
 	LogLevel    string // LOG_LEVEL of the children, default info
 	// StoreLogLevel is STORE_LOG_LEVEL, the lowest level of the embedded
 	// store's lines written to DataDir/store.log: info by default; debug
@@ -96,6 +98,7 @@ func configFromEnv(getenv func(string) string) (config, error) {
 		Reset:         r.Flag("CHATFLEET_RESET"),
 		BinDir:        r.Str("CHATFLEET_BIN", ""),
 		MongoURI:      r.Str("MONGODB_URI", ""),
+		NATSURL:       r.Str("NATS_URL", ""),
 		LogLevel:      r.Str("LOG_LEVEL", "info"),
 		StoreLogLevel: r.LogLevel("STORE_LOG_LEVEL", slog.LevelInfo),
 		HTTPPort:      r.IntIn("HTTP_PORT", 3000, 1, 65535),
@@ -224,6 +227,19 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			filepath.Join(cfg.DataDir, "store"), filepath.Join(cfg.DataDir, storeLogName))
 	}
 
+	// NATS carries rooms spread over both hosts (origins and edges,
+	// docs/scaleout.md). Stopped after the hosts (defers run in reverse).
+	natsURL, natsDesc := cfg.NATSURL, "NATS_URL"
+	if natsURL == "" {
+		dir := filepath.Join(cfg.DataDir, "nats")
+		ns, err := devnats.Start(devnats.Config{Dir: dir})
+		if err != nil {
+			return fmt.Errorf("embedded NATS: %w", err)
+		}
+		defer ns.Stop()
+		natsURL, natsDesc = ns.URL(), "embedded NATS with JetStream in "+dir
+	}
+
 	var procs []*child
 	defer func() {
 		// Hosts first (they drain their rooms), then the load balancers.
@@ -252,7 +268,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			"PORT=" + strconv.Itoa(cfg.HostPorts[i]), "ADMIN_PORT=" + strconv.Itoa(cfg.AdminPorts[i]),
 			"BIND_ADDR=127.0.0.1", "ROOM_BIND=127.0.0.1", "PUBLIC_HOST=127.0.0.1", "HOST_ID=" + name,
 			"ROOM_PORT_MIN=" + strconv.Itoa(min), "ROOM_PORT_MAX=" + strconv.Itoa(min+half-1),
-			"STATE_DIR=" + filepath.Join(cfg.DataDir, name), "MONGODB_URI=" + storeURI,
+			"STATE_DIR=" + filepath.Join(cfg.DataDir, name), "MONGODB_URI=" + storeURI, "NATS_URL=" + natsURL,
 			"TOKEN_SECRET=" + k.TokenSecret, "LOG_LEVEL=" + cfg.LogLevel,
 			"WEBHOOK_ALLOW_PRIVATE=" + cfg.AllowPrivateHooks,
 			"ALLOWED_ORIGINS=" + fmt.Sprintf("http://localhost:%d,http://127.0.0.1:%d", cfg.HTTPPort, cfg.HTTPPort),
@@ -321,7 +337,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		srv.Shutdown(sctx)
 	}()
 
-	logs.banner(bannerText(cfg, lbURLs, storeURI, storeDesc))
+	logs.banner(bannerText(cfg, lbURLs, storeURI, storeDesc, natsURL, natsDesc))
 	select {
 	case <-ctx.Done():
 	case c := <-firstExit(procs):
@@ -380,7 +396,7 @@ func (h firstLineHandler) WithGroup(name string) slog.Handler {
 	return firstLineHandler{h.Handler.WithGroup(name), h.whole}
 }
 
-func bannerText(cfg config, lbURLs []string, storeURI, storeDesc string) string {
+func bannerText(cfg config, lbURLs []string, storeURI, storeDesc, natsURL, natsDesc string) string {
 	k := cfg.keys
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nchatfleet is running\n")
@@ -401,6 +417,7 @@ func bannerText(cfg config, lbURLs []string, storeURI, storeDesc string) string 
 		fmt.Fprintf(&b, "  webhooks        rooms' webhookUrls must be public addresses, as in production (WEBHOOK_ALLOW_PRIVATE=%s)\n", cfg.AllowPrivateHooks)
 	}
 	fmt.Fprintf(&b, "  store           %s (%s)\n", storeURI, storeDesc)
+	fmt.Fprintf(&b, "  NATS            %s (%s; rooms with edges span both hosts)\n", natsURL, natsDesc)
 	fmt.Fprintf(&b, "  data folder     %s (CHATFLEET_RESET=1 wipes it)\n", cfg.DataDir)
 	fmt.Fprintf(&b, "Ctrl-C stops everything.\n")
 	return b.String()

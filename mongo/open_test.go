@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -162,7 +163,7 @@ func TestOutage(t *testing.T) {
 	eventually(t, 10*time.Second, func() error { return s.Ping(ctx) })
 	got, err := s.Room(ctx, "lobby")
 	must(t, err)
-	if *got != *lobby {
+	if !reflect.DeepEqual(*got, *lobby) {
 		t.Fatalf("after restart: %+v, want %+v", got, lobby)
 	}
 	evs, err := s.LastEvents(ctx, "lobby", 10)

@@ -71,6 +71,9 @@ func (s *Store) CreateRoom(ctx context.Context, r *chatfleet.Room) error {
 	if !slices.Contains(activeStatuses, r.Status) {
 		return invalid("a new room must be starting, live or offline, not %q", r.Status)
 	}
+	if len(r.Edges) > chatfleet.MaxRoomEdges {
+		return invalid("a room has at most %d edges, not %d", chatfleet.MaxRoomEdges, len(r.Edges))
+	}
 	now := s.stamp()
 	if r.CreatedAt.IsZero() {
 		r.CreatedAt = now
@@ -157,6 +160,12 @@ func (s *Store) UpdateRoom(ctx context.Context, name string, upd chatfleet.RoomU
 			return invalid("viewers must not be negative")
 		}
 		set = append(set, bson.E{Key: "viewers", Value: *upd.Viewers})
+	}
+	if upd.Edges != nil {
+		if len(*upd.Edges) > chatfleet.MaxRoomEdges {
+			return invalid("a room has at most %d edges, not %d", chatfleet.MaxRoomEdges, len(*upd.Edges))
+		}
+		set = append(set, bson.E{Key: "edges", Value: *upd.Edges})
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()

@@ -3,6 +3,7 @@ package mongo_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -31,7 +32,7 @@ func TestCreateRoom(t *testing.T) {
 		}
 		got, err := s.Room(ctx, "lobby")
 		must(t, err)
-		if *got != *r {
+		if !reflect.DeepEqual(*got, *r) {
 			t.Fatalf("Room = %+v, want %+v", got, r)
 		}
 	})
@@ -83,7 +84,7 @@ func TestCreateRoom(t *testing.T) {
 			must(t, s.CreateRoom(ctx, again))
 			got, err := s.Room(ctx, "lobby")
 			must(t, err)
-			if *got != *again {
+			if !reflect.DeepEqual(*got, *again) {
 				t.Fatalf("after replacing a %s room: %+v, want %+v", status, got, again)
 			}
 			must(t, s.UpdateRoom(ctx, "lobby", chatfleet.RoomUpdate{Status: ptr(chatfleet.RoomClosed)}))
@@ -164,7 +165,7 @@ func TestRoomAndUpdateRoom(t *testing.T) {
 		want := chatfleet.Room{Name: "lobby", HostID: "h1", HostAddr: "h1.example.com", Port: 34001,
 			Status: chatfleet.RoomOffline, ProducerLive: true, HLSURL: "https://cdn/x.m3u8", Viewers: 42,
 			CreatedAt: created, UpdatedAt: later}
-		if *got != want {
+		if !reflect.DeepEqual(*got, want) {
 			t.Fatalf("after update: %+v, want %+v", got, want)
 		}
 
@@ -174,7 +175,7 @@ func TestRoomAndUpdateRoom(t *testing.T) {
 		got, err = s.Room(ctx, "lobby")
 		must(t, err)
 		want.Viewers, want.UpdatedAt = 7, later
-		if *got != want {
+		if !reflect.DeepEqual(*got, want) {
 			t.Fatalf("after viewers update: %+v, want %+v", got, want)
 		}
 	})
@@ -330,7 +331,7 @@ func TestSyncHost(t *testing.T) {
 		for name, w := range want {
 			got, err := s.Room(ctx, name)
 			must(t, err)
-			if *got != w {
+			if !reflect.DeepEqual(*got, w) {
 				t.Errorf("room %s:\n got %+v\nwant %+v", name, got, &w)
 			}
 		}
@@ -425,4 +426,37 @@ func TestReapStale(t *testing.T) {
 	}
 	// And a closed name may be taken again.
 	must(t, s.CreateRoom(ctx, room("quiet", "h3", 9)))
+}
+
+// TestRoomEdges: a room's edges are stored with it, replaced by an update,
+// bounded, and kept by its host's sync (which reports the origin alone).
+func TestRoomEdges(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t, newClock())
+	edges := []chatfleet.RoomEdge{
+		{HostID: "h2", HostAddr: "h2.example.com", Port: 34001, WSURL: "ws://h2.example.com:34001/ws", SSEURL: "http://h2.example.com:34001/events"},
+		{HostID: "h3", HostAddr: "h3.example.com", Port: 34002},
+	}
+	r := room("spread", "h1", 34000)
+	r.Edges = edges
+	must(t, s.CreateRoom(ctx, r))
+	got, err := s.Room(ctx, "spread")
+	must(t, err)
+	if !reflect.DeepEqual(got.Edges, edges) {
+		t.Fatalf("stored edges %+v, want %+v", got.Edges, edges)
+	}
+	must(t, s.SyncHost(ctx, "h1", []*chatfleet.Room{{Name: "spread", HostAddr: "h1.example.com", Port: 34000, Viewers: 5}}))
+	if got, err = s.Room(ctx, "spread"); err != nil || got.Viewers != 5 || !reflect.DeepEqual(got.Edges, edges) {
+		t.Fatalf("after the origin host's sync: %+v, %v; want its viewers and the edges kept", got, err)
+	}
+	must(t, s.UpdateRoom(ctx, "spread", chatfleet.RoomUpdate{Edges: ptr(edges[:1])}))
+	if got, err = s.Room(ctx, "spread"); err != nil || !reflect.DeepEqual(got.Edges, edges[:1]) {
+		t.Fatalf("after an update of the edges: %+v, %v", got, err)
+	}
+	tooMany := make([]chatfleet.RoomEdge, chatfleet.MaxRoomEdges+1)
+	wantCode(t, s.UpdateRoom(ctx, "spread", chatfleet.RoomUpdate{Edges: &tooMany}), chatfleet.EINVALID)
+	big := room("big", "h1", 34003)
+	big.Edges = tooMany
+	wantCode(t, s.CreateRoom(ctx, big), chatfleet.EINVALID)
 }

@@ -62,8 +62,14 @@ type host struct{ *testutil.Chatserver }
 // the load balancer lists it as accepting.
 func startHost(t *testing.T, lb string, env ...string) *host {
 	t.Helper()
+	return startHostAs(t, lb, hostID, env...)
+}
+
+// startHostAs is startHost for a host named id.
+func startHostAs(t *testing.T, lb, id string, env ...string) *host {
+	t.Helper()
 	h := &host{testutil.NewChatserver(t, 20, append([]string{
-		"HOST_ID=" + hostID, "PUBLIC_HOST=127.0.0.1", "IMDS=0",
+		"HOST_ID=" + id, "PUBLIC_HOST=127.0.0.1", "IMDS=0",
 		"KEY=" + fleetKey, "ADMIN_KEY=" + fleetAdminKey, "TOKEN_SECRET=" + tokenSecret,
 		"LOADBALANCERS=" + lb, "LOADBALANCER_KEY=" + lbKey, "HEARTBEAT_EVERY=500ms",
 		"LOG_LEVEL=warn", "ORPHAN_GRACE=10s", "DRAIN_WINDOW=200ms", "MONGODB_URI=",
@@ -72,7 +78,7 @@ func startHost(t *testing.T, lb string, env ...string) *host {
 	}, env...)...)}
 	h.Start()
 	picker := newPicker(t, lb)
-	waitHost(t, picker, chatfleet.HostAccepting)
+	waitHostAs(t, picker, id, chatfleet.HostAccepting)
 	return h
 }
 
@@ -224,6 +230,12 @@ func newPicker(t *testing.T, lb string) *lbclient.Picker {
 // waitHost waits until the load balancers list host h1 in state.
 func waitHost(t *testing.T, p api.HostPicker, state chatfleet.HostState) chatfleet.Host {
 	t.Helper()
+	return waitHostAs(t, p, hostID, state)
+}
+
+// waitHostAs waits until the load balancers list host id in state.
+func waitHostAs(t *testing.T, p api.HostPicker, id string, state chatfleet.HostState) chatfleet.Host {
+	t.Helper()
 	var found chatfleet.Host
 	testutil.Eventually(t, 15*time.Second, func() error {
 		hosts, err := p.Hosts(t.Context())
@@ -231,7 +243,7 @@ func waitHost(t *testing.T, p api.HostPicker, state chatfleet.HostState) chatfle
 			return err
 		}
 		for _, h := range hosts {
-			if h.ID == hostID {
+			if h.ID == id {
 				if h.State != state {
 					return fmt.Errorf("host %s is %s, want %s", h.ID, h.State, state)
 				}
@@ -239,7 +251,7 @@ func waitHost(t *testing.T, p api.HostPicker, state chatfleet.HostState) chatfle
 				return nil
 			}
 		}
-		return fmt.Errorf("host %s not listed (%d hosts)", hostID, len(hosts))
+		return fmt.Errorf("host %s not listed (%d hosts)", id, len(hosts))
 	})
 	return found
 }

@@ -6,11 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -58,6 +61,10 @@ type createRequest struct {
 	WebhookURLs    []string `json:"webhookUrls"` // passed to the host, which delivers the room's events to them
 	OwnerID        string   `json:"ownerId"`     // the producer's user id; generated if empty
 	OwnerName      string   `json:"ownerName"`   // the producer's display name
+	// Edges is how many other hosts serve the room's viewers (0 to
+	// chatfleet.MaxRoomEdges; docs/scaleout.md): the room runs as an origin
+	// with that many edges, or fewer if fewer hosts can run one.
+	Edges int `json:"edges"`
 }
 
 // validate checks the request; allowPrivate lets webhookUrls name
@@ -82,6 +89,9 @@ func (c *createRequest) validate(allowPrivate bool) error {
 		if u, _ := url.Parse(c.HLSURL); u.User != nil {
 			return chatfleet.Errorf(chatfleet.EINVALID, "field %q: credentials in a URL are not allowed (it is shown to every viewer)", "hlsUrl")
 		}
+	}
+	if c.Edges < 0 || c.Edges > chatfleet.MaxRoomEdges {
+		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: want 0 to %d", "edges", chatfleet.MaxRoomEdges)
 	}
 	if c.Region != "" && !regionRE.MatchString(c.Region) {
 		return chatfleet.Errorf(chatfleet.EINVALID, "field %q: want an AWS region name such as eu-west-1", "region")
@@ -146,8 +156,27 @@ type roomView struct {
 	Paid         bool                 `json:"paid,omitempty"`
 	OwnerID      string               `json:"ownerId"`            // the producer's user id
 	Instance     string               `json:"instance,omitempty"` // this life of the name; not a secret
+	Edges        []edgeView           `json:"edges,omitempty"`    // the room's other hosts, serving viewers
 	CreatedAt    time.Time            `json:"createdAt"`
 	UpdatedAt    time.Time            `json:"updatedAt"`
+}
+
+// edgeView is an edge of a room as the API shows it.
+type edgeView struct {
+	HostID string `json:"hostId"`
+	Host   string `json:"host"`
+	Port   int    `json:"port"`
+	WSURL  string `json:"wsUrl,omitempty"`
+	SSEURL string `json:"sseUrl,omitempty"`
+}
+
+// edgeViews returns edges as the API shows them (nil for none).
+func edgeViews(edges []chatfleet.RoomEdge) []edgeView {
+	var out []edgeView
+	for _, e := range edges {
+		out = append(out, edgeView{HostID: e.HostID, Host: e.HostAddr, Port: e.Port, WSURL: e.WSURL, SSEURL: e.SSEURL})
+	}
+	return out
 }
 
 // view returns r as the API shows it; hosts (by id, may be nil) give the
@@ -161,7 +190,8 @@ func view(r *chatfleet.Room, hosts map[string]chatfleet.Host) roomView {
 	return roomView{
 		Name: r.Name, Title: r.Title, OwnerName: r.OwnerName, Status: r.Status, Producer: producer, ProducerLive: r.ProducerLive, Viewers: r.Viewers,
 		HostID: r.HostID, Host: r.HostAddr, Port: r.Port, WSURL: ws, SSEURL: sse,
-		HLSURL: r.HLSURL, Paid: r.Paid, OwnerID: ownerOf(r), Instance: r.Instance, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		HLSURL: r.HLSURL, Paid: r.Paid, OwnerID: ownerOf(r), Instance: r.Instance, Edges: edgeViews(r.Edges),
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }
 
@@ -182,6 +212,9 @@ type created struct {
 	Token         string    `json:"token"`
 	ExpiresAt     time.Time `json:"expiresAt"`
 	WebhookSecret string    `json:"webhookSecret,omitempty"`
+	// Edges are the edges created (fewer than asked when fewer hosts could
+	// run one); the producer connects to the origin (wsUrl) only.
+	Edges []edgeView `json:"edges,omitempty"`
 }
 
 // create serves POST /api/v1/rooms/{name}: pick a host, have it run the
@@ -218,19 +251,26 @@ func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
 	if len(req.WebhookURLs) > 0 {
 		opts.WebhookSecret = randomHex(32)
 	}
+	if req.Edges > 0 {
+		opts.Role = hostapi.RoleOrigin
+	}
 	host, port, err := a.place(ctx, name, req.Region, opts)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
+	edges, edgeHosts := a.placeEdges(ctx, name, req.Region, host, opts, req.Edges)
 	room := &chatfleet.Room{
 		Name: name, Title: req.Title, OwnerName: req.OwnerName, HostID: host.ID, HostAddr: host.RoomHost, Port: port,
 		Status: chatfleet.RoomOffline, HLSURL: req.HLSURL, Paid: req.Paid,
-		Instance: opts.Instance, OwnerID: opts.OwnerID,
+		Instance: opts.Instance, OwnerID: opts.OwnerID, Edges: edges,
 	}
 	if err := a.record(ctx, room); err != nil {
 		// A concurrent create won the name, or the store is down: either way
 		// the room just started must not run unrecorded.
+		for _, h := range edgeHosts {
+			a.undo(ctx, h, name)
+		}
 		a.undo(ctx, host, name)
 		a.fail(w, r, err)
 		return
@@ -241,13 +281,49 @@ func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws, sse := roomURLs(host.RoomURL, host.RoomHost, port)
-	a.log.Info("room created", "room", name, "instance", opts.Instance, "owner", opts.OwnerID, "host", host.ID, "port", port)
+	a.log.Info("room created", "room", name, "instance", opts.Instance, "owner", opts.OwnerID, "host", host.ID, "port", port, "edges", len(edges))
 	httpx.WriteData(w, http.StatusCreated, created{
 		Name: name, Instance: opts.Instance, OwnerID: opts.OwnerID,
 		HostID: host.ID, Host: host.RoomHost, Port: port, WSURL: ws, SSEURL: sse,
 		Role: string(chatfleet.RoleProducer), UserID: opts.OwnerID, Token: tok, ExpiresAt: exp,
-		WebhookSecret: opts.WebhookSecret,
+		WebhookSecret: opts.WebhookSecret, Edges: edgeViews(edges),
 	})
+}
+
+// placeEdges creates up to n edges of room name (whose origin runs on
+// origin with opts) on other hosts, each picked by the load balancers
+// among the hosts not tried yet, and returns them with their hosts. An edge
+// that fails is logged and skipped: the room works with fewer. It stops
+// when no host is left, after maxCreateAttempts failures, or when ctx ends.
+func (a *roomAPI) placeEdges(ctx context.Context, name, region string, origin chatfleet.Host, opts hostapi.RoomOptions, n int) ([]chatfleet.RoomEdge, []chatfleet.Host) {
+	// An edge delivers no webhooks: the origin's host does.
+	opts.Role, opts.WebhookURLs, opts.WebhookSecret = hostapi.RoleEdge, nil, ""
+	pick := chatfleet.PickRequest{Region: region, Exclude: []string{origin.ID}}
+	var edges []chatfleet.RoomEdge
+	var hosts []chatfleet.Host
+	for failures := 0; len(edges) < n && failures < maxCreateAttempts && ctx.Err() == nil; {
+		host, err := a.cfg.Picker.Pick(ctx, pick)
+		if err != nil {
+			if chatfleet.ErrorCode(err) != chatfleet.EUNAVAILABLE {
+				a.log.Warn("pick a host for an edge", "room", name, "err", err)
+			}
+			break // no host left
+		}
+		pick.Exclude = append(pick.Exclude, host.ID)
+		port, err := a.fleet.createRoom(ctx, host, name, opts)
+		if err != nil {
+			a.log.Warn("edge not created; the room has fewer", "room", name, "host", host.ID, "err", err)
+			failures++
+			continue
+		}
+		ws, sse := roomURLs(host.RoomURL, host.RoomHost, port)
+		edges = append(edges, chatfleet.RoomEdge{HostID: host.ID, HostAddr: host.RoomHost, Port: port, WSURL: ws, SSEURL: sse})
+		hosts = append(hosts, host)
+	}
+	if len(edges) < n {
+		a.log.Warn("room has fewer edges than asked", "room", name, "asked", n, "created", len(edges))
+	}
+	return edges, hosts
 }
 
 // record stores room, just started on its host. A conflict means a
@@ -278,10 +354,17 @@ func (a *roomAPI) record(ctx context.Context, room *chatfleet.Room) error {
 		}
 		return timedOut(ctx, "the store", a.store.CreateRoom(sctx, room))
 	}
-	if room.HLSURL == "" {
+	if room.HLSURL == "" && len(room.Edges) == 0 {
 		return nil
 	}
-	return timedOut(ctx, "the store", a.store.UpdateRoom(sctx, room.Name, chatfleet.RoomUpdate{HLSURL: &room.HLSURL}))
+	upd := chatfleet.RoomUpdate{}
+	if room.HLSURL != "" {
+		upd.HLSURL = &room.HLSURL
+	}
+	if len(room.Edges) > 0 {
+		upd.Edges = &room.Edges
+	}
+	return timedOut(ctx, "the store", a.store.UpdateRoom(sctx, room.Name, upd))
 }
 
 // checkFree returns ECONFLICT, with where it runs, if an open room holds name.
@@ -551,11 +634,38 @@ func (a *roomAPI) issueToken(w http.ResponseWriter, r *http.Request) {
 	if display == "" {
 		display = req.UserID
 	}
-	v := view(room, a.hostsByID(r.Context()))
+	hosts := a.hostsByID(r.Context())
+	v := view(room, hosts)
+	ws, sse := v.WSURL, v.SSEURL
+	if req.Role == chatfleet.RoleViewer {
+		// Viewers are spread over the room's edges; moderators, like the
+		// producer, connect to the origin.
+		if e, ok := pickEdge(room.Edges, hosts); ok {
+			ws, sse = e.WSURL, e.SSEURL
+		}
+	}
 	httpx.WriteData(w, http.StatusCreated, tokenAnswer{
 		Room: room.Name, Role: string(req.Role), UserID: req.UserID, Name: display,
-		Token: tok, ExpiresAt: exp, WSURL: v.WSURL, SSEURL: v.SSEURL,
+		Token: tok, ExpiresAt: exp, WSURL: ws, SSEURL: sse,
 	})
+}
+
+// pickEdge returns a random edge among edges whose host the load balancers
+// do not know as down (hosts nil: they could not say, every edge counts),
+// and false if there is none.
+func pickEdge(edges []chatfleet.RoomEdge, hosts map[string]chatfleet.Host) (chatfleet.RoomEdge, bool) {
+	up := make([]chatfleet.RoomEdge, 0, len(edges))
+	for _, e := range edges {
+		if h, ok := hosts[e.HostID]; hosts == nil || ok && h.State != chatfleet.HostDown {
+			if e.WSURL != "" {
+				up = append(up, e)
+			}
+		}
+	}
+	if len(up) == 0 {
+		return chatfleet.RoomEdge{}, false
+	}
+	return up[mathrand.IntN(len(up))], true
 }
 
 // guestID returns a new anonymous user id, "guest-" and 8 hex digits.
@@ -584,6 +694,8 @@ func (a *roomAPI) close(w http.ResponseWriter, r *http.Request) {
 // closeOn closes room on its host (through its admin port if admin is set)
 // and marks it closed in the store. A host the load balancers no longer
 // know, or know as down, took its rooms with it: the store is updated alone.
+// The room's edges are closed too, best effort: an edge that cannot be
+// closed is logged (the origin's end reaches it through NATS anyway).
 func (a *base) closeOn(ctx context.Context, room *chatfleet.Room, reason string, admin bool) error {
 	hosts, err := a.cfg.Picker.Hosts(ctx)
 	if err != nil {
@@ -597,6 +709,18 @@ func (a *base) closeOn(ctx context.Context, room *chatfleet.Room, reason string,
 			return timedOut(ctx, "the host", hostFailure(err))
 		}
 	}
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		if h.State == chatfleet.HostDown || h.ID == room.HostID || !slices.ContainsFunc(room.Edges, func(e chatfleet.RoomEdge) bool { return e.HostID == h.ID }) {
+			continue
+		}
+		wg.Go(func() {
+			if err := a.fleet.closeRoom(ctx, h, room.Name, reason, admin); err != nil {
+				a.log.Warn("close an edge", "room", room.Name, "host", h.ID, "err", err)
+			}
+		})
+	}
+	wg.Wait()
 	closed := chatfleet.RoomClosed
 	sctx, cancel := storeCtx(ctx)
 	defer cancel()

@@ -108,6 +108,11 @@ type Assignment struct {
 	HistorySize    int    `json:"historySize,omitempty"`
 	Paid           bool   `json:"paid,omitempty"`
 	HLSURL         string `json:"hlsUrl,omitempty"` // the create's: a stream announced live without one uses it
+	// Role is the room's part in a room spread over hosts: "" (plain),
+	// hostapi.RoleOrigin or hostapi.RoleEdge (docs/scaleout.md). A new
+	// optional field: a spare of an older binary would ignore it, but spares
+	// are always of the master's own binary, so Version does not change.
+	Role string `json:"role,omitempty"`
 }
 
 // MaxBansPerFrame bounds the bans of one Bans frame: a ban is at most about

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 )
 
 // Version is the master–room protocol this release speaks, carried by Hello
@@ -85,6 +86,9 @@ const (
 // Args returns l as arguments of the chatserver binary. -port comes before
 // the room's options and -spare last: masters of release 1.0.0 recognise
 // their rooms by those (IsRoomCmdline), so a rollback still adopts them.
+// -role is a new optional flag after them: a plain room's command line is
+// unchanged, so Version does not count it (an older room binary never gets
+// one: the master runs its own binary).
 func (l Launch) Args() []string {
 	a := []string{"room"}
 	if l.StatsEvery > 0 {
@@ -125,6 +129,9 @@ func (l Launch) Args() []string {
 	if o.HLSURL != "" {
 		a = append(a, "-hls", o.HLSURL)
 	}
+	if o.Role != "" {
+		a = append(a, "-role", o.Role)
+	}
 	return a
 }
 
@@ -149,6 +156,7 @@ func ParseLaunch(args []string) (Launch, error) {
 	fs.IntVar(&o.HistorySize, "history", 0, "messages kept for join and recovery (0: the fleet default)")
 	fs.BoolVar(&o.Paid, "paid", false, "the room is paid (entitlement checks)")
 	fs.StringVar(&o.HLSURL, "hls", "", "the stream URL given at create: the producer may announce live without one")
+	fs.StringVar(&o.Role, "role", "", "the room's part in a room spread over hosts: empty (plain), origin or edge")
 	if err := fs.Parse(args); err != nil {
 		return Launch{}, err
 	}
@@ -158,6 +166,9 @@ func ParseLaunch(args []string) (Launch, error) {
 	named := l.Name != "" || l.Port != 0
 	if l.Spare && named || !l.Spare && (chatfleet.ValidateRoomName(l.Name) != nil || l.Port <= 0) {
 		return Launch{}, errors.New("give -name and -port, or -spare")
+	}
+	if !hostapi.ValidRole(o.Role) {
+		return Launch{}, fmt.Errorf("-role %q: want origin or edge", o.Role)
 	}
 	if l.StatsEvery <= 0 || l.OrphanGrace <= 0 {
 		return Launch{}, errors.New("-stats-every and -orphan-grace must be positive")

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chatfleet/chatfleet/hostapi"
 )
 
 func TestLaunchRoundTrip(t *testing.T) {
@@ -13,6 +15,8 @@ func TestLaunchRoundTrip(t *testing.T) {
 			Conn:    ConnSettings{PongWait: 30 * time.Second, WriteWait: 5 * time.Second, SendQueueBytes: 1 << 20},
 			Options: Assignment{Instance: "I1", Owner: "producer", AllowAnonymous: true, HistorySize: 50, Paid: true, HLSURL: "https://cdn.example.com/a.m3u8"}},
 		{Name: "plain", Port: 1, StatsEvery: DefaultStatsEvery, OrphanGrace: DefaultOrphanGrace},
+		{Name: "spread", Port: 2, StatsEvery: DefaultStatsEvery, OrphanGrace: DefaultOrphanGrace, Options: Assignment{Instance: "I2", Role: hostapi.RoleOrigin}},
+		{Name: "spread", Port: 3, StatsEvery: DefaultStatsEvery, OrphanGrace: DefaultOrphanGrace, Options: Assignment{Instance: "I2", Role: hostapi.RoleEdge}},
 		{Spare: true, StatsEvery: DefaultStatsEvery, OrphanGrace: DefaultOrphanGrace},
 	} {
 		args := l.Args()
@@ -37,6 +41,8 @@ func TestParseLaunchRefuses(t *testing.T) {
 		{"-spare", "extra"},
 		{"-spare", "-stats-every", "0s"},
 		{"-spare", "-unknown"},
+		{"-name", "demo", "-port", "34000", "-role", "relay"},
+		{"-name", "demo", "-port", "34000", "-role", "Edge"},
 	} {
 		if l, err := ParseLaunch(args); err == nil {
 			t.Errorf("ParseLaunch(%q) = %+v, want an error", args, l)
@@ -52,6 +58,8 @@ func TestIsRoomCmdline(t *testing.T) {
 		"-port", "34007", "-name", "demo", "-instance", "I1", "-owner", "producer")
 	oldSpare := cmdline("/usr/local/bin/chatserver", "room", "-stats-every", "2s", "-orphan-grace", "1m0s", "-spare")
 	now := cmdline(append([]string{"/usr/local/bin/chatserver"}, Launch{Name: "demo", Port: 34007, StatsEvery: time.Second, OrphanGrace: time.Minute}.Args()...)...)
+	edge := cmdline(append([]string{"/usr/local/bin/chatserver"}, Launch{Name: "demo", Port: 34009, StatsEvery: time.Second, OrphanGrace: time.Minute,
+		Options: Assignment{Instance: "I1", Role: hostapi.RoleEdge}}.Args()...)...)
 	nowSpare := cmdline(append([]string{"/usr/local/bin/chatserver"}, Launch{Spare: true, StatsEvery: time.Second, OrphanGrace: time.Minute}.Args()...)...)
 	for _, c := range []struct {
 		cmdline []byte
@@ -60,6 +68,7 @@ func TestIsRoomCmdline(t *testing.T) {
 	}{
 		{old, 34007, true}, {old, 34000, false}, {old, 3400, false},
 		{oldSpare, 34000, true}, {now, 34007, true}, {now, 34008, false}, {nowSpare, 34001, true},
+		{edge, 34009, true}, {edge, 34007, false},
 		{cmdline("/usr/sbin/nginx", "-port", "34007"), 34007, false},
 		{cmdline("/usr/local/bin/chatserver", "room", "-name", "x", "-spare", "other"), 34007, false},
 	} {

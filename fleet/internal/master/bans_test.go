@@ -49,6 +49,12 @@ type frameRecord struct {
 	Words   int      `json:"words,omitempty"`
 	Version int64    `json:"version,omitempty"`
 	PID     int      `json:"pid"`
+	// A launch record (first of each process): its -role and NATS_URL.
+	Role string `json:"role,omitempty"`
+	NATS string `json:"nats,omitempty"`
+	// A resume: how many events and the seq to continue from.
+	Events int   `json:"events,omitempty"`
+	Seq    int64 `json:"seq,omitempty"`
 }
 
 // fakeRoom serves the control socket (fd 4) as a room would: ready after
@@ -57,9 +63,11 @@ type frameRecord struct {
 // in dir/<name>.log. A global message
 // "ban <room> <json>" makes room <room> send that ban event, "drop <room>"
 // makes it close the connection (as a room whose write to its master timed
-// out) and wait for another; close and drain end it.
+// out) and wait for another, "log <room>" makes it send a log of one event
+// of seq 1000 then stats of 1000 messages; close and drain end it. Its first record is a "launch" with
+// its -role and NATS_URL.
 func fakeRoom(dir string, args []string) int {
-	var name string
+	var name, role string
 	var port int
 	for i := 0; i+1 < len(args); i++ {
 		switch args[i] {
@@ -67,6 +75,8 @@ func fakeRoom(dir string, args []string) int {
 			name = args[i+1]
 		case "-port":
 			fmt.Sscan(args[i+1], &port)
+		case "-role":
+			role = args[i+1]
 		}
 	}
 	ln, err := net.FileListener(os.NewFile(4, "control"))
@@ -78,6 +88,9 @@ func fakeRoom(dir string, args []string) int {
 		return ipc.ExitSetup
 	}
 	w := bufio.NewWriter(out)
+	line, _ := json.Marshal(frameRecord{Type: "launch", PID: os.Getpid(), Role: role, NATS: os.Getenv("NATS_URL")})
+	w.Write(append(line, '\n'))
+	w.Flush()
 accept:
 	for {
 		ln.(*net.UnixListener).SetDeadline(time.Now().Add(5 * time.Second))
@@ -98,6 +111,8 @@ accept:
 			}
 			rec := frameRecord{Type: msg.Type, PID: os.Getpid()}
 			switch msg.Type {
+			case ipc.TypeResume:
+				rec.Events, rec.Seq = len(msg.Events), msg.Seq
 			case ipc.TypeCache:
 				rec.Words, rec.Version = len(msg.Cache.BlockedWords), msg.Cache.Version
 				if len(msg.Cache.Bans) > 0 {
@@ -121,6 +136,10 @@ accept:
 				if msg.Text == "drop "+name {
 					c.Close()
 					continue accept
+				}
+				if msg.Text == "log "+name {
+					c.Send(ipc.Msg{Type: ipc.TypeEvent, Event: "log", Events: []chatfleet.Event{{Room: name, Seq: 1000, Type: "chat", At: time.Now(), Data: []byte(`{}`)}}})
+					c.Send(ipc.Msg{Type: ipc.TypeStats, Stats: &chatfleet.RoomStats{Messages: 1000}}) // after the log: the master handled it
 				}
 				if f := strings.SplitN(msg.Text, " ", 3); len(f) == 3 && f[0] == "ban" && f[1] == name {
 					var b chatfleet.Ban
@@ -300,8 +319,8 @@ func TestBansReachOnlyTheirRooms(t *testing.T) {
 	}
 	wantBans(t, dir, "a", 5*time.Second, "@troll", "@spammer", "a1")
 	wantBans(t, dir, "b", 5*time.Second, "@troll", "@spammer", "b1")
-	if recs := records(t, dir, "a"); recs[0].Type != ipc.TypeResume || recs[1].Type != ipc.TypeCache || recs[1].Words != 1 {
-		t.Fatalf("first frames %+v, want resume, then the cache with the one blocked word within bounds", recs[:2])
+	if recs := records(t, dir, "a"); recs[0].Type != "launch" || recs[1].Type != ipc.TypeResume || recs[2].Type != ipc.TypeCache || recs[2].Words != 1 {
+		t.Fatalf("first frames %+v, want resume, then the cache with the one blocked word within bounds", recs[:3])
 	}
 	if n := m.cache.cutWords(); n != 1 {
 		t.Errorf("words left out = %d, want 1", n)

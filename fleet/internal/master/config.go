@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chatfleet/chatfleet/fleet/internal/bus"
 	"github.com/chatfleet/chatfleet/fleet/internal/entitle"
 	"github.com/chatfleet/chatfleet/fleet/internal/hooks"
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
@@ -82,6 +83,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if err := r.Err(); err != nil {
 		return Config{}, err
 	}
+	nats, err := bus.ConfigFromEnv(getenv)
+	if err != nil {
+		return Config{}, err
+	}
+	c.NATS = nats
 	if c.Key == "" || c.AdminKey == "" {
 		return Config{}, errors.New("KEY and ADMIN_KEY must be set")
 	}

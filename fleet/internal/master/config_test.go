@@ -3,6 +3,7 @@ package master
 import (
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -94,12 +95,37 @@ func TestConfigFromEnvErrors(t *testing.T) {
 		{[]string{"ADMIN_KEY", "user-key"}, "KEY and ADMIN_KEY must differ"},
 		{[]string{"ENTITLEMENT_URL", "http://127.0.0.1:9/ent"}, "ENTITLEMENT_SECRET is required with ENTITLEMENT_URL"},
 		{[]string{"MAX_ROOM_CONNS", "0"}, `MAX_ROOM_CONNS="0"`},
+		{[]string{"NATS_CREDS", "/etc/nats.creds"}, "NATS_CREDS and NATS_CA need NATS_URL"},
+		{[]string{"NATS_URL", "nats://n:4222", "NATS_STREAM_MAX_PER_ROOM", "5"}, "NATS_STREAM_MAX_PER_ROOM"},
 		// The first error wins: PORT's, not the keys'.
 		{[]string{"PORT", "x", "KEY", ""}, `PORT="x"`},
 	} {
 		_, err := ConfigFromEnv(envOf(tc.kv...))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want %q", tc.kv, err, tc.want)
+		}
+	}
+}
+
+// TestConfigNATS: the NATS settings are read with the host's and given to
+// every room process.
+func TestConfigNATS(t *testing.T) {
+	c, err := ConfigFromEnv(envOf("NATS_URL", "nats://n1:4222,nats://n2:4222", "NATS_STREAM_MAX_AGE", "2h", "TOKEN_SECRET", "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.URL != "nats://n1:4222,nats://n2:4222" || c.NATS.StreamMaxAge != 2*time.Hour {
+		t.Fatalf("NATS = %+v", c.NATS)
+	}
+	c.StateDir = t.TempDir()
+	m, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := roomEnviron([]string{"PATH=/bin"}, m.cfg.RoomEnv)
+	for _, want := range []string{"NATS_URL=nats://n1:4222,nats://n2:4222", "NATS_STREAM_MAX_AGE=2h0m0s", "NATS_STREAM_MAX_PER_ROOM=10000"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("room environment %q lacks %s", env, want)
 		}
 	}
 }

@@ -22,8 +22,12 @@ const (
 )
 
 // logEvents records events a room sequenced: in the room's ring (for a
-// restart) and in the store's queue.
+// restart) and in the store's queue. An edge sequences nothing: what it
+// would send is dropped, so that the origin's log stays the room's only one.
 func (r *room) logEvents(evs []chatfleet.Event) {
+	if r.opts.edge() {
+		return
+	}
 	r.mu.Lock()
 	capacity := r.historyCap()
 	fresh := evs[:0:0]

@@ -111,7 +111,8 @@ func (r *room) describe(ev *webhook.Event) {
 // distinct users changed, at most once per ViewersEvery; called with every
 // stats report, so the last change goes out within ViewersEvery+StatsEvery.
 func (r *room) reportViewers(n int) {
-	if !r.m.hooks.Enabled(r.hookRoom()) {
+	// An edge's audience reaches the webhooks through its origin's count.
+	if r.opts.edge() || !r.m.hooks.Enabled(r.hookRoom()) {
 		return
 	}
 	now := r.m.cfg.Now()

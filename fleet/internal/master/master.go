@@ -28,11 +28,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/fleet/internal/bus"
 	"github.com/chatfleet/chatfleet/fleet/internal/hooks"
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
 )
@@ -65,6 +67,10 @@ type Config struct {
 	RoomConn    ipc.ConnSettings // connection settings of every room (PONG_WAIT, WRITE_WAIT, SEND_QUEUE_BYTES)
 	RoomEnv     []string         // added to the room processes' environment, e.g. GOMAXPROCS=1
 	Spares      int              // room processes kept started ahead of need (spares.go); default 0: none
+	// NATS is how the host's origins and edges reach NATS (NATS_*,
+	// docs/scaleout.md); its variables are added to RoomEnv. Without a URL
+	// the host runs plain rooms only.
+	NATS bus.Config
 
 	Store           chatfleet.Store // nil: no store, the cache comes from CacheFile or defaults
 	CacheFile       string          // JSON chatfleet.Cache, used when Store is nil
@@ -136,6 +142,8 @@ func (c *Config) setDefaults() error {
 	if c.MaxConns == 0 {
 		c.MaxConns = 20000
 	}
+	// The rooms read the NATS settings as the master did (bus.ConfigFromEnv).
+	c.RoomEnv = append(slices.Clip(c.RoomEnv), c.NATS.Env()...)
 	if c.Self == "" {
 		self, err := os.Executable()
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/hostapi"
 )
 
 // The options shown in listings are checked as the control API checks them.
@@ -50,5 +51,14 @@ func TestDomainKeepsCreateOptions(t *testing.T) {
 	r.stats = chatfleet.RoomStats{ProducerLive: true, HLSURL: "https://cdn/b.m3u8"}
 	if d := r.domain(time.Now()); d.HLSURL != "https://cdn/b.m3u8" || d.Title != "T" || !d.ProducerLive {
 		t.Fatalf("announced: %+v", d)
+	}
+}
+
+// A spare is assigned the room's role as a started room gets it on its
+// command line.
+func TestAssignmentCarriesRole(t *testing.T) {
+	o := RoomOptions{Instance: "I1", OwnerID: "o", Role: hostapi.RoleEdge}
+	if a := o.assignment(); a.Role != hostapi.RoleEdge || a.Instance != "I1" || a.Owner != "o" {
+		t.Fatalf("assignment %+v, want the edge role with the options", a)
 	}
 }

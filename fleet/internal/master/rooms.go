@@ -60,6 +60,12 @@ func (o RoomOptions) validate(cfg *Config) error {
 	if !listingText(o.OwnerName, maxOwnerNameLen) {
 		return chatfleet.Errorf(chatfleet.EINVALID, "options.ownerName: want at most %d bytes of printable characters", maxOwnerNameLen)
 	}
+	if !hostapi.ValidRole(o.Role) {
+		return chatfleet.Errorf(chatfleet.EINVALID, "options.role: want %q or %q", hostapi.RoleOrigin, hostapi.RoleEdge)
+	}
+	if o.Role != "" && !cfg.NATS.Enabled() {
+		return chatfleet.Errorf(chatfleet.EINVALID, "this host has no NATS_URL: it runs no origins or edges")
+	}
 	return o.validateWebhooks(cfg)
 }
 
@@ -83,11 +89,21 @@ func (o RoomOptions) validateWebhooks(cfg *Config) error {
 	return nil
 }
 
+// edge reports whether the room is an edge: it serves viewers of a room
+// whose origin, on another host, sequences it. An edge has no event log, no
+// lifecycle events, no webhooks and no record in the store: the origin's
+// master keeps all of them.
+func (o RoomOptions) edge() bool { return o.Role == hostapi.RoleEdge }
+
 // withWebhookSecret returns o with the secret that signs its webhooks: a
 // room with webhookUrls but no webhookSecret gets a new random one, also
 // returned (to be given back once, in the create answer); a secret without
-// URLs is dropped, as it would sign nothing.
+// URLs is dropped, as it would sign nothing. An edge delivers nothing: its
+// URLs are dropped too (the origin's master delivers the room's events).
 func (o RoomOptions) withWebhookSecret() (RoomOptions, string) {
+	if o.edge() {
+		o.WebhookURLs = nil
+	}
 	switch {
 	case len(o.WebhookURLs) == 0:
 		o.WebhookSecret = ""
@@ -100,7 +116,7 @@ func (o RoomOptions) withWebhookSecret() (RoomOptions, string) {
 
 // assignment returns o as a spare room process is given it.
 func (o RoomOptions) assignment() ipc.Assignment {
-	return ipc.Assignment{Instance: o.Instance, Owner: o.OwnerID, AllowAnonymous: o.AllowAnonymous, HistorySize: o.HistorySize, Paid: o.Paid, HLSURL: o.HLSURL}
+	return ipc.Assignment{Instance: o.Instance, Owner: o.OwnerID, AllowAnonymous: o.AllowAnonymous, HistorySize: o.HistorySize, Paid: o.Paid, HLSURL: o.HLSURL, Role: o.Role}
 }
 
 // RoomInfo is a room as the master's API lists it (hostapi.RoomInfo).
@@ -181,7 +197,7 @@ func (r *room) path(ext string) string { return r.m.roomPath(r.port, ext) }
 func (r *room) info() RoomInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return RoomInfo{RoomInfo: hostapi.RoomInfo{Name: r.name, Port: r.port, PID: r.pid, Status: r.status, Restarts: r.restarts, CreatedAt: r.createdAt, Stats: r.stats}}
+	return RoomInfo{RoomInfo: hostapi.RoomInfo{Name: r.name, Port: r.port, PID: r.pid, Status: r.status, Restarts: r.restarts, Role: r.opts.Role, CreatedAt: r.createdAt, Stats: r.stats}}
 }
 
 // domain returns the room as the store keeps it: what was given at create
@@ -294,7 +310,9 @@ func (r *room) supervise(adoptPID int, conn *ipc.Conn) {
 	for {
 		var wait func() (exitInfo, bool)
 		if adoptPID != 0 {
-			r.m.hooks.Replay(r.hookRoom()) // before the room's new events
+			if !r.opts.edge() { // an edge delivers nothing
+				r.m.hooks.Replay(r.hookRoom()) // before the room's new events
+			}
 			wait = r.adopt(adoptPID, conn)
 			adoptPID, conn = 0, nil
 		} else {
@@ -674,7 +692,14 @@ func (r *room) session(c *ipc.Conn, started bool) (served bool) {
 	r.mu.Lock()
 	r.answered = true
 	r.mu.Unlock()
-	if started {
+	if started && r.opts.edge() {
+		// An edge takes its history from the origin's stream, not from a log
+		// of its own: it resumes from nothing.
+		if err := c.Send(ipc.Msg{Type: ipc.TypeResume}); err != nil {
+			r.log.Error("room resume", "err", err)
+			return false
+		}
+	} else if started {
 		evs, seq := r.resumeData()
 		if r.takeOpenPending() {
 			ev := r.logOpened(seq)
@@ -779,7 +804,7 @@ func (r *room) closeConn() {
 func (r *room) finish(status chatfleet.RoomStatus) {
 	r.mu.Lock()
 	r.status = status
-	announced := !r.told.openPending
+	announced := !r.told.openPending && !r.opts.edge()
 	r.mu.Unlock()
 	if announced {
 		r.logClosed(status)
@@ -820,7 +845,9 @@ func (m *Master) forget(r *room, status chatfleet.RoomStatus) {
 		delete(m.ports, r.port)
 	}
 	m.mu.Unlock()
-	if m.cfg.Store != nil {
+	// The store's record of an edge's room is its origin's: an edge's end
+	// does not end it.
+	if m.cfg.Store != nil && !r.opts.edge() {
 		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.StoreTimeout)
 		defer cancel()
 		if err := m.cfg.Store.UpdateRoom(ctx, r.name, chatfleet.RoomUpdate{Status: &status}); err != nil && chatfleet.ErrorCode(err) != chatfleet.ENOTFOUND {
@@ -869,7 +896,7 @@ func (m *Master) CreateRoom(ctx context.Context, name string, opts RoomOptions) 
 	if r.spare = m.takeSpare(); r.spare != nil {
 		m.kickSpares()
 	}
-	r.told.openPending = true
+	r.told.openPending = !opts.edge() // an edge's life is not in the room's log
 	m.rooms[name] = r
 	m.ports[port] = name
 	m.wg.Add(1)

@@ -111,7 +111,11 @@ func (m *Master) syncOnce(ctx context.Context) {
 	now := m.cfg.Now()
 	rooms := make([]*chatfleet.Room, 0, len(rs))
 	for _, r := range rs {
-		rooms = append(rooms, r.domain(now))
+		// An edge is not the room: its origin's record is (and the origin's
+		// host keeps it).
+		if !r.opts.edge() {
+			rooms = append(rooms, r.domain(now))
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
 	defer cancel()

@@ -43,11 +43,14 @@ async function credentials(refresh) {
     }
     const g = guest();
     const tok = linkToken ? { token: linkToken } : await createToken(roomName, { role: 'viewer', userId: g.userId, name: g.name, ttlSeconds: 3600 });
+    // A fresh token's answer says where to connect: the control API chose
+    // the endpoint (a viewer of a room with edges gets one of them). The
+    // room's own address (its origin) serves when the answer names none.
     let urls = roomURLs(tok);
     if (!urls.wsUrl || refresh) {
       const room = await getRoom(roomName);
       if (['closed', 'failed'].includes(room.status)) throw final(new Error('status ' + room.status), 'gone');
-      urls = roomURLs(room);
+      if (!urls.wsUrl) urls = roomURLs(room);
     }
     if (!tok.token || !urls.wsUrl) throw new Error(W.noToken);
     creds = { token: tok.token, ...urls, expiresAt: parseTime(tok.expiresAt) };
