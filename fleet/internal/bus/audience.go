@@ -81,8 +81,8 @@ func (a *Audience) prune(now time.Time) {
 	}
 }
 
-// SubscribeAudience adds the reports of room's edges to a as they come
-// (a bad payload is ignored). stop unsubscribes.
+// SubscribeAudience adds the reports of room's edges to a as they come (a
+// bad payload is ignored and counted by a.Ignored). stop unsubscribes.
 func (c *Conn) SubscribeAudience(room string, a *Audience) (stop func(), err error) {
 	sub, err := c.nc.Subscribe(AudienceSubject(room), func(m *nats.Msg) {
 		var rep EdgeReport
@@ -97,6 +97,7 @@ func (c *Conn) SubscribeAudience(room string, a *Audience) (stop func(), err err
 	if err != nil {
 		return nil, fmt.Errorf("bus: subscribe audience %s: %w", room, err)
 	}
+	c.flush()
 	return func() { sub.Unsubscribe() }, nil
 }
 
@@ -123,6 +124,7 @@ func (c *Conn) SubscribeCount(room string, f func(Count)) (stop func(), err erro
 	if err != nil {
 		return nil, fmt.Errorf("bus: subscribe count %s: %w", room, err)
 	}
+	c.flush()
 	return func() { sub.Unsubscribe() }, nil
 }
 
@@ -136,3 +138,8 @@ func (c *Conn) publishJSON(subject string, v any) error {
 	}
 	return nil
 }
+
+// flush waits (at most a second) until the server has what was sent, so
+// that a subscription made is known to it when its maker returns. A
+// connection down holds it until the reconnect: nothing to wait for.
+func (c *Conn) flush() { _ = c.nc.FlushTimeout(time.Second) }

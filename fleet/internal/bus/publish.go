@@ -46,10 +46,18 @@ type pubEvent struct {
 
 // NewPublisher starts the publisher of room's events under the origin's
 // instance id (HeaderMsgID is "<instance>:<seq>"), queueing at most
-// maxQueue events not yet stored (at least 1).
+// maxQueue events not yet stored (at least 1). JetStream deduplicates ids
+// across the whole stream, so instance must be unique in the fleet (the
+// room's life, hostapi.RoomOptions.Instance): two rooms publishing under one
+// instance would lose each other's events.
 func (c *Conn) NewPublisher(room, instance string, maxQueue int) *Publisher {
 	if maxQueue < 1 {
 		maxQueue = 1
+	}
+	if instance == "" {
+		// The stream deduplicates by id across every room: a room without
+		// an instance stands for itself by its name.
+		instance = "room-" + room
 	}
 	// A JetStream context of its own: its async window and timeout are this
 	// publisher's.

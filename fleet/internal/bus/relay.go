@@ -58,10 +58,13 @@ func (c *Conn) ServeRelay(room string, handle func(ctx context.Context, r Relay)
 		cancel()
 		return nil, fmt.Errorf("bus: serve relay %s: %w", room, err)
 	}
+	c.flush()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			sub.Unsubscribe()
+			c.flush() // once stop returns, a relay gets no responders
+
 			cancel()
 		})
 	}, nil
