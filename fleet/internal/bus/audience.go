@@ -15,6 +15,7 @@ const (
 	audienceMaxEdges = 1024
 	audienceTTL      = 3 * AudienceEvery
 	maxEdgeIDLen     = 256
+	maxEdgeAudience  = 10_000_000 // per edge: the sum of 1024 cannot overflow
 )
 
 // Audience is what an origin knows of its edges' audience: the last report
@@ -34,12 +35,14 @@ type edgeEntry struct {
 func NewAudience() *Audience { return &Audience{edges: make(map[string]edgeEntry)} }
 
 // Add keeps rep, received at now, as its edge's last report. A report
-// without an edge id or with negative numbers is ignored, as is a new edge
+// without an edge id (or one longer than 256 bytes) or with numbers out of
+// 0..10,000,000 is ignored, as is a new edge
 // when audienceMaxEdges edges are counted already (Ignored counts both).
 func (a *Audience) Add(rep EdgeReport, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if rep.Edge == "" || len(rep.Edge) > maxEdgeIDLen || rep.Viewers < 0 || rep.Conns < 0 {
+	if rep.Edge == "" || len(rep.Edge) > maxEdgeIDLen || rep.Viewers < 0 || rep.Conns < 0 ||
+		rep.Viewers > maxEdgeAudience || rep.Conns > maxEdgeAudience {
 		a.ignored++
 		return
 	}

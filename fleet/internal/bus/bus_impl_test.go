@@ -51,6 +51,15 @@ func TestPublishConsume(t *testing.T) {
 	defer p2.Close()
 	p2.Publish(1, event(1))
 	waitSeqs(t, other, []int64{1}, 10*time.Second)
+
+	// Rooms without an instance do not take each other's ids.
+	for _, room := range []string{"r3", "r4"} {
+		col := consume(t, edge, room)
+		p := origin.NewPublisher(room, "", 10)
+		p.Publish(1, event(1))
+		waitSeqs(t, col, []int64{1}, 10*time.Second)
+		p.Close()
+	}
 }
 
 // TestPublisherBounded: Publish never blocks; beyond maxQueue events not yet
@@ -117,8 +126,8 @@ func TestConsumeHoldsGaps(t *testing.T) {
 	for _, seq := range []int64{1, 3, 2, 2, 5, 6} {
 		publishDirect(t, c, "r", fmt.Sprint("x", seq), seq) // distinct ids: the 2 twice reaches the edge
 	}
-	waitSeqs(t, col, []int64{1, 2, 3}, 10*time.Second)
-	waitSeqs(t, col, []int64{1, 2, 3, 5, 6}, 10*time.Second) // 4 was lost
+	// 1, 2, 3 in order, then 5 and 6 after the hold: 4 was lost.
+	waitSeqs(t, col, []int64{1, 2, 3, 5, 6}, 10*time.Second)
 	publishDirect(t, c, "r", "x", 4)                         // too late: dropped
 	publishDirect(t, c, "r", "x", 7)
 	waitSeqs(t, col, []int64{1, 2, 3, 5, 6, 7}, 10*time.Second)
@@ -213,6 +222,9 @@ func TestRelay(t *testing.T) {
 	var inFlight atomic.Int64
 	var mu sync.Mutex
 	stop, err := origin.ServeRelay("r", func(ctx context.Context, r Relay) json.RawMessage {
+		if r.Msg.Text == "nil" {
+			return nil // a handler's bug
+		}
 		mu.Lock()
 		wait := release
 		mu.Unlock()
@@ -275,6 +287,17 @@ func TestRelay(t *testing.T) {
 		// The origin still serves.
 		if _, err := edge.Relay(t.Context(), "r", chat); err != nil {
 			t.Fatal(err)
+		}
+	})
+	t.Run("handler without answer", func(t *testing.T) {
+		r := chat
+		r.Msg.Text = "nil"
+		b, err := edge.Relay(t.Context(), "r", r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := decodeServer(t, b); m.Type != protocol.TypeError || m.Code != chatfleet.EINTERNAL {
+			t.Errorf("got %s", b)
 		}
 	})
 	t.Run("unsendable", func(t *testing.T) {
@@ -362,8 +385,9 @@ func TestAudience(t *testing.T) {
 	a.Add(EdgeReport{Edge: "", Viewers: 1}, t0)
 	a.Add(EdgeReport{Edge: "h3/1", Viewers: -1}, t0)
 	a.Add(EdgeReport{Edge: strings.Repeat("x", 300), Viewers: 1}, t0)
-	if a.Ignored() != 3 {
-		t.Errorf("Ignored = %d, want 3", a.Ignored())
+	a.Add(EdgeReport{Edge: "h4/1", Viewers: 1 << 40}, t0)
+	if a.Ignored() != 4 {
+		t.Errorf("Ignored = %d, want 4", a.Ignored())
 	}
 
 	b := NewAudience()
@@ -462,6 +486,27 @@ func TestPartition(t *testing.T) {
 	publish(100)
 	removeToxic(t, p, "up")
 	removeToxic(t, p, "down")
+	testutil.Eventually(t, 15*time.Second, func() error {
+		if !edge.Connected() {
+			return errors.New("the edge has not reconnected")
+		}
+		return nil
+	})
+	publish(100)
+	waitSeqs(t, col, seqRange(1, seq), 60*time.Second)
+
+	// The proxy disabled: connections refused and closed.
+	p.Stop()
+	testutil.Eventually(t, 15*time.Second, func() error {
+		if edge.Connected() {
+			return errors.New("the edge still thinks it is connected")
+		}
+		return nil
+	})
+	publish(100)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
 	testutil.Eventually(t, 15*time.Second, func() error {
 		if !edge.Connected() {
 			return errors.New("the edge has not reconnected")

@@ -72,6 +72,9 @@ func (c *Conn) ServeRelay(room string, handle func(ctx context.Context, r Relay)
 
 // respond replies to the request m with RelayReply{msg}.
 func (c *Conn) respond(m *nats.Msg, msg json.RawMessage) {
+	if len(msg) == 0 || string(msg) == "null" { // the handler's bug
+		msg = errorMsg(errors.New("internal"))
+	}
 	b, err := json.Marshal(RelayReply{Msg: msg})
 	if err != nil { // msg is not valid JSON: the handler's bug
 		c.log.Error("relay: reply is not JSON", "err", err)
@@ -137,7 +140,7 @@ func (c *Conn) Relay(ctx context.Context, room string, r Relay) (json.RawMessage
 		return nil, fmt.Errorf("bus: relay %s: reply of %d bytes", room, len(m.Data))
 	}
 	var rep RelayReply
-	if err := json.Unmarshal(m.Data, &rep); err != nil || len(rep.Msg) == 0 {
+	if err := json.Unmarshal(m.Data, &rep); err != nil || len(rep.Msg) == 0 || string(rep.Msg) == "null" {
 		return nil, fmt.Errorf("bus: relay %s: bad reply", room)
 	}
 	return rep.Msg, nil
