@@ -128,7 +128,7 @@ func TestConsumeHoldsGaps(t *testing.T) {
 	}
 	// 1, 2, 3 in order, then 5 and 6 after the hold: 4 was lost.
 	waitSeqs(t, col, []int64{1, 2, 3, 5, 6}, 10*time.Second)
-	publishDirect(t, c, "r", "x", 4)                         // too late: dropped
+	publishDirect(t, c, "r", "x", 4) // too late: dropped
 	publishDirect(t, c, "r", "x", 7)
 	waitSeqs(t, col, []int64{1, 2, 3, 5, 6, 7}, 10*time.Second)
 }

@@ -64,7 +64,6 @@ func (c *Conn) ServeRelay(room string, handle func(ctx context.Context, r Relay)
 		once.Do(func() {
 			sub.Unsubscribe()
 			c.flush() // once stop returns, a relay gets no responders
-
 			cancel()
 		})
 	}, nil
