@@ -108,6 +108,9 @@ func CountSubject(room string) string { return "chatfleet.room." + room + ".coun
 const (
 	HeaderSeq   = "Chatfleet-Seq" // the event's room seq, decimal
 	HeaderMsgID = "Nats-Msg-Id"   // "<instance>:<seq>": an event published again (a restarted origin) is stored once
+	// JetStream deduplicates ids across the whole stream (every room), so
+	// the instance (hostapi.RoomOptions.Instance) must be unique in the
+	// fleet; a Publisher given none uses "room-<room>".
 )
 
 // AudienceEvery is how often edges report and the origin counts.
