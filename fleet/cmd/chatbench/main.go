@@ -69,7 +69,7 @@ func run(args []string) error {
 	quick := fs.Bool("quick", false, "the short regression run (under a minute)")
 	out := fs.String("out", "bench/results.json", "where to write the results")
 	pprofDir := fs.String("pprof", "", "write CPU and heap profiles of the room process for the fixed-rate steps into this directory")
-	only := fs.String("only", "", "comma-separated scenarios to run (fanout100,fanout1000,fanout10000,roomstart,isolation,masterstop,control, or memory: fanout10000's idle RSS alone); default all")
+	only := fs.String("only", "", "comma-separated scenarios to run (fanout100,fanout1000,fanout10000,scaleout,roomstart,isolation,masterstop,control, or memory: fanout10000's idle RSS alone); default all")
 	bin := fs.String("chatserver", "", "chatserver binary to use instead of building one")
 	var serverEnv envList
 	fs.Var(&serverEnv, "server-env", "extra NAME=value for the chatserver and its rooms (repeatable), e.g. GOGC=50, for experiments")
@@ -162,6 +162,7 @@ func run(args []string) error {
 			{"fanout100", func(ctx context.Context) error { return b.fanout(ctx, 100, []float64{200}, nil) }},
 			{"fanout1000", func(ctx context.Context) error { return b.fanout(ctx, 1000, []float64{200, 1500}, nil) }},
 			{"roomstart", func(ctx context.Context) error { return b.roomStarts(ctx, 20) }},
+			{"scaleout", func(ctx context.Context) error { return b.scaleOut(ctx, 1000, []float64{20}) }},
 			{"control", func(ctx context.Context) error { return b.control(ctx, 10, time.Second, false) }},
 		}
 	} else {
@@ -175,6 +176,7 @@ func run(args []string) error {
 			{"fanout10000", func(ctx context.Context) error {
 				return b.fanout(ctx, 10000, []float64{10, 20}, []float64{50, 100, 200})
 			}},
+			{"scaleout", func(ctx context.Context) error { return b.scaleOut(ctx, 10000, []float64{10, 20}) }},
 			{"roomstart", func(ctx context.Context) error { return b.roomStarts(ctx, 100) }},
 			{"isolation", b.isolation},
 			{"masterstop", func(ctx context.Context) error { return b.masterStop(ctx, 1000, []float64{200, 1500}) }},

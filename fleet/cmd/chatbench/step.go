@@ -31,6 +31,9 @@ type stepResult struct {
 	CPUPerFrmU float64 `json:"roomCpuUsPerFrame"` // per write to one viewer: the cost coalescing divides
 	MsgsPerFrm float64 `json:"msgsPerFrame"`
 	RoomRSS    int64   `json:"roomRssBytes"`
+	// OthersCPUS is the CPU of each other process the step measured (the
+	// scale-out scenario's edges and NATS server), over WallS.
+	OthersCPUS []float64 `json:"othersCpuS,omitempty"`
 	Profile    string  `json:"profile,omitempty"`
 	Err        string  `json:"error,omitempty"`
 }
@@ -56,6 +59,12 @@ func (s *stepResult) ok(maxP99 float64) (bool, string) {
 // runStep sends at rate for d to aud through prod and measures what the
 // viewers receive, the room process's CPU (pid) and this process's.
 func (b *bench) runStep(aud *audience, prod *producer, pid int, rate float64, d time.Duration, profile string) stepResult {
+	return b.runStepOthers(aud, prod, pid, nil, rate, d, profile)
+}
+
+// runStepOthers is runStep that also measures the CPU of the processes
+// others (in OthersCPUS).
+func (b *bench) runStepOthers(aud *audience, prod *producer, pid int, others []int, rate float64, d time.Duration, profile string) stepResult {
 	if b.quietWait > 0 {
 		if w, cores := waitQuiet(b.quietWait); w > time.Second {
 			b.logf("waited %.1fs for the machine to quieten (%.2f cores busy)", w.Seconds(), cores)
@@ -71,6 +80,10 @@ func (b *bench) runStep(aud *audience, prod *producer, pid int, rate float64, d 
 		b.profileStart(pid)
 	}
 	meter := startCPU(pid)
+	others0 := make([]time.Duration, len(others))
+	for i, p := range others {
+		others0[i], _ = procCPU(p)
+	}
 	sent, elapsed, err := prod.send(step, rate, d)
 	if err != nil {
 		res.Err = err.Error()
@@ -81,6 +94,12 @@ func (b *bench) runStep(aud *audience, prod *producer, pid int, rate float64, d 
 	missing := aud.waitCaughtUp(prod.maxAck.Load(), 15*time.Second)
 	wall, roomCPU, self := meter.stop()
 	machine := meter.machineBusy()
+	othersCPU := time.Duration(0)
+	for i, p := range others {
+		c, _ := procCPU(p)
+		res.OthersCPUS = append(res.OthersCPUS, (c - others0[i]).Seconds())
+		othersCPU += c - others0[i]
+	}
 	if profile != "" {
 		res.Profile = b.profileStop(pid, profile)
 	}
@@ -98,7 +117,7 @@ func (b *bench) runStep(aud *audience, prod *producer, pid int, rate float64, d 
 	res.Lost = lost1 - lost0 + missing
 	res.Dropped = int(aud.closed.Load() - closed0)
 	res.WallS, res.RoomCPUS, res.GenCPUS = wall.Seconds(), roomCPU.Seconds(), self.Seconds()
-	res.OtherCPUS = max(0, (machine - roomCPU - self).Seconds())
+	res.OtherCPUS = max(0, (machine - roomCPU - othersCPU - self).Seconds())
 	if res.Deliveries > 0 {
 		res.CPUPerDlvU = roomCPU.Seconds() * 1e6 / float64(res.Deliveries)
 	}

@@ -189,6 +189,7 @@ type audience struct {
 type connectOpts struct {
 	room    string
 	port    int
+	ports   []int // when set, viewer i connects to ports[i%len(ports)] instead of port
 	n       int
 	prefix  string  // user id prefix, unique per audience
 	rate    float64 // connects per second
@@ -233,7 +234,11 @@ func connectAudience(ctx context.Context, src *sourceAddrs, iss *token.Issuer, r
 				if ctx.Err() != nil {
 					return
 				}
-				ws, err := dialRoom(ctx, d, iss, o.room, o.port, fmt.Sprintf("%s%06d", o.prefix, i), chatfleet.RoleViewer)
+				port := o.port
+				if len(o.ports) > 0 {
+					port = o.ports[i%len(o.ports)]
+				}
+				ws, err := dialRoom(ctx, d, iss, o.room, port, fmt.Sprintf("%s%06d", o.prefix, i), chatfleet.RoleViewer)
 				if err != nil {
 					a.dialErrs.Add(1)
 					mu.Lock()

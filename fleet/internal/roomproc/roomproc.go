@@ -202,6 +202,8 @@ type proc struct {
 	resumeSeq    int64
 	orphanTimer  *time.Timer
 	orphaned     bool
+
+	spread *spread // an origin's or edge's NATS side; nil for a plain room
 }
 
 // run serves the room; timings holds the connection settings the master set
@@ -243,6 +245,16 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, 
 		ProducerGrace: limits.grace,
 		BodyTimeout:   min(10*time.Second, limits.idle), // a POST /send body idle as long as a keep-alive is cut too
 	}
+	if opts.Role != "" {
+		sp, err := connectSpread(opts.Role, p.name, p.port, log)
+		if err != nil {
+			log.Error("room cannot start", "role", opts.Role, "err", err)
+			return ipc.ExitSetup
+		}
+		defer sp.close()
+		sp.configure(&rcfg)
+		p.spread = sp
+	}
 	if opts.Paid {
 		if err := entitlements(&rcfg, log); err != nil {
 			log.Error("room cannot start", "err", err)
@@ -280,6 +292,10 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, 
 			rm.Close("room listener failed")
 		}
 	}()
+	if err := p.spread.start(ctx, rm, opts.Instance, resume); err != nil {
+		log.Error("room cannot start", "role", opts.Role, "err", err)
+		return ipc.ExitSetup
+	}
 	go p.sendLoop(ctx)
 	go p.statsLoop(ctx, rm)
 	go trimLoop(ctx, rm)
@@ -538,6 +554,7 @@ func (p *proc) onEvent(ev room.Event) {
 	switch ev.Type {
 	case room.EventLog:
 		msg.Events = ev.Log
+		p.spread.published(ev.Log)
 	case room.EventBan:
 		msg.Ban = ev.Ban
 	case room.EventClosed:
