@@ -23,10 +23,6 @@ import (
 	"github.com/chatfleet/chatfleet/internal/netguard"
 )
 
-// Race says the tests run with -race, and Binary builds the binaries under
-// test with it: a test sizes its load by it.
-const Race = raceEnabled
-
 // Eventually calls f until it returns nil, failing t with f's last error
 // after timeout.
 func Eventually(t testing.TB, timeout time.Duration, f func() error) {

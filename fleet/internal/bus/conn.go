@@ -109,3 +109,17 @@ func (c *Conn) EnsureStream(ctx context.Context) error {
 	}
 	return nil
 }
+
+// PurgeRoom removes room's events from the stream: a new life of a room name
+// (its origin starts with no history to resume) must not hand its edges the
+// events of an earlier room of that name.
+func (c *Conn) PurgeRoom(ctx context.Context, room string) error {
+	st, err := c.js.Stream(ctx, StreamName)
+	if err != nil {
+		return fmt.Errorf("bus: purge %s: %w", room, err)
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject(EventsSubject(room))); err != nil {
+		return fmt.Errorf("bus: purge %s: %w", room, err)
+	}
+	return nil
+}

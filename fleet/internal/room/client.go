@@ -49,6 +49,9 @@ type client struct {
 	idx  int   // position in hub.clients; -1 when not registered
 	user *user // set when registered
 	gone bool  // removed or being removed: no more broadcasts
+	// An edge's client parked until the edge reaches its lastSeq (hub.park).
+	parked bool
+	due    time.Time
 
 	ws     *websocket.Conn    // WebSocket; nil for SSE
 	notify chan struct{}      // SSE: wakes the handler's writer loop

@@ -199,6 +199,9 @@ func (h *hub) deliver(d *delivery) {
 	if len(h.held) > 0 && h.seq >= h.heldMin {
 		h.releaseAcks(time.Now())
 	}
+	if len(h.parked) > 0 {
+		h.releaseParked(time.Now())
+	}
 }
 
 // edgeEffect does at the edge what an origin event does to the room's state
@@ -413,13 +416,72 @@ func (h *hub) releaseAcks(now time.Time) {
 	}
 }
 
+// armHeld makes the hold timer fire within d (it serves held acks and
+// parked clients: the earliest of their times wins).
 func (h *hub) armHeld(d time.Duration) {
+	at := time.Now().Add(d)
+	if !h.heldAt.IsZero() && !at.Before(h.heldAt) {
+		return // it fires earlier already
+	}
+	h.heldAt = at
 	if h.heldTimer == nil {
 		h.heldTimer = time.NewTimer(d)
 		h.heldC = h.heldTimer.C
 		return
 	}
 	h.heldTimer.Reset(d)
+}
+
+// releaseHeld runs when the hold timer fires.
+func (h *hub) releaseHeld() {
+	now := time.Now()
+	h.heldAt = time.Time{}
+	h.releaseAcks(now)
+	h.releaseParked(now)
+}
+
+// park holds a client that recovers from a lastSeq this edge has not
+// reached yet (it comes from another endpoint of the room, a little ahead):
+// it gets its welcome once the edge has its lastSeq, at most ackHold later
+// (then with missed, as a room answers a lastSeq beyond its seq). It reports
+// whether it parked c; at most MaxRoomConns wait.
+func (h *hub) park(c *client) bool {
+	if !c.hasLastSeq || c.lastSeq <= h.seq || !c.due.IsZero() || len(h.parked) >= h.r.cfg.MaxRoomConns {
+		return false
+	}
+	c.due = time.Now().Add(ackHold)
+	c.parked = true
+	h.parked = append(h.parked, c)
+	h.armHeld(ackHold)
+	return true
+}
+
+// releaseParked registers the parked clients whose lastSeq the edge has
+// reached or whose time is up; those that left meanwhile are forgotten.
+func (h *hub) releaseParked(now time.Time) {
+	if len(h.parked) == 0 {
+		return
+	}
+	var ready []*client
+	keep := h.parked[:0]
+	for _, c := range h.parked {
+		switch {
+		case !c.parked: // its connection ended
+		case c.lastSeq <= h.seq || !now.Before(c.due):
+			c.parked = false
+			ready = append(ready, c)
+		default:
+			keep = append(keep, c)
+		}
+	}
+	clear(h.parked[len(keep):])
+	h.parked = keep
+	if len(keep) > 0 {
+		h.armHeld(keep[0].due.Sub(now)) // parked in arrival order: the first is due first
+	}
+	for _, c := range ready {
+		h.add(c)
+	}
 }
 
 // answer gives a relayed message's sender the origin's answer.

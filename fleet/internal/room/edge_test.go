@@ -695,3 +695,35 @@ func TestEdgeIgnoresOldEnd(t *testing.T) {
 		t.Fatalf("an edge without Relay: %v", err)
 	}
 }
+
+// TestEdgeWelcomeWaitsForLastSeq: a client recovering at an edge from a
+// lastSeq the edge has not reached yet (it saw it on a faster endpoint of the
+// room) gets its welcome once the edge has that seq: what followed, nothing
+// missed. Before, it got missed and the whole history.
+func TestEdgeWelcomeWaitsForLastSeq(t *testing.T) {
+	s := newSpread(t, nil, nil)
+	olga := s.origin.dial("olga", chatfleet.RoleViewer)
+	s.waitSeq()
+	s.delay.Store(int64(150 * time.Millisecond))
+	for _, txt := range texts(4, "m %d") {
+		olga.chat(txt)
+	}
+	ahead := s.origin.room.Stats().Seq - 1
+	if got := s.edge.room.Stats().Seq; got >= ahead {
+		t.Fatalf("the edge is at %d already; the test needs it behind %d", got, ahead)
+	}
+	c := s.edge.dial("ed", chatfleet.RoleViewer, "lastSeq", fmt.Sprint(ahead))
+	if c.welcome.Missed || c.welcome.Seq < ahead {
+		t.Fatalf("welcome at seq %d, missed %v; want it once the edge has %d", c.welcome.Seq, c.welcome.Missed, ahead)
+	}
+	checkSeqs(t, historyOf(t, c.welcome), ahead+1)
+
+	// A lastSeq the room never reaches: the welcome comes after the hold,
+	// with missed, as a room answers a lastSeq beyond its seq.
+	s.delay.Store(0)
+	seq := s.waitSeq()
+	far := s.edge.dial("far", chatfleet.RoleViewer, "lastSeq", fmt.Sprint(seq+100))
+	if !far.welcome.Missed {
+		t.Fatalf("lastSeq beyond the room: missed %v", far.welcome.Missed)
+	}
+}

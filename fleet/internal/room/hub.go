@@ -60,6 +60,8 @@ type hub struct {
 	heldMin   int64        // the least seq of held
 	heldTimer *time.Timer  // nil until first armed
 	heldC     <-chan time.Time
+	heldAt    time.Time // when heldTimer fires; zero: not armed
+	parked    []*client // clients waiting for the edge to reach their lastSeq (park)
 }
 
 func newHub(r *Room) *hub {
@@ -98,7 +100,7 @@ func (h *hub) run(ctx context.Context) error {
 		case d := <-r.deliv:
 			h.safely(func() { h.deliver(&d) })
 		case <-h.heldC:
-			h.safely(func() { h.releaseAcks(time.Now()) })
+			h.safely(h.releaseHeld)
 		case f := <-r.cmds:
 			h.safely(f)
 		case <-tick.C:
@@ -139,7 +141,7 @@ func (h *hub) add(c *client) {
 		c.shut(protocol.CloseRestart, h.life.drainReason, false)
 		return
 	}
-	if h.edge && h.edgeRefuses(c) {
+	if h.edge && (h.edgeRefuses(c) || h.park(c)) {
 		return
 	}
 	if b, ok := h.banned(c.info.UserID); ok {
@@ -184,6 +186,7 @@ func (h *hub) add(c *client) {
 // last connection went.
 func (h *hub) remove(c *client) {
 	if c.idx < 0 {
+		c.parked = false // a parked client that left is not registered later
 		return
 	}
 	last := len(h.clients) - 1

@@ -292,7 +292,7 @@ func (p *proc) run(tcp net.Listener, tokens *token.Issuer, opts ipc.Assignment, 
 			rm.Close("room listener failed")
 		}
 	}()
-	if err := p.spread.start(ctx, rm, opts.Instance, resume); err != nil {
+	if err := p.spread.start(ctx, rm, opts.Instance, resume, startSeq); err != nil {
 		log.Error("room cannot start", "role", opts.Role, "err", err)
 		return ipc.ExitSetup
 	}

@@ -13,13 +13,8 @@ import (
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/fleet/internal/bus"
 	"github.com/chatfleet/chatfleet/fleet/internal/room"
+	"github.com/chatfleet/chatfleet/hostapi"
 	"github.com/chatfleet/chatfleet/protocol"
-)
-
-// Roles of a room process (ipc.Assignment.Role); docs/scaleout.md.
-const (
-	roleOrigin = "origin"
-	roleEdge   = "edge"
 )
 
 // publishQueue bounds the events an origin holds for NATS (at 1,000 events a
@@ -74,7 +69,7 @@ func connectSpread(role, name string, port int, log *slog.Logger) (*spread, erro
 
 // configure sets what an edge room needs in its Config.
 func (s *spread) configure(cfg *room.Config) {
-	if s == nil || s.role != roleEdge {
+	if s == nil || s.role != hostapi.RoleEdge {
 		return
 	}
 	cfg.LogEvents = false // an edge sequences nothing: the origin's master logs the room
@@ -84,16 +79,27 @@ func (s *spread) configure(cfg *room.Config) {
 	}}
 }
 
-// start runs the spread's side of the room once rm exists; resume is an
-// origin's resumed history, published again (the stream stores each event
-// once) so that edges miss nothing the previous process logged but did not
-// publish.
-func (s *spread) start(ctx context.Context, rm *room.Room, instance string, resume []chatfleet.Event) error {
+// start runs the spread's side of the room once rm exists. resume and
+// startSeq are what an origin resumed from: its history is published again
+// (the stream stores each event once) so that edges miss nothing the
+// previous process logged but did not publish; with neither, the room is
+// new, and the stream's events of its name are purged.
+func (s *spread) start(ctx context.Context, rm *room.Room, instance string, resume []chatfleet.Event, startSeq int64) error {
 	if s == nil {
 		return nil
 	}
 	switch s.role {
-	case roleOrigin:
+	case hostapi.RoleOrigin:
+		if len(resume) == 0 && startSeq == 0 {
+			// A new room: whatever the stream holds under its name is an
+			// earlier room's.
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := s.conn.PurgeRoom(pctx, s.name)
+			cancel()
+			if err != nil {
+				return err
+			}
+		}
 		s.pub = s.conn.NewPublisher(s.name, instance, publishQueue)
 		for _, e := range resume {
 			s.pub.Publish(e.Seq, e.Data)
@@ -111,7 +117,7 @@ func (s *spread) start(ctx context.Context, rm *room.Room, instance string, resu
 		}
 		s.stop = append(s.stop, stop)
 		go s.originLoop(ctx, rm)
-	case roleEdge:
+	case hostapi.RoleEdge:
 		s.lastCount.Store(time.Now().UnixNano())
 		stop, err := s.conn.SubscribeCount(s.name, func(c bus.Count) {
 			s.lastCount.Store(time.Now().UnixNano())
