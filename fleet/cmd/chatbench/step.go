@@ -34,8 +34,8 @@ type stepResult struct {
 	// OthersCPUS is the CPU of each other process the step measured (the
 	// scale-out scenario's edges and NATS server), over WallS.
 	OthersCPUS []float64 `json:"othersCpuS,omitempty"`
-	Profile    string  `json:"profile,omitempty"`
-	Err        string  `json:"error,omitempty"`
+	Profile    string    `json:"profile,omitempty"`
+	Err        string    `json:"error,omitempty"`
 }
 
 // ok reports whether the step delivered everything, sent at the asked rate
