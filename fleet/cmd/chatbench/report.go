@@ -145,6 +145,9 @@ func (r *results) evaluate() {
 	if x := r.find("fanout", "N=10000 fixed 20/s"); x != nil {
 		set(x, "p99<500ms, no loss", x.P99ms < 500 && noLoss(x))
 	}
+	if x := r.find("scaleout", "N=10000 over 2 edges 20/s"); x != nil {
+		set(x, "p99<500ms, no loss", x.P99ms < 500 && noLoss(x))
+	}
 	if x := r.find("memory", "N=10000"); x != nil {
 		set(x, "<=10 KiB/conn", x.Value <= 10)
 	}
