@@ -47,7 +47,11 @@ func dialFollow(t *testing.T, base, room, user string, role chatfleet.Role) *tal
 // Toxiproxy 2.5 notes: bandwidth rate 0 means unlimited and the timeout
 // toxic discards data, so neither stalls a reader; a trickle does.
 func TestStalledViewerIsDropped(t *testing.T) {
-	h := startHost(t)
+	// A send queue of 4 MiB (not 256 KiB): the producer's own reader, in this
+	// test process, must not be dropped as too slow when the machine is busy
+	// (2 MB/s of chat fills 256 KiB in 130 ms); the trickled viewer still
+	// passes it within seconds.
+	h := startHost(t, "SEND_QUEUE_BYTES=4194304")
 	port := h.create("fanout")
 	upstream := fmt.Sprintf("127.0.0.1:%d", port)
 	stall := newProxy(t, "stalled-viewer", upstream)
