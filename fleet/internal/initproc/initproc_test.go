@@ -39,6 +39,17 @@ func runSh(t *testing.T, cfg Config, script string, sigs chan os.Signal) int {
 	}
 }
 
+// poll waits up to 10s for cond, polling; it is for the goroutines that
+// feed signals (t.Fatal belongs to the test's own goroutine).
+func poll(cond func() bool) bool {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return false
+}
+
 func read(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
@@ -100,21 +111,13 @@ exit 0`, starts, orphan, result)
 func TestForwardsSignals(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "log")
 	sigs := make(chan os.Signal, 32)
-	go func() {
-		testutil.Eventually(t, 10*time.Second, func() error {
-			if !strings.Contains(read(f), "ready") {
-				return fmt.Errorf("master not ready: %q", read(f))
-			}
-			return nil
-		})
-		sigs <- syscall.SIGHUP
-		testutil.Eventually(t, 10*time.Second, func() error {
-			if !strings.Contains(read(f), "hup") {
-				return fmt.Errorf("SIGHUP not seen: %q", read(f))
-			}
-			return nil
-		})
-		sigs <- syscall.SIGTERM
+	go func() { // runSh fails the test after a minute if a step never comes
+		if poll(func() bool { return strings.Contains(read(f), "ready") }) {
+			sigs <- syscall.SIGHUP
+		}
+		if poll(func() bool { return strings.Contains(read(f), "hup") }) {
+			sigs <- syscall.SIGTERM
+		}
 	}()
 	code := runSh(t, Config{}, fmt.Sprintf(`trap 'echo hup >> %[1]s' HUP; trap 'exit 5' TERM; echo ready >> %[1]s
 while :; do sleep 0.05; done`, f), sigs)
@@ -146,13 +149,9 @@ func TestStopWhileMasterIsDown(t *testing.T) {
 	sigs := make(chan os.Signal, 32)
 	var logs testutil.SyncBuffer
 	go func() {
-		testutil.Eventually(t, 10*time.Second, func() error {
-			if !strings.Contains(logs.String(), "the master crashed") {
-				return fmt.Errorf("master has not crashed yet: %q", logs.String())
-			}
-			return nil
-		})
-		sigs <- syscall.SIGTERM // the backoff is a minute
+		if poll(func() bool { return strings.Contains(logs.String(), "the master crashed") }) {
+			sigs <- syscall.SIGTERM // the backoff is a minute
+		}
 	}()
 	start := time.Now()
 	cfg := Config{MinBackoff: time.Minute, Log: slog.New(slog.NewTextHandler(&logs, nil))}
