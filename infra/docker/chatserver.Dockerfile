@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # chatserver: the fleet host daemon. Build from the repository root:
 #   docker build -f infra/docker/chatserver.Dockerfile -t chatfleet/chatserver .
 # A static binary on distroless/static (CA certificates, tzdata, user nonroot

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # devstore: the embedded MongoDB-compatible store (FerretDB on SQLite) alone,
 # for the `dev` profile of infra/docker-compose.yml where no MongoDB image
 # can be had. Development only: it has no authentication. Build from the

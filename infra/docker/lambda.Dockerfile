@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # lambda: one control API function (FUNCTION: rooms or admin) the way SAM
 # runs it locally: the provided.al2023 layout, its `bootstrap` in /var/task,
 # under the AWS Lambda Runtime Interface Emulator (aws-lambda-rie), which

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # loadbalancer: one load-balancer instance. Build from the repository root:
 #   docker build -f infra/docker/loadbalancer.Dockerfile -t chatfleet/loadbalancer .
 # A static binary on distroless/static (CA certificates, user nonroot 65532).
