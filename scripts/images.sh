@@ -6,6 +6,8 @@
 #   IMAGE_BASES=production (default): the Dockerfiles' default target, on
 #     their default bases (the golang builder, distroless/static): Go compiles
 #     inside Docker. Needs an image registry and BuildKit (docker buildx).
+#     GO_IMAGE and RUNTIME_IMAGE, when set, replace the bases; BUILD_FLAGS are
+#     added to each `docker build` (e.g. --network host where dockerd has no bridge).
 #   IMAGE_BASES=local: no registry needed (CI): the target `prebuilt` of the
 #     same Dockerfiles, whose binaries are built here as `make build` builds
 #     them (static, for this machine's architecture), on a static base made
@@ -31,6 +33,10 @@ timed() { # timed LABEL CMD...: runs CMD, says how long it took
 
 build_production() {
   local args=(--build-arg "VERSION=${VERSION:-1.0.0}")
+  [ -n "${GO_IMAGE:-}" ] && args+=(--build-arg "GO_IMAGE=$GO_IMAGE")
+  [ -n "${RUNTIME_IMAGE:-}" ] && args+=(--build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE")
+  # shellcheck disable=SC2206 # BUILD_FLAGS is a list of flags
+  args+=(${BUILD_FLAGS:-})
   for name in chatserver loadbalancer devstore; do
     timed "chatfleet/$name" docker build "${args[@]}" -f "infra/docker/$name.Dockerfile" -t "chatfleet/$name:$TAG" .
   done

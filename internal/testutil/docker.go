@@ -15,6 +15,10 @@ import (
 // DockerTag is the tag of the images DockerImages builds.
 const DockerTag = "test"
 
+// dockerImageNames are the images of infra/docker/, as scripts/images.sh
+// names them.
+var dockerImageNames = []string{"chatserver", "loadbalancer", "devstore", "lambda-rooms", "lambda-admin"}
+
 // dockerSocket is where the Docker engine listens, from DOCKER_HOST
 // (unix://PATH) or the default.
 func dockerSocket() string {
@@ -36,7 +40,11 @@ var (
 // the binaries built here, on a static base made here), tagged DockerTag,
 // once per test binary, and fails t if that fails. Test binaries of several
 // packages build one after the other (a lock file), the later ones from
-// Go's and Docker's caches.
+// Go's and Docker's caches. It returns the images' tag.
+//
+// With CHATFLEET_DOCKER_TAG set, it builds nothing and returns that tag, so
+// that the tests run images built otherwise, such as the Dockerfiles'
+// production targets (`make images TAG=...`).
 func DockerImages(t testing.TB) string {
 	t.Helper()
 	sock := dockerSocket()
@@ -45,6 +53,14 @@ func DockerImages(t testing.TB) string {
 	}
 	if _, err := exec.LookPath("docker"); err != nil {
 		t.Fatalf("the Docker engine's socket %s exists but the docker client is missing: %v", sock, err)
+	}
+	if tag := os.Getenv("CHATFLEET_DOCKER_TAG"); tag != "" {
+		for _, name := range dockerImageNames {
+			if _, err := TryDocker("image", "inspect", "chatfleet/"+name+":"+tag); err != nil {
+				t.Fatalf("CHATFLEET_DOCKER_TAG=%s: %v", tag, err)
+			}
+		}
+		return tag
 	}
 	imagesOnce.Do(func() {
 		lock, err := os.OpenFile(filepath.Join(os.TempDir(), "chatfleet-images.lock"), os.O_CREATE|os.O_RDWR, 0o600)
