@@ -4,7 +4,8 @@
 //
 // It is for the local stack and tests only: production binaries must never
 // import it (they talk to a real MongoDB through package mongo). The server
-// has no authentication and listens on loopback only.
+// has no authentication and listens on loopback only, unless Config.AnyAddr
+// says otherwise (containers).
 //
 // FerretDB implements a subset of MongoDB; package mongo keeps to that subset.
 // See docs/store.md.
