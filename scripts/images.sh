@@ -33,8 +33,8 @@ timed() { # timed LABEL CMD...: runs CMD, says how long it took
 
 build_production() {
   local args=(--build-arg "VERSION=${VERSION:-1.0.0}")
-  [ -n "${GO_IMAGE:-}" ] && args+=(--build-arg "GO_IMAGE=$GO_IMAGE")
-  [ -n "${RUNTIME_IMAGE:-}" ] && args+=(--build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE")
+  if [ -n "${GO_IMAGE:-}" ]; then args+=(--build-arg "GO_IMAGE=$GO_IMAGE"); fi
+  if [ -n "${RUNTIME_IMAGE:-}" ]; then args+=(--build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE"); fi
   # shellcheck disable=SC2206 # BUILD_FLAGS is a list of flags
   args+=(${BUILD_FLAGS:-})
   for name in chatserver loadbalancer devstore; do
