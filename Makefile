@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null | s
 LDFLAGS := -s -w $(if $(VERSION),-X github.com/chatfleet/chatfleet.Version=$(VERSION))
 BIN   := bin
 
-.PHONY: run test vet fmt-check build bench bench-quick soak clean lambdas web
+.PHONY: run test vet fmt-check build bench bench-quick soak clean lambdas web images
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./fleet/cmd/chatserver ./fleet/cmd/loadbalancer
@@ -58,6 +58,15 @@ bench:
 bench-quick:
 	$(GO) build -o $(BIN)/chatbench ./fleet/cmd/chatbench
 	./$(BIN)/chatbench -quick -out bench/results-quick.json $(BENCH_FLAGS)
+
+# images: every image of infra/docker/, tagged chatfleet/NAME:dev (chatserver, loadbalancer,
+# devstore, lambda-rooms, lambda-admin). IMAGE_BASES=production (default) builds the Dockerfiles
+# as they are, Go compiling in the golang image on distroless (needs an image registry and
+# BuildKit); IMAGE_BASES=local builds their target `prebuilt` from binaries built here, on a
+# static base made here, for a machine that reaches no registry (CI). See scripts/images.sh.
+IMAGE_BASES ?= production
+images:
+	IMAGE_BASES=$(IMAGE_BASES) VERSION=$(VERSION) GO=$(GO) ./scripts/images.sh
 
 lambdas:
 	@for f in functions/*/main.go; do d=$$(dirname $$f); \

@@ -4,7 +4,8 @@
 //
 // It is for the local stack and tests only: production binaries must never
 // import it (they talk to a real MongoDB through package mongo). The server
-// has no authentication and listens on loopback only.
+// has no authentication and listens on loopback only, unless Config.AnyAddr
+// says otherwise (containers).
 //
 // FerretDB implements a subset of MongoDB; package mongo keeps to that subset.
 // See docs/store.md.
@@ -20,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -60,6 +62,11 @@ type Config struct {
 	LogFileLevel slog.Leveler
 	// LogFileMax bounds LogFile; DefaultLogFileMax if 0.
 	LogFileMax int64
+	// AnyAddr lets Addr be a non-loopback address, such as 0.0.0.0:27018
+	// for containers that reach the store through the Docker host's
+	// address. The server has no authentication: development only, on a
+	// machine whose firewall keeps that port private.
+	AnyAddr bool
 }
 
 // DefaultLogFileMax is the size at which Config.LogFile is rotated.
@@ -93,7 +100,7 @@ var newMu sync.Mutex
 
 // Start starts a server as cfg says and returns once it accepts
 // connections. ctx bounds the start only; the server runs until Stop.
-// It fails if Addr is not a loopback address or is in use, or if Dir cannot
+// It fails if Addr is not a loopback address (unless AnyAddr) or is in use, or if Dir cannot
 // be created.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := ctx.Err(); err != nil {
@@ -114,7 +121,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.LogFileMax <= 0 {
 		cfg.LogFileMax = DefaultLogFileMax
 	}
-	if err := checkLoopback(cfg.Addr); err != nil {
+	if err := checkLoopback(cfg.Addr); err != nil && !cfg.AnyAddr {
 		return nil, err
 	}
 	sqliteURL, err := sqliteURL(cfg)
@@ -175,9 +182,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// URI returns the connection string of the server, mongodb://127.0.0.1:port/.
+// URI returns the connection string of the server, mongodb://127.0.0.1:port/
+// (loopback also when it listens on every address).
 func (s *Server) URI() string {
-	return (&url.URL{Scheme: "mongodb", Host: s.Addr(), Path: "/"}).String()
+	host := s.Addr()
+	if a, ok := s.ln.Addr().(*net.TCPAddr); ok && a.IP.IsUnspecified() {
+		host = net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Port))
+	}
+	return (&url.URL{Scheme: "mongodb", Host: host, Path: "/"}).String()
 }
 
 // Addr returns the address clients connect to, with the port chosen if

@@ -87,6 +87,26 @@ func TestStartStopRestart(t *testing.T) {
 	}
 }
 
+// TestAnyAddr: with AnyAddr the store listens on every address, for
+// containers, and its URI still names loopback; the store answers there.
+func TestAnyAddr(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := start(t, devstore.Config{Dir: t.TempDir(), Addr: "0.0.0.0:0", AnyAddr: true, Log: quiet})
+	host, _, _ := net.SplitHostPort(srv.Addr())
+	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() || !strings.HasPrefix(srv.URI(), "mongodb://127.0.0.1:") {
+		t.Fatalf("Addr %q, URI %q: want every address, and a loopback URI", srv.Addr(), srv.URI())
+	}
+	st, err := mongo.Open(ctx, mongo.Config{URI: srv.URI(), Database: "anyaddr"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	if err := st.Ping(ctx); err != nil {
+		t.Fatalf("query over the store's URI: %v", err)
+	}
+}
+
 func TestStartRefuses(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

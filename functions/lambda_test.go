@@ -99,11 +99,16 @@ func buildBootstrap(t *testing.T, function string) string {
 	return out
 }
 
-// emulator is one aws-lambda-rie process running one function's bootstrap.
+// emulator is one aws-lambda-rie running one function's bootstrap: a
+// process here, or a container (lambda_docker_test.go).
 type emulator struct {
-	url  string
-	proc *testutil.Proc
+	url    string
+	output func() string // what the emulator and the function wrote
 }
+
+// starter starts function (rooms or admin) with env as its environment and
+// returns its emulator once it accepts invocations.
+type starter func(t *testing.T, function string, env map[string]string) *emulator
 
 // startEmulator runs bootstrap under the emulator, bound to loopback, with
 // env as the function's environment.
@@ -118,7 +123,7 @@ func startEmulator(t *testing.T, rie, bootstrap string, env map[string]string) *
 		"--runtime-interface-emulator-address", fmt.Sprintf("127.0.0.1:%d", port),
 		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", apiPort),
 		bootstrap)
-	e := &emulator{url: fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", port), proc: p}
+	e := &emulator{url: fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", port), output: p.Output}
 	testutil.Eventually(t, 10*time.Second, func() error {
 		select {
 		case <-p.Done():
@@ -139,7 +144,7 @@ func (e *emulator) invoke(t *testing.T, event []byte) events.APIGatewayProxyResp
 	t.Helper()
 	resp, err := (&http.Client{Timeout: 40 * time.Second}).Post(e.url, "application/json", bytes.NewReader(event))
 	if err != nil {
-		t.Fatalf("invoke: %v\n%s", err, e.proc.Output())
+		t.Fatalf("invoke: %v\n%s", err, e.output())
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -147,11 +152,11 @@ func (e *emulator) invoke(t *testing.T, event []byte) events.APIGatewayProxyResp
 		t.Fatal(err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("invoke: emulator answered %d %s\n%s", resp.StatusCode, b, e.proc.Output())
+		t.Fatalf("invoke: emulator answered %d %s\n%s", resp.StatusCode, b, e.output())
 	}
 	var out events.APIGatewayProxyResponse
 	if err := json.Unmarshal(b, &out); err != nil || out.StatusCode == 0 {
-		t.Fatalf("invoke: %q is not an API Gateway proxy response (%v)\n%s", b, err, e.proc.Output())
+		t.Fatalf("invoke: %q is not an API Gateway proxy response (%v)\n%s", b, err, e.output())
 	}
 	return out
 }
@@ -162,6 +167,15 @@ func (e *emulator) invoke(t *testing.T, event []byte) events.APIGatewayProxyResp
 // real load balancer and a real chatserver, and checks each answer's status
 // and error code.
 func TestEvents(t *testing.T) {
+	rie := findRIE(t)
+	bootstraps := map[string]string{"rooms": buildBootstrap(t, "rooms"), "admin": buildBootstrap(t, "admin")}
+	runEvents(t, func(t *testing.T, function string, env map[string]string) *emulator {
+		return startEmulator(t, rie, bootstraps[function], env)
+	})
+}
+
+// runEvents is TestEvents with the functions started by start.
+func runEvents(t *testing.T, start starter) {
 	root := testutil.ModuleRoot(t)
 	dir := filepath.Join(root, "events")
 	var expect []expectation
@@ -181,7 +195,7 @@ func TestEvents(t *testing.T) {
 		}
 		for _, f := range files {
 			name := filepath.Base(f)
-			if name == "expect.json" || name == "env.json" {
+			if name == "expect.json" || strings.HasPrefix(name, "env") {
 				continue
 			}
 			if n := count(listed, name); n != 1 {
@@ -195,8 +209,6 @@ func TestEvents(t *testing.T) {
 		}
 	})
 
-	rie := findRIE(t)
-	bootstraps := map[string]string{"rooms": buildBootstrap(t, "rooms"), "admin": buildBootstrap(t, "admin")}
 	lbKey, fleetKey := fenv.RoomsFunction["LOADBALANCER_KEY"], fenv.RoomsFunction["FLEET_KEY"]
 	fleetAdminKey, tokenSecret := fenv.AdminFunction["FLEET_ADMIN_KEY"], fenv.RoomsFunction["TOKEN_SECRET"]
 	tokens, err := token.NewIssuer(tokenSecret)
@@ -235,7 +247,7 @@ func TestEvents(t *testing.T) {
 		if e.Fixture == "store-down" {
 			uri = fmt.Sprintf("mongodb://127.0.0.1:%d/", testutil.FreePort(t))
 		}
-		em := startEmulator(t, rie, bootstraps[e.Function], envFor(e.Function, uri))
+		em := start(t, e.Function, envFor(e.Function, uri))
 		emulators[key] = em
 		return em
 	}

@@ -2,5 +2,7 @@
 // it (nginx, systemd, CloudFormation, Docker, docker-compose) against the
 // binaries they deploy. The environment variables, ports and metrics the
 // tests expect are read from the binaries' source, so the checks follow the
-// code. See docs/operations.md.
+// code. docker_test.go runs the images on this machine's Docker engine (a
+// chatserver container whose master is killed, and compose). See
+// docs/operations.md.
 package infra

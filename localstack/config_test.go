@@ -16,7 +16,8 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	if c.DataDir != ".data" || c.Reset || c.HTTPPort != 3000 || c.RoomPortMin != 34000 || c.StorePort != 27018 ||
 		!reflect.DeepEqual(c.LBPorts, []int{2000, 2001}) || !reflect.DeepEqual(c.AdminPorts, []int{8090, 8091}) ||
-		c.StoreLogLevel != slog.LevelInfo || c.AllowPrivateHooks != "1" || c.keys.Key != "TESTING_KEY" {
+		c.StoreLogLevel != slog.LevelInfo || c.AllowPrivateHooks != "1" || c.keys.Key != "TESTING_KEY" ||
+		c.BindAddr != "127.0.0.1" || c.PublicHost != "127.0.0.1" {
 		t.Errorf("defaults: %+v", c)
 	}
 	for _, tc := range []struct{ name, value, want string }{
@@ -25,6 +26,7 @@ func TestConfigFromEnv(t *testing.T) {
 		{"HTTP_PORT", "70000", `HTTP_PORT="70000"`},
 		{"STORE_LOG_LEVEL", "loud", `STORE_LOG_LEVEL="loud"`},
 		{"CHATFLEET_RESET", "yes", `CHATFLEET_RESET="yes"`},
+		{"BIND_ADDR", "host.docker.internal", `BIND_ADDR="host.docker.internal": want an IP address`},
 	} {
 		env = map[string]string{"CHATFLEET_BIN": "/bin", tc.name: tc.value}
 		if _, err := configFromEnv(getenv); err == nil || !strings.Contains(err.Error(), tc.want) {

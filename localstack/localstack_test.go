@@ -115,6 +115,7 @@ func startStack(t *testing.T) *stack {
 		"ADMIN_API_KEY=DEV_ADMIN_API_KEY",
 		"LOG_LEVEL=info",
 		"STORE_LOG_LEVEL=",
+		"BIND_ADDR=", "PUBLIC_HOST=", // loopback
 	}
 	start = time.Now()
 	s.proc = testutil.Start(t, bin, env)

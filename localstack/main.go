@@ -62,7 +62,16 @@ type config struct {
 	// default here) lets rooms' webhookUrls reach receivers on this
 	// machine; "0" refuses them as a production host does.
 	AllowPrivateHooks string
-	keys              keys
+	// BindAddr is BIND_ADDR, the address the embedded store and the hosts'
+	// API, admin and room ports listen on: 127.0.0.1 by default; 0.0.0.0
+	// lets containers reach them through the Docker host's address (sam
+	// local on Docker Desktop, docs/control-api.md).
+	BindAddr string
+	// PublicHost is PUBLIC_HOST, the name hosts advertise in their API,
+	// admin and room URLs: 127.0.0.1 by default; host.docker.internal for
+	// functions in Docker Desktop's containers.
+	PublicHost string
+	keys       keys
 }
 
 // keys are the stack's credentials: the seed's example keys unless the
@@ -104,6 +113,8 @@ func configFromEnv(getenv func(string) string) (config, error) {
 		HTTPPort:      r.IntIn("HTTP_PORT", 3000, 1, 65535),
 		RoomPortMin:   r.IntIn("ROOM_PORT_MIN", 34000, 1, 65535),
 		StorePort:     r.IntIn("STORE_PORT", 27018, 1, 65535),
+		BindAddr:      r.Str("BIND_ADDR", "127.0.0.1"),
+		PublicHost:    r.Str("PUBLIC_HOST", "127.0.0.1"),
 		LBPorts:       ports(r, "LB_PORTS", "2000,2001"),
 		HostPorts:     ports(r, "HOST_PORTS", "8080,8081"),
 		AdminPorts:    ports(r, "HOST_ADMIN_PORTS", "8090,8091"),
@@ -120,6 +131,9 @@ func configFromEnv(getenv func(string) string) (config, error) {
 	}
 	if err := r.Err(); err != nil {
 		return c, err
+	}
+	if net.ParseIP(c.BindAddr) == nil {
+		return c, fmt.Errorf("BIND_ADDR=%q: want an IP address, such as 127.0.0.1 or 0.0.0.0", c.BindAddr)
 	}
 	if len(c.HostPorts) != len(c.AdminPorts) {
 		return c, errors.New("HOST_PORTS and HOST_ADMIN_PORTS must list as many ports")
@@ -167,7 +181,7 @@ func checkPorts(cfg config) error {
 	}
 	ws = append(ws, want{cfg.RoomPortMin, "ROOM_PORT_MIN"})
 	for _, w := range ws {
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(w.port)))
+		ln, err := net.Listen("tcp", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(w.port)))
 		if err != nil {
 			return fmt.Errorf("port %d is busy; set %s to use another (%v)", w.port, w.env, err)
 		}
@@ -266,7 +280,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			"KEY=" + k.Key, "ADMIN_KEY=" + k.AdminKey, "LOADBALANCER_KEY=" + k.LBKey,
 			"LOADBALANCERS=" + strings.Join(lbURLs, ","), "HEARTBEAT_EVERY=2s",
 			"PORT=" + strconv.Itoa(cfg.HostPorts[i]), "ADMIN_PORT=" + strconv.Itoa(cfg.AdminPorts[i]),
-			"BIND_ADDR=127.0.0.1", "ROOM_BIND=127.0.0.1", "PUBLIC_HOST=127.0.0.1", "HOST_ID=" + name,
+			"BIND_ADDR=" + cfg.BindAddr, "ROOM_BIND=" + cfg.BindAddr, "PUBLIC_HOST=" + cfg.PublicHost, "HOST_ID=" + name,
 			"ROOM_PORT_MIN=" + strconv.Itoa(min), "ROOM_PORT_MAX=" + strconv.Itoa(min+half-1),
 			"STATE_DIR=" + filepath.Join(cfg.DataDir, name), "MONGODB_URI=" + storeURI, "NATS_URL=" + natsURL,
 			"TOKEN_SECRET=" + k.TokenSecret, "LOG_LEVEL=" + cfg.LogLevel,
@@ -361,7 +375,8 @@ func startStore(ctx context.Context, cfg config, logs *logPrinter) (*devstore.Se
 	terminal := slog.NewTextHandler(logs.writer("store"), nil)
 	st, err := devstore.Start(ctx, devstore.Config{
 		Dir:          filepath.Join(cfg.DataDir, "store"),
-		Addr:         fmt.Sprintf("127.0.0.1:%d", cfg.StorePort),
+		Addr:         net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.StorePort)),
+		AnyAddr:      !net.ParseIP(cfg.BindAddr).IsLoopback(), // BIND_ADDR asked for it
 		Log:          slog.New(firstLineHandler{terminal, logFile}),
 		LogLevel:     slog.LevelError,
 		LogFile:      logFile,
@@ -418,6 +433,10 @@ func bannerText(cfg config, lbURLs []string, storeURI, storeDesc, natsURL, natsD
 	}
 	fmt.Fprintf(&b, "  store           %s (%s)\n", storeURI, storeDesc)
 	fmt.Fprintf(&b, "  NATS            %s (%s; rooms with edges span both hosts)\n", natsURL, natsDesc)
+	if ip := net.ParseIP(cfg.BindAddr); ip != nil && !ip.IsLoopback() || cfg.PublicHost != "127.0.0.1" {
+		fmt.Fprintf(&b, "  containers      the store and the hosts listen on %s (BIND_ADDR), hosts advertise %s (PUBLIC_HOST);\n", cfg.BindAddr, cfg.PublicHost)
+		fmt.Fprintf(&b, "                  the store has no authentication: keep these ports private\n")
+	}
 	fmt.Fprintf(&b, "  data folder     %s (CHATFLEET_RESET=1 wipes it)\n", cfg.DataDir)
 	fmt.Fprintf(&b, "Ctrl-C stops everything.\n")
 	return b.String()

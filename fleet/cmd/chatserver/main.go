@@ -1,5 +1,7 @@
-// Command chatserver is the fleet host daemon (the master), and, run as
-// `chatserver room ...` by the master, one room process.
+// Command chatserver is the fleet host daemon (the master); run as
+// `chatserver room ...` by the master, one room process; and run as
+// `chatserver init`, the container's PID 1, which runs the master, reaps
+// orphaned rooms and restarts the master after a crash (package initproc).
 // docs/operations.md lists the environment it reads.
 package main
 
@@ -14,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/chatfleet/chatfleet/fleet/internal/hostinfo"
+	"github.com/chatfleet/chatfleet/fleet/internal/initproc"
 	"github.com/chatfleet/chatfleet/fleet/internal/master"
 	"github.com/chatfleet/chatfleet/fleet/internal/restart"
 	"github.com/chatfleet/chatfleet/fleet/internal/roomproc"
@@ -26,10 +29,28 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "room" {
 		os.Exit(roomproc.Main(os.Args[2:], log))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		os.Exit(runInit(log))
+	}
 	if err := run(log); err != nil {
 		fmt.Fprintln(os.Stderr, "chatserver:", err)
 		os.Exit(1)
 	}
+}
+
+// runInit runs this binary, without arguments, as the master under
+// initproc.
+func runInit(log *slog.Logger) int {
+	if len(os.Args) > 2 {
+		fmt.Fprintln(os.Stderr, "chatserver: init takes no arguments")
+		return 2
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chatserver: init:", err)
+		return 1
+	}
+	return initproc.Run(initproc.Config{Path: self, Log: log})
 }
 
 func newLogger(level string) *slog.Logger {
