@@ -51,8 +51,8 @@ func TestHeartbeatThroughFaults(t *testing.T) {
 	// under the registrar's 2 s request timeout and HOST_DOWN_AFTER. The
 	// host must stay registered: it is never seen down over more than a
 	// HOST_DOWN_AFTER, and the heartbeat counter keeps rising.
-	px.add("lag-up", "latency", "upstream", map[string]any{"latency": 500})
-	px.add("lag-down", "latency", "downstream", map[string]any{"latency": 500})
+	px.Add("lag-up", "latency", "upstream", map[string]any{"latency": 500})
+	px.Add("lag-down", "latency", "downstream", map[string]any{"latency": 500})
 	before := heartbeatsOK(t, lb)
 	start := time.Now()
 	polls := 0
@@ -71,19 +71,19 @@ func TestHeartbeatThroughFaults(t *testing.T) {
 	})
 	t.Logf("latency: host stayed accepting over %d polls; heartbeats ok %v -> %v", polls, before, heartbeatsOK(t, lb))
 	serving("latency")
-	px.remove("lag-up")
-	px.remove("lag-down")
+	px.Remove("lag-up")
+	px.Remove("lag-down")
 
 	// outage adds a toxic that stops every heartbeat: the host goes down
 	// while its rooms serve, and comes back once the toxic is removed.
 	outage := func(name, typ string) {
 		t.Helper()
-		px.add(name, typ, "upstream", map[string]any{"timeout": 0})
+		px.Add(name, typ, "upstream", map[string]any{"timeout": 0})
 		mark := time.Now()
 		testutil.Eventually(t, 25*time.Second, state("down"))
 		t.Logf("%s: host down after %v", typ, time.Since(mark).Round(100*time.Millisecond))
 		serving(name)
-		px.remove(name)
+		px.Remove(name)
 		mark = time.Now()
 		testutil.Eventually(t, 25*time.Second, state("accepting"))
 		t.Logf("%s removed: host accepting again after %v", typ, time.Since(mark).Round(100*time.Millisecond))

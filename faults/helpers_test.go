@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -9,13 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/Shopify/toxiproxy/v2"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/hostapi"
@@ -215,51 +209,12 @@ func chatRoundTrip(t testing.TB, from *testutil.WS, text string, to ...*testutil
 	}
 }
 
-// Toxiproxy, embedded: one API server (it only holds the logger and the
-// metrics the proxies report to) for the test binary.
-var (
-	toxOnce sync.Once
-	toxSrv  *toxiproxy.ApiServer
-)
-
 // proxy is one Toxiproxy proxy in front of an upstream address.
-type proxy struct {
-	t    testing.TB
-	p    *toxiproxy.Proxy
-	Addr string // host:port clients connect to
-}
+type proxy = testutil.Proxy
 
 // newProxy starts a proxy on a free loopback port in front of upstream.
 func newProxy(t testing.TB, name, upstream string) *proxy {
-	t.Helper()
-	toxOnce.Do(func() {
-		zerolog.SetGlobalLevel(zerolog.Disabled)
-		toxSrv = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
-	})
-	p := toxiproxy.NewProxy(toxSrv, name, "127.0.0.1:0", upstream)
-	if err := p.Start(); err != nil {
-		t.Fatalf("start proxy %s: %v", name, err)
-	}
-	t.Cleanup(p.Stop)
-	return &proxy{t: t, p: p, Addr: p.Listen}
-}
-
-// add adds a toxic to the proxy's stream ("upstream": client to server,
-// "downstream": server to client); it applies to open connections too.
-func (p *proxy) add(name, typ, stream string, attrs map[string]any) {
-	p.t.Helper()
-	b, _ := json.Marshal(map[string]any{"name": name, "type": typ, "stream": stream, "attributes": attrs})
-	if _, err := p.p.Toxics.AddToxicJson(strings.NewReader(string(b))); err != nil {
-		p.t.Fatalf("add toxic %s: %v", name, err)
-	}
-}
-
-// remove takes a toxic away.
-func (p *proxy) remove(name string) {
-	p.t.Helper()
-	if err := p.p.Toxics.RemoveToxic(context.Background(), name); err != nil {
-		p.t.Fatalf("remove toxic %s: %v", name, err)
-	}
+	return testutil.NewProxy(t, name, upstream)
 }
 
 // procStat is what /proc says of one process.

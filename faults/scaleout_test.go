@@ -406,8 +406,8 @@ func TestSpreadPartitionedEdge(t *testing.T) {
 	last := say(t, prod, "before", 5)
 	c.caughtUp(t, last, 30*time.Second)
 
-	px.add("cut", "timeout", "downstream", map[string]any{"timeout": 0})
-	px.add("cut-up", "timeout", "upstream", map[string]any{"timeout": 0})
+	px.Add("cut", "timeout", "downstream", map[string]any{"timeout": 0})
+	px.Add("cut-up", "timeout", "upstream", map[string]any{"timeout": 0})
 	testutil.Eventually(t, 60*time.Second, func() error {
 		sent := 0
 		for _, w := range c.ws {

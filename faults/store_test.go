@@ -68,32 +68,32 @@ func TestStoreLinkFaults(t *testing.T) {
 	}
 
 	// 300 ms each way: every store call is slow, nothing fails.
-	px.add("lag-up", "latency", "upstream", map[string]any{"latency": 300})
-	px.add("lag-down", "latency", "downstream", map[string]any{"latency": 300})
+	px.Add("lag-up", "latency", "upstream", map[string]any{"latency": 300})
+	px.Add("lag-down", "latency", "downstream", map[string]any{"latency": 300})
 	mark := time.Now()
 	serving("latency")
 	testutil.Eventually(t, 20*time.Second, stored(made...))
 	t.Logf("latency: room made and stored in %v", time.Since(mark).Round(100*time.Millisecond))
-	px.remove("lag-up")
-	px.remove("lag-down")
+	px.Remove("lag-up")
+	px.Remove("lag-down")
 
 	// Every connection reset at its first byte: calls fail fast.
-	px.add("reset", "reset_peer", "upstream", map[string]any{"timeout": 0})
+	px.Add("reset", "reset_peer", "upstream", map[string]any{"timeout": 0})
 	serving("reset")
 	serving("reset2")
 	notStored(t, st, "made-reset2") // the outage is real
-	px.remove("reset")
+	px.Remove("reset")
 	mark = time.Now()
 	testutil.Eventually(t, 30*time.Second, stored(made...))
 	t.Logf("reset_peer removed: store caught up after %v", time.Since(mark).Round(100*time.Millisecond))
 
 	// The link swallows everything and never closes: calls hit their
 	// deadlines.
-	px.add("blackhole", "timeout", "upstream", map[string]any{"timeout": 0})
+	px.Add("blackhole", "timeout", "upstream", map[string]any{"timeout": 0})
 	serving("blackhole")
 	serving("blackhole2")
 	notStored(t, st, "made-blackhole2")
-	px.remove("blackhole")
+	px.Remove("blackhole")
 	mark = time.Now()
 	testutil.Eventually(t, 30*time.Second, stored(append(made, "lobby")...))
 	t.Logf("timeout removed: store caught up after %v", time.Since(mark).Round(100*time.Millisecond))

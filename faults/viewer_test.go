@@ -87,7 +87,7 @@ func TestStalledViewerIsDropped(t *testing.T) {
 		return nil
 	})
 
-	stall.add("trickle", "bandwidth", "downstream", map[string]any{"rate": 1})
+	stall.Add("trickle", "bandwidth", "downstream", map[string]any{"rate": 1})
 	// 500 four-byte characters: about 2 KB a message, under the 4 KiB read
 	// limit. Producers are exempt from the per-user rate; the room's ceiling
 	// (2000/s) is kept under by pacing 1000/s.
@@ -136,7 +136,7 @@ func TestStalledViewerIsDropped(t *testing.T) {
 
 	// The trickle goes: the dropped viewer reads its backlog, then the end
 	// of the connection; never the message sent after the drop.
-	stall.remove("trickle")
+	stall.Remove("trickle")
 	select {
 	case <-slow.done:
 	case <-time.After(60 * time.Second):
@@ -193,8 +193,8 @@ func TestDeadPeerFoundByPing(t *testing.T) {
 		})
 	}
 
-	px.add("void-up", "timeout", "upstream", map[string]any{"timeout": 0})
-	px.add("void-down", "timeout", "downstream", map[string]any{"timeout": 0})
+	px.Add("void-up", "timeout", "upstream", map[string]any{"timeout": 0})
+	px.Add("void-down", "timeout", "downstream", map[string]any{"timeout": 0})
 	start := time.Now()
 	say("still here")
 	testutil.Eventually(t, 30*time.Second, conns(2))

@@ -458,7 +458,8 @@ func TestAudienceAndCount(t *testing.T) {
 // edge reconnects and its consumer goes on without a gap.
 func TestPartition(t *testing.T) {
 	s := startNATS(t)
-	p := newProxy(t, "nats-"+t.Name(), strings.TrimPrefix(s.URL(), "nats://"))
+	px := testutil.NewProxy(t, "nats-"+t.Name(), strings.TrimPrefix(s.URL(), "nats://"))
+	p := px.P
 	origin := connect(t, s.URL(), "origin")
 	edge := connect(t, "nats://"+p.Listen, "edge")
 	col := consume(t, edge, "r")
@@ -474,8 +475,8 @@ func TestPartition(t *testing.T) {
 	publish(100)
 	waitSeqs(t, col, seqRange(1, 100), 10*time.Second)
 
-	addToxic(t, p, "up", "timeout", "upstream", map[string]any{"timeout": 0})
-	addToxic(t, p, "down", "timeout", "downstream", map[string]any{"timeout": 0})
+	px.Add("up", "timeout", "upstream", map[string]any{"timeout": 0})
+	px.Add("down", "timeout", "downstream", map[string]any{"timeout": 0})
 	publish(100)
 	testutil.Eventually(t, 15*time.Second, func() error {
 		if edge.Connected() {
@@ -484,8 +485,8 @@ func TestPartition(t *testing.T) {
 		return nil
 	})
 	publish(100)
-	removeToxic(t, p, "up")
-	removeToxic(t, p, "down")
+	px.Remove("up")
+	px.Remove("down")
 	testutil.Eventually(t, 15*time.Second, func() error {
 		if !edge.Connected() {
 			return errors.New("the edge has not reconnected")

@@ -13,10 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Shopify/toxiproxy/v2"
 	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 
 	"github.com/chatfleet/chatfleet/devnats"
 	"github.com/chatfleet/chatfleet/internal/testutil"
@@ -177,43 +174,5 @@ func publishDirect(t testing.TB, c *Conn, room, instance string, seq int64) {
 		Header: nats.Header{HeaderSeq: {s}, HeaderMsgID: {instance + ":" + s}}}
 	if _, err := c.js.PublishMsg(context.Background(), m); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// Toxiproxy, embedded: one API server for the test binary.
-var (
-	toxOnce sync.Once
-	toxSrv  *toxiproxy.ApiServer
-)
-
-// newProxy starts a proxy on a free loopback port in front of upstream.
-func newProxy(t testing.TB, name, upstream string) *toxiproxy.Proxy {
-	t.Helper()
-	toxOnce.Do(func() {
-		zerolog.SetGlobalLevel(zerolog.Disabled)
-		toxSrv = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
-	})
-	p := toxiproxy.NewProxy(toxSrv, name, "127.0.0.1:0", upstream)
-	if err := p.Start(); err != nil {
-		t.Fatalf("start proxy %s: %v", name, err)
-	}
-	t.Cleanup(p.Stop)
-	return p
-}
-
-// addToxic adds a toxic to p ("upstream": client to server, "downstream":
-// server to client); it applies to open connections too.
-func addToxic(t testing.TB, p *toxiproxy.Proxy, name, typ, stream string, attrs map[string]any) {
-	t.Helper()
-	b, _ := json.Marshal(map[string]any{"name": name, "type": typ, "stream": stream, "attributes": attrs})
-	if _, err := p.Toxics.AddToxicJson(strings.NewReader(string(b))); err != nil {
-		t.Fatalf("add toxic %s: %v", name, err)
-	}
-}
-
-func removeToxic(t testing.TB, p *toxiproxy.Proxy, name string) {
-	t.Helper()
-	if err := p.Toxics.RemoveToxic(context.Background(), name); err != nil {
-		t.Fatalf("remove toxic %s: %v", name, err)
 	}
 }
