@@ -237,4 +237,5 @@ type RoomStats struct {
 	MsgsPerSec   float64 `json:"msgsPerSec"` // over the last report interval
 	CPUSeconds   float64 `json:"cpuSeconds"` // user+system since start
 	RSSBytes     int64   `json:"rssBytes"`
+	Procs        int     `json:"procs,omitempty"` // the cores (GOMAXPROCS) the room process uses now
 }

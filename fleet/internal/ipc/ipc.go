@@ -31,7 +31,7 @@ const MaxFrame = 4 << 20
 
 // Message types. Room to master: Ready (after every Hello), Stats, Event.
 // Master to room: Hello (first on every connection), Resume (after Ready, for
-// a room process the master just started), Cache, Global, Close, Drain.
+// a room process the master just started), Cache, Global, Close, Drain, Procs.
 // A spare room process (package roomproc) sends Ready on its socket pair
 // with the master and gets Assign there, with the room's listeners.
 const (
@@ -46,6 +46,7 @@ const (
 	TypeResume = "resume"
 	TypeAssign = "assign"
 	TypeBans   = "bans"
+	TypeProcs  = "procs"
 )
 
 // Msg is one IPC message; Type says which other fields are set.
@@ -74,6 +75,11 @@ type Msg struct {
 
 	// Stats (room to master).
 	Stats *chatfleet.RoomStats `json:"stats,omitempty"`
+
+	// Procs (master to room, protocol 3): how many cores (GOMAXPROCS) the
+	// room may use now; its audience grew past what one core serves, or
+	// shrank back (docs/architecture.md, "Cores for big rooms").
+	Procs int `json:"procs,omitempty"`
 
 	// Event (room to master): "ban" (Ban set), "closed" (Reason set), "log"
 	// (Events set: sequenced room events, written ahead of their delivery).

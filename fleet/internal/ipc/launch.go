@@ -22,8 +22,10 @@ import (
 //
 //	1: release 1.0.0 (no version in Hello and Ready)
 //	2: release 1.1.0: Hello and Ready carry Proto; nothing else changed
+//	3: release 1.2.0: Procs (master to room: the cores it may use) and
+//	   Stats' Procs; a master sends Procs only to rooms of 3 or more
 const (
-	Version    = 2
+	Version    = 3
 	MinVersion = 1
 )
 

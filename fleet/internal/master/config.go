@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -76,6 +77,10 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	// One scheduler thread per room process: rooms are many per host, and a
 	// room on one thread spends less CPU per delivery (docs/performance.md).
 	c.RoomEnv = []string{"GOMAXPROCS=" + r.Str("ROOM_GOMAXPROCS", "1")}
+	// Big rooms may take the machine's other cores (cores.go), one more per
+	// BIG_ROOM_CONNS connections; ROOM_CORES bounds them all together.
+	c.RoomCores = r.IntIn("ROOM_CORES", max(runtime.NumCPU()-1, 0), 0, 1024)
+	c.BigRoomConns = r.IntIn("BIG_ROOM_CONNS", 4000, 100, 1_000_000)
 	c.RoomConn = roomConnFromEnv(r)
 	// The state is per port, so that hosts on one machine (the local
 	// stack, tests) keep apart; StateDir has no default in Config.

@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -67,6 +68,11 @@ type Config struct {
 	RoomConn    ipc.ConnSettings // connection settings of every room (PONG_WAIT, WRITE_WAIT, SEND_QUEUE_BYTES)
 	RoomEnv     []string         // added to the room processes' environment, e.g. GOMAXPROCS=1
 	Spares      int              // room processes kept started ahead of need (spares.go); default 0: none
+	// RoomCores is how many cores above their start rooms may use in all
+	// (ROOM_CORES; cores.go): a room gets one more for every BigRoomConns
+	// connections (BIG_ROOM_CONNS, default 4000) while they last. 0: none.
+	RoomCores    int
+	BigRoomConns int
 	// NATS is how the host's origins and edges reach NATS (NATS_*,
 	// docs/scaleout.md); its variables are added to RoomEnv. Without a URL
 	// the host runs plain rooms only.
@@ -126,6 +132,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.PublicHost == "" {
 		c.PublicHost = "127.0.0.1"
+	}
+	if c.BigRoomConns <= 0 {
+		c.BigRoomConns = 4000
 	}
 	if c.RoomPortMin == 0 {
 		c.RoomPortMin = 34000
@@ -217,6 +226,7 @@ type Master struct {
 	log     *slog.Logger
 	metrics *metrics
 	cache   *cacheKeeper
+	cores   *cores
 	bans    *banKeeper
 	events  *eventWriter
 	hooks   *hooks.Dispatcher
@@ -273,6 +283,7 @@ func New(cfg Config) (*Master, error) {
 	m.metrics = newMetrics(m)
 	m.bans = newBanKeeper(m)
 	m.cache = newCacheKeeper(m)
+	m.cores = newCores(roomBaseCores(cfg.RoomEnv), cfg.RoomCores, cfg.BigRoomConns, runtime.NumCPU())
 	m.events = newEventWriter(cfg.Store, &m.cfg, m.metrics.storeErrors, m.metrics.eventsDropped)
 	m.hooks = newHooks(m)
 	return m, nil

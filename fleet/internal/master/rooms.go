@@ -161,6 +161,7 @@ type room struct {
 	cpuAt     time.Time         // when stats.CPUSeconds was reported
 	cpuRate   float64           // cores used between the last two reports
 	told      told              // what the webhooks were told of the room's life (lifecycle.go)
+	proto     int               // the master–room protocol of the current process (ipc.ProtoOf its ready)
 }
 
 // phase is where a room's supervision stands. It only moves forward.
@@ -675,6 +676,9 @@ func (r *room) session(c *ipc.Conn, started bool) (served bool) {
 		r.log.Error("room did not report ready", "err", err, "got", msg.Type, "room", msg.Room)
 		return false
 	}
+	r.mu.Lock()
+	r.proto = ipc.ProtoOf(msg)
+	r.mu.Unlock()
 	if err := ipc.CheckProto(ipc.ProtoOf(msg)); err != nil {
 		// Ending the session ends the room's process: a started one is
 		// started again by this binary, an adopted one killed and started
@@ -772,6 +776,7 @@ func (r *room) handle(msg ipc.Msg) {
 		}
 		r.mu.Unlock()
 		r.reportViewers(msg.Stats.Viewers)
+		r.adjustCores(msg.Stats.Conns, msg.Stats.Procs)
 	case ipc.TypeEvent:
 		switch msg.Event {
 		case "ban":
@@ -837,6 +842,7 @@ func (r *room) stderrTail() string { return tail(r.path(".stderr")) }
 // forget removes r from the master once its process is gone for good and
 // records the end in the store.
 func (m *Master) forget(r *room, status chatfleet.RoomStatus) {
+	m.cores.release(r)
 	m.mu.Lock()
 	if m.rooms[r.name] == r {
 		delete(m.rooms, r.name)

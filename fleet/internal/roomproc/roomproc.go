@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
@@ -509,6 +510,10 @@ func (p *proc) handle(msg ipc.Msg) {
 		return
 	}
 	switch msg.Type {
+	case ipc.TypeProcs:
+		if n := min(max(msg.Procs, 1), runtime.NumCPU()); n != runtime.GOMAXPROCS(0) {
+			p.log.Info("cores for the room", "from", runtime.GOMAXPROCS(n), "to", n)
+		}
 	case ipc.TypeCache:
 		if msg.Cache != nil {
 			rm.ApplyCache(msg.Cache)
@@ -774,6 +779,7 @@ func (p *proc) statsLoop(ctx context.Context, rm *room.Room) {
 			continue // the next master gets fresh stats, not these
 		}
 		s.CPUSeconds, s.RSSBytes = procstat.CPU().Seconds(), procstat.RSS()
+		s.Procs = runtime.GOMAXPROCS(0)
 		if frame := p.encode(ipc.Msg{Type: ipc.TypeStats, Stats: &s}); frame != nil {
 			p.send(frame, false)
 		}
