@@ -650,9 +650,12 @@ func (a *roomAPI) issueToken(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// pickEdge returns a random edge among edges whose host the load balancers
-// do not know as down (hosts nil: they could not say, every edge counts),
-// and false if there is none.
+// pickEdge returns an edge among edges whose host the load balancers do not
+// know as down (hosts nil: they could not say, every edge counts), and false
+// if there is none. Of two edges drawn at random it takes the one whose host
+// reported fewer connections in its last heartbeat: the power of two
+// choices, which spreads viewers by load without sending every token issued
+// within one heartbeat to the same least-loaded host.
 func pickEdge(edges []chatfleet.RoomEdge, hosts map[string]chatfleet.Host) (chatfleet.RoomEdge, bool) {
 	up := make([]chatfleet.RoomEdge, 0, len(edges))
 	for _, e := range edges {
@@ -665,7 +668,11 @@ func pickEdge(edges []chatfleet.RoomEdge, hosts map[string]chatfleet.Host) (chat
 	if len(up) == 0 {
 		return chatfleet.RoomEdge{}, false
 	}
-	return up[mathrand.IntN(len(up))], true
+	a, b := up[mathrand.IntN(len(up))], up[mathrand.IntN(len(up))]
+	if hosts[b.HostID].Load.Conns < hosts[a.HostID].Load.Conns {
+		return b, true
+	}
+	return a, true
 }
 
 // guestID returns a new anonymous user id, "guest-" and 8 hex digits.
