@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"time"
 
@@ -77,9 +76,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	// One scheduler thread per room process: rooms are many per host, and a
 	// room on one thread spends less CPU per delivery (docs/performance.md).
 	c.RoomEnv = []string{"GOMAXPROCS=" + r.Str("ROOM_GOMAXPROCS", "1")}
-	// Big rooms may take the machine's other cores (cores.go), one more per
-	// BIG_ROOM_CONNS connections; ROOM_CORES bounds them all together.
-	c.RoomCores = r.IntIn("ROOM_CORES", max(runtime.NumCPU()-1, 0), 0, 1024)
+	// Big rooms may take more cores (cores.go), one more per BIG_ROOM_CONNS
+	// connections; ROOM_CORES bounds them all together. Off by default: on
+	// this project's 2-core benchmark machine a second core for a 10,000-viewer
+	// room did not show a gain above the noise (docs/performance.md).
+	c.RoomCores = r.IntIn("ROOM_CORES", 0, 0, 1024)
 	c.BigRoomConns = r.IntIn("BIG_ROOM_CONNS", 4000, 100, 1_000_000)
 	c.RoomConn = roomConnFromEnv(r)
 	// The state is per port, so that hosts on one machine (the local
