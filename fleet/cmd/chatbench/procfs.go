@@ -146,3 +146,43 @@ func waitQuiet(max time.Duration) (time.Duration, float64) {
 		}
 	}
 }
+
+// procPSS returns the proportional set size of process pid and its anonymous
+// part, in bytes, from /proc/<pid>/smaps_rollup: pages shared with other
+// processes (the binary's text, shared libraries) count as their share.
+func procPSS(pid int) (pss, anon int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	pss, anon = -1, 0
+	for _, line := range strings.Split(string(b), "\n") {
+		name, v, ok := strings.Cut(line, ":")
+		if !ok || (name != "Pss" && name != "Pss_Anon") {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) < 1 {
+			continue
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		if name == "Pss" {
+			pss = kb << 10
+		} else {
+			anon = kb << 10
+		}
+	}
+	if pss < 0 {
+		return 0, 0, fmt.Errorf("smaps_rollup of %d: no Pss", pid)
+	}
+	return pss, anon, nil
+}
+
+// procFDs returns how many file descriptors process pid has open.
+func procFDs(pid int) int {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	return len(ents)
+}
