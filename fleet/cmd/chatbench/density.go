@@ -253,9 +253,9 @@ type hostUse struct {
 // runs, or for d if work is nil.
 func (b *bench) hostCPU(master int, pids []int, d time.Duration, work func()) hostUse {
 	cpu := func() (m, r time.Duration) {
-		m, _ = procCPU(master)
+		m, _ = procRuntime(master)
 		for _, p := range pids {
-			c, _ := procCPU(p)
+			c, _ := procRuntime(p)
 			r += c
 		}
 		return m, r
