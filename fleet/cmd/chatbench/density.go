@@ -31,6 +31,7 @@ func (b *bench) density(ctx context.Context, n, perRoom int, idleFor, loadFor ti
 
 	// Create: densityCreators callers, as fast as the host answers.
 	b.waitQuiet()
+	mem0 := memUsed()
 	took := make([]time.Duration, n)
 	var next atomic.Int64
 	var firstErr atomic.Pointer[error]
@@ -80,6 +81,13 @@ func (b *bench) density(ctx context.Context, n, perRoom int, idleFor, loadFor ti
 	time.Sleep(3 * time.Second)
 	b.waitQuiet()
 	b.densityPSS(pids, fmt.Sprintf("%d rooms idle", n))
+	// The machine's memory in use grew by the rooms' own pages and by what the
+	// kernel holds for each process (page tables, thread stacks, sockets);
+	// other work on the machine moves it too.
+	grew := memUsed() - mem0
+	b.res.add(row{Scenario: "density", Case: fmt.Sprintf("%d rooms idle: host memory per room", n), Value: mib(grew) / float64(n), Unit: "MiB",
+		Detail: fmt.Sprintf("MemTotal-MemAvailable grew %.0f MiB from before the creates to idle (other work on the machine included)", mib(grew))})
+	b.logf("density idle: host memory in use grew %.0f MiB, %.2f MiB per room", mib(grew), mib(grew)/float64(n))
 	idle := b.hostCPU(masterPID, pids, idleFor, nil)
 	b.res.add(row{Scenario: "density", Case: fmt.Sprintf("%d rooms idle: master CPU", n), WallS: idle.wall.Seconds(),
 		Value: 100 * idle.master.Seconds() / idle.wall.Seconds(), Unit: "% of a core",

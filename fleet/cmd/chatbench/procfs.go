@@ -214,3 +214,31 @@ func procRuntime(pid int) (time.Duration, error) {
 	}
 	return total, nil
 }
+
+// memUsed returns the machine's memory in use, MemTotal minus MemAvailable
+// from /proc/meminfo, in bytes (0 if unreadable).
+func memUsed() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	var total, avail int64
+	for _, line := range strings.Split(string(b), "\n") {
+		name, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) < 1 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[0], 10, 64)
+		switch name {
+		case "MemTotal":
+			total = kb << 10
+		case "MemAvailable":
+			avail = kb << 10
+		}
+	}
+	return total - avail
+}
