@@ -2,8 +2,8 @@
 // (`make bench`, `make bench-quick`). It builds and starts its own chatserver
 // on free loopback ports, opens real WebSocket clients against its rooms and
 // measures fan-out throughput and latency, memory per connection, room start
-// time, isolation between rooms and the control API; it prints one table and
-// writes the results as JSON.
+// time, many rooms on one host (density), isolation between rooms and the
+// control API; it prints one table and writes the results as JSON.
 //
 //	chatbench [-quick] [-out bench/results.json] [-pprof dir]
 //	chatbench flood    (internal: the flooded neighbour of the isolation scenario)
