@@ -2,8 +2,8 @@
 // (`make bench`, `make bench-quick`). It builds and starts its own chatserver
 // on free loopback ports, opens real WebSocket clients against its rooms and
 // measures fan-out throughput and latency, memory per connection, room start
-// time, isolation between rooms and the control API; it prints one table and
-// writes the results as JSON.
+// time, many rooms on one host (density), isolation between rooms and the
+// control API; it prints one table and writes the results as JSON.
 //
 //	chatbench [-quick] [-out bench/results.json] [-pprof dir]
 //	chatbench flood    (internal: the flooded neighbour of the isolation scenario)
@@ -69,7 +69,7 @@ func run(args []string) error {
 	quick := fs.Bool("quick", false, "the short regression run (under a minute)")
 	out := fs.String("out", "bench/results.json", "where to write the results")
 	pprofDir := fs.String("pprof", "", "write CPU and heap profiles of the room process for the fixed-rate steps into this directory")
-	only := fs.String("only", "", "comma-separated scenarios to run (fanout100,fanout1000,fanout10000,scaleout,roomstart,isolation,masterstop,control, or memory: fanout10000's idle RSS alone); default all")
+	only := fs.String("only", "", "comma-separated scenarios to run (fanout100,fanout1000,fanout10000,scaleout,roomstart,density,isolation,masterstop,control, or memory: fanout10000's idle RSS alone); default all")
 	bin := fs.String("chatserver", "", "chatserver binary to use instead of building one")
 	var serverEnv envList
 	fs.Var(&serverEnv, "server-env", "extra NAME=value for the chatserver and its rooms (repeatable), e.g. GOGC=50, for experiments")
@@ -135,7 +135,18 @@ func run(args []string) error {
 		}
 		extra = append(extra, "ROOM_PPROF_DIR="+b.profDir)
 	}
-	if b.srv, err = startServer(*bin, dir, 400, extra...); err != nil {
+	want := func(s string) bool {
+		return *only == "" || strings.Contains(","+*only+",", ","+s+",")
+	}
+	// Room ports: the density scenario's rooms and a few more.
+	densityRooms, roomPorts := 1000, 400
+	if b.quick {
+		densityRooms = 100
+	}
+	if want("density") {
+		roomPorts = max(roomPorts, densityRooms+50)
+	}
+	if b.srv, err = startServer(*bin, dir, roomPorts, extra...); err != nil {
 		return err
 	}
 	defer func() {
@@ -148,10 +159,6 @@ func run(args []string) error {
 	}
 	b.res = newResults(b.quick)
 	b.res.LoadAvgStart = loadAvg()
-
-	want := func(s string) bool {
-		return *only == "" || strings.Contains(","+*only+",", ","+s+",")
-	}
 	type scenario struct {
 		name string
 		run  func(context.Context) error
@@ -162,6 +169,7 @@ func run(args []string) error {
 			{"fanout100", func(ctx context.Context) error { return b.fanout(ctx, 100, []float64{200}, nil) }},
 			{"fanout1000", func(ctx context.Context) error { return b.fanout(ctx, 1000, []float64{200, 1500}, nil) }},
 			{"roomstart", func(ctx context.Context) error { return b.roomStarts(ctx, 20) }},
+			{"density", func(ctx context.Context) error { return b.density(ctx, densityRooms, 10, 5*time.Second, 5*time.Second) }},
 			{"scaleout", func(ctx context.Context) error { return b.scaleOut(ctx, 1000, []float64{20}) }},
 			{"control", func(ctx context.Context) error { return b.control(ctx, 10, time.Second, false) }},
 		}
@@ -178,6 +186,9 @@ func run(args []string) error {
 			}},
 			{"scaleout", func(ctx context.Context) error { return b.scaleOut(ctx, 10000, []float64{10, 20}) }},
 			{"roomstart", func(ctx context.Context) error { return b.roomStarts(ctx, 100) }},
+			{"density", func(ctx context.Context) error {
+				return b.density(ctx, densityRooms, 10, 10*time.Second, 10*time.Second)
+			}},
 			{"isolation", b.isolation},
 			{"masterstop", func(ctx context.Context) error { return b.masterStop(ctx, 1000, []float64{200, 1500}) }},
 			{"control", func(ctx context.Context) error { return b.control(ctx, 40, 3*time.Second, true) }},

@@ -156,6 +156,20 @@ func (r *results) evaluate() {
 			set(x, "p99<30ms", x.P99ms < 30)
 		}
 	}
+	for i := range r.Rows { // host density (issue 21)
+		x := &r.Rows[i]
+		if x.Scenario != "density" {
+			continue
+		}
+		switch {
+		case strings.HasSuffix(x.Case, "rooms idle: PSS per room"):
+			set(x, "<=2 MiB", x.Value <= 2)
+		case strings.HasSuffix(x.Case, "rooms idle: master CPU"):
+			set(x, "<5% of a core", x.Value < 5)
+		case strings.Contains(x.Case, " viewers, 1 msg/s each"):
+			set(x, "p99<=30ms, no loss", x.P99ms <= 30 && noLoss(x) && x.Fail == "")
+		}
+	}
 	if x := r.find("isolation", "quiet p99 flooded / alone"); x != nil {
 		set(x, "<=2x", x.Value <= 2)
 	}

@@ -61,7 +61,7 @@ type Config struct {
 	RoomPortMin int              // default 34000
 	RoomPortMax int              // default 34999
 	RoomBind    string           // address room ports bind to; default all interfaces
-	MaxRooms    int              // default: the size of the room port range
+	MaxRooms    int              // default: the size of the room port range, less if the host's descriptors, memory or task ids cannot take that many (capacity.go)
 	MaxConns    int              // reported capacity; default 20000
 	StateDir    string           // required: room state files and control sockets
 	Self        string           // binary to run rooms with; default os.Executable()
@@ -146,7 +146,8 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("master: invalid room port range %d-%d", c.RoomPortMin, c.RoomPortMax)
 	}
 	if c.MaxRooms == 0 {
-		c.MaxRooms = c.RoomPortMax - c.RoomPortMin + 1
+		nofile, mem, pids := hostLimits()
+		c.MaxRooms = defaultMaxRooms(c.RoomPortMax-c.RoomPortMin+1, nofile, mem, pids)
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 20000

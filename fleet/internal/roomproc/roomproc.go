@@ -765,9 +765,22 @@ func (p *proc) lostMaster(c *ipc.Conn) {
 	c.Close()
 }
 
+// idleStatsEvery is how many stats intervals an idle room lets pass between
+// reports: stats that did not change but for the process's CPU and memory
+// are sent every idleStatsEvery-th interval only. At 1,000 idle rooms a
+// report every 2 s was 500 frames a second for the master to decode and
+// half of each idle room's CPU (docs/performance.md, "Host density").
+const idleStatsEvery = 15
+
+// statsLoop reports the room's stats to the master every p.statsEvery when
+// they changed, and at least every idleStatsEvery intervals (a new master
+// connection gets the next report at once).
 func (p *proc) statsLoop(ctx context.Context, rm *room.Room) {
 	t := time.NewTicker(p.statsEvery)
 	defer t.Stop()
+	var last chatfleet.RoomStats
+	var lastConn *ipc.Conn
+	skipped := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -775,9 +788,15 @@ func (p *proc) statsLoop(ctx context.Context, rm *room.Room) {
 		case <-t.C:
 		}
 		s := rm.Stats()
-		if !p.connected() {
+		c, _ := p.master()
+		if c == nil {
 			continue // the next master gets fresh stats, not these
 		}
+		if c == lastConn && s == last && skipped < idleStatsEvery-1 {
+			skipped++
+			continue
+		}
+		last, lastConn, skipped = s, c, 0
 		s.CPUSeconds, s.RSSBytes = procstat.CPU().Seconds(), procstat.RSS()
 		s.Procs = runtime.GOMAXPROCS(0)
 		if frame := p.encode(ipc.Msg{Type: ipc.TypeStats, Stats: &s}); frame != nil {

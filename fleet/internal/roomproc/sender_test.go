@@ -16,6 +16,7 @@ import (
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
 	"github.com/chatfleet/chatfleet/fleet/internal/room"
 	"github.com/chatfleet/chatfleet/internal/testutil"
+	"github.com/chatfleet/chatfleet/token"
 )
 
 // serveControl gives p a control socket on a real Unix socket and runs its
@@ -183,6 +184,54 @@ func TestQueueKeepsTheLastFrames(t *testing.T) {
 	for want := int64(extra + 1); want <= maxQueue+extra; want++ {
 		if seq := nextSeq(t, m); seq != want {
 			t.Fatalf("got seq %d, want %d", seq, want)
+		}
+	}
+}
+
+// An idle room reports its stats only every idleStatsEvery intervals, and a
+// change at the next interval.
+func TestIdleStatsSkipped(t *testing.T) {
+	const every = 100 * time.Millisecond
+	iss, _ := token.NewIssuer("test-secret-0123456789")
+	p := newTestProc()
+	rm, err := room.New(room.Config{Name: "lobby", Tokens: iss, Log: p.log, Bans: p.bans, OnEvent: p.onEvent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go rm.Run(ctx)
+	p.room, p.statsEvery = rm, every
+	path := serveControl(t, p, 5*time.Second)
+	c := connectMaster(t, p, path)
+	go p.statsLoop(ctx, rm)
+
+	nextStats := func() (chatfleet.RoomStats, time.Time) {
+		t.Helper()
+		for {
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			m, err := ipc.Decode(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Type == ipc.TypeStats && m.Stats != nil {
+				return *m.Stats, time.Now()
+			}
+		}
+	}
+	first, t1 := nextStats()
+	second, t2 := nextStats()
+	if gap := t2.Sub(t1); gap < (idleStatsEvery-1)*every {
+		t.Errorf("unchanged stats %v after the previous, want at least %v", gap, (idleStatsEvery-1)*every)
+	}
+	if second.Seq != first.Seq || second.Conns != first.Conns {
+		t.Errorf("idle room's stats changed: %+v then %+v", first, second)
+	}
+	rm.Global("hello")
+	for {
+		s, _ := nextStats()
+		if s.Seq > second.Seq {
+			break
 		}
 	}
 }
