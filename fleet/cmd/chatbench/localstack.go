@@ -18,7 +18,8 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
-	"github.com/chatfleet/chatfleet/mongo"
+	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // localStack is the whole platform on loopback (go run ./localstack): the
@@ -29,6 +30,8 @@ type localStack struct {
 	port      int  // control API
 	storePort int  // the embedded store
 	pprof     bool // it runs with PPROF_DIR: SIGUSR1 toggles a CPU profile
+	lbPort    int  // the first load balancer
+	lbKey     string
 	apiKey    string
 	http      *http.Client
 	logPath   string
@@ -65,7 +68,7 @@ func startLocalStack(dir, serverBin string, extraEnv ...string) (*localStack, er
 	if err != nil {
 		return nil, err
 	}
-	ls := &localStack{port: ports[0], storePort: ports[1], apiKey: "bench-api-" + randHex(8), logPath: filepath.Join(dir, "localstack.log"),
+	ls := &localStack{port: ports[0], storePort: ports[1], lbPort: ports[2], lbKey: "bench-lb-" + randHex(8), apiKey: "bench-api-" + randHex(8), logPath: filepath.Join(dir, "localstack.log"),
 		exited: make(chan struct{})}
 	ls.http = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	logf, err := os.Create(ls.logPath)
@@ -82,7 +85,7 @@ func startLocalStack(dir, serverBin string, extraEnv ...string) (*localStack, er
 		fmt.Sprintf("HOST_PORTS=%d,%d", ports[4], ports[5]), fmt.Sprintf("HOST_ADMIN_PORTS=%d,%d", ports[6], ports[7]),
 		"ROOM_PORT_MIN=" + strconv.Itoa(roomMin), "LOG_LEVEL=error",
 		"API_KEY=" + ls.apiKey, "ADMIN_API_KEY=bench-admin-api-" + randHex(8),
-		"KEY=bench-" + randHex(8), "ADMIN_KEY=bench-admin-" + randHex(8), "LOADBALANCER_KEY=bench-lb-" + randHex(8),
+		"KEY=bench-" + randHex(8), "ADMIN_KEY=bench-admin-" + randHex(8), "LOADBALANCER_KEY=" + ls.lbKey,
 		"TOKEN_SECRET=" + randHex(32),
 	}
 	ls.cmd.Env = append(ls.cmd.Env, extraEnv...)
@@ -222,6 +225,19 @@ func (b *bench) controlAPI(ctx context.Context, serverBin string, n int, d time.
 	add(fmt.Sprintf("control API create (%d conc.)", controlConc), lat, wall, selfCPU()-self0,
 		fmt.Sprintf("%d rooms through the local stack (functions/api, 2 LBs, 2 hosts, embedded store); %s", len(lat), cpuSplit(tree0, treeCPU(pid))))
 
+	// The pick alone, what each create asks the load balancers first: 64
+	// calls, since each counts as a room on its host until the host's next
+	// heartbeat.
+	self0 = selfCPU()
+	lat, wall, err = hammer(ctx, controlConc, 64, time.Second, func(ctx context.Context, _ int) error {
+		return ls.call(ctx, "POST", fmt.Sprintf("http://127.0.0.1:%d/api/v1/pick", ls.lbPort), ls.lbKey, map[string]any{}, nil)
+	})
+	if err != nil {
+		return err
+	}
+	add(fmt.Sprintf("load balancer pick (%d conc.)", controlConc), lat, wall, selfCPU()-self0,
+		fmt.Sprintf("%d calls, POST /api/v1/pick on one load balancer of the stack", len(lat)))
+
 	open := len(created) + 1 // and the warm-up room
 	if err := ls.fillStore(ctx, storedRooms-open); err != nil {
 		return fmt.Errorf("fill the store: %w", err)
@@ -263,24 +279,31 @@ func (b *bench) controlAPI(ctx context.Context, serverBin string, n int, d time.
 		})
 }
 
-// fillStore adds n open rooms to the local stack's store in one SyncHost, as
-// a host named bench-records (which no load balancer knows) would report
-// them; they hold no process.
+// fillStore adds n open rooms to the local stack's store in one insertMany,
+// as records of a host named bench-records, which no load balancer knows;
+// they hold no process. (Through the Store, SyncHost would first look the
+// names up, which on the embedded store costs a read of every room per
+// name.)
 func (ls *localStack) fillStore(ctx context.Context, n int) error {
 	if n <= 0 {
 		return nil
 	}
-	st, err := mongo.Open(ctx, mongo.Config{URI: fmt.Sprintf("mongodb://127.0.0.1:%d/", ls.storePort), Timeout: time.Minute})
+	cl, err := mongodrv.Connect(options.Client().ApplyURI(fmt.Sprintf("mongodb://127.0.0.1:%d/", ls.storePort)))
 	if err != nil {
 		return err
 	}
-	defer st.Close(context.Background())
-	rooms := make([]*chatfleet.Room, n)
-	for i := range rooms {
-		rooms[i] = &chatfleet.Room{Name: fmt.Sprintf("rec-%04d", i), HostAddr: "127.0.0.1", Port: 1 + i%60000,
-			Status: chatfleet.RoomOffline, Viewers: i % 97, Title: "a stored room", OwnerID: "owner-bench", Instance: randHex(16)}
+	defer cl.Disconnect(context.Background())
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	docs := make([]any, n)
+	for i := range docs {
+		docs[i] = &chatfleet.Room{Name: fmt.Sprintf("rec-%04d", i), HostID: "bench-records", HostAddr: "127.0.0.1", Port: 1 + i%60000,
+			Status: chatfleet.RoomOffline, Viewers: i % 97, Title: "a stored room", OwnerID: "owner-bench", Instance: randHex(16),
+			CreatedAt: now, UpdatedAt: now}
 	}
-	return st.SyncHost(ctx, "bench-records", rooms)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	_, err = cl.Database("chatfleet").Collection("rooms").InsertMany(ctx, docs)
+	return err
 }
 
 // call does one request to the control API and decodes {"data": …} into out.
