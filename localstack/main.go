@@ -53,7 +53,10 @@ type config struct {
 	StorePort   int    // STORE_PORT, default 27018 (embedded store)
 	MongoURI    string // MONGODB_URI: use this MongoDB instead of the embedded store
 	NATSURL     string // NATS_URL: use this NATS instead of the embedded one (devnats)
-	LogLevel    string // LOG_LEVEL of the children, default info
+	// PprofDir is PPROF_DIR: if set, SIGUSR1 starts a CPU profile of this
+	// process and the next one writes it there (profileOnSignal).
+	PprofDir string
+	LogLevel string // LOG_LEVEL of the children, default info
 	// StoreLogLevel is STORE_LOG_LEVEL, the lowest level of the embedded
 	// store's lines written to DataDir/store.log: info by default; debug
 	// adds every request and response, whole.
@@ -108,6 +111,7 @@ func configFromEnv(getenv func(string) string) (config, error) {
 		BinDir:        r.Str("CHATFLEET_BIN", ""),
 		MongoURI:      r.Str("MONGODB_URI", ""),
 		NATSURL:       r.Str("NATS_URL", ""),
+		PprofDir:      r.Str("PPROF_DIR", ""),
 		LogLevel:      r.Str("LOG_LEVEL", "info"),
 		StoreLogLevel: r.LogLevel("STORE_LOG_LEVEL", slog.LevelInfo),
 		HTTPPort:      r.IntIn("HTTP_PORT", 3000, 1, 65535),
@@ -228,6 +232,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	logs := &logPrinter{out: out}
 	k := cfg.keys
+	profileOnSignal(cfg.PprofDir, out)
 
 	storeURI, storeDesc := cfg.MongoURI, "MONGODB_URI"
 	if storeURI == "" {
@@ -319,7 +324,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		return fmt.Errorf("control API: %w", err)
 	}
 	defer closeAPI()
-	apiCfg.Log = slog.New(slog.NewJSONHandler(logs.writer("api"), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var apiLevel slog.Level // a line per request at info: LOG_LEVEL=warn or error quiets it
+	if apiLevel.UnmarshalText([]byte(cfg.LogLevel)) != nil {
+		apiLevel = slog.LevelInfo
+	}
+	apiCfg.Log = slog.New(slog.NewJSONHandler(logs.writer("api"), &slog.HandlerOptions{Level: apiLevel}))
 	roomAPI, err := api.NewRoomAPI(apiCfg)
 	if err != nil {
 		return fmt.Errorf("control API: %w", err)

@@ -17,8 +17,9 @@ import (
 )
 
 // storePool is the most connections a container opens to the store: a
-// Lambda container serves one request at a time.
-const storePool = 4
+// Lambda container serves one request at a time and needs few; the local
+// stack serves several at once.
+const storePool = 8
 
 // ConfigFromEnv builds a Config and its clients from the environment read
 // through getenv (os.Getenv in production), as a Lambda function's main does

@@ -18,8 +18,10 @@ import (
 )
 
 // newHTTPClient returns the client for calls to the load balancers: short
-// connect and header timeouts, a small pool (a Lambda container serves one
-// request at a time).
+// connect and header timeouts, and idle connections kept for up to 16
+// concurrent requests (a Lambda container serves one request at a time and
+// uses one or two; the local stack serves many at once, and a connection
+// dropped for want of an idle slot costs the next call a new one).
 func newHTTPClient() *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
@@ -27,8 +29,8 @@ func newHTTPClient() *http.Client {
 			DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			TLSHandshakeTimeout:   3 * time.Second,
 			ResponseHeaderTimeout: hostCreateTimeout,
-			MaxIdleConns:          16,
-			MaxIdleConnsPerHost:   2,
+			MaxIdleConns:          64,
+			MaxIdleConnsPerHost:   16,
 			IdleConnTimeout:       60 * time.Second,
 			ForceAttemptHTTP2:     true,
 		},

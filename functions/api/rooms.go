@@ -235,8 +235,16 @@ func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if err := a.checkFree(ctx, name); err != nil {
-		a.fail(w, r, err)
+	// The store's answer (is the name free?) and the load balancers' (which
+	// host?) do not depend on each other: ask both at once, and call the
+	// host only once the name is known to be free.
+	var freeErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { freeErr = a.checkFree(ctx, name) })
+	first, pickErr := a.cfg.Picker.Pick(ctx, chatfleet.PickRequest{Region: req.Region})
+	wg.Wait()
+	if freeErr != nil {
+		a.fail(w, r, freeErr)
 		return
 	}
 	opts := hostapi.RoomOptions{AllowAnonymous: req.AllowAnonymous, Paid: req.Paid, WebhookURLs: req.WebhookURLs,
@@ -254,7 +262,7 @@ func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
 	if req.Edges > 0 {
 		opts.Role = hostapi.RoleOrigin
 	}
-	host, port, err := a.place(ctx, name, req.Region, opts)
+	host, port, err := a.place(ctx, name, req.Region, opts, first, pickErr)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -387,12 +395,16 @@ func (a *roomAPI) checkFree(ctx context.Context, name string) error {
 // maxCreateAttempts hosts; a host that refuses (draining, full) or cannot be
 // reached is excluded from the next pick. A host that finds the request
 // invalid (webhookUrls without its WEBHOOK_SECRET, say) ends the attempts:
-// the caller gets its EINVALID.
-func (a *roomAPI) place(ctx context.Context, name, region string, opts hostapi.RoomOptions) (chatfleet.Host, int, error) {
+// the caller gets its EINVALID. first and firstErr are the answer to the
+// first pick, asked by the caller.
+func (a *roomAPI) place(ctx context.Context, name, region string, opts hostapi.RoomOptions, first chatfleet.Host, firstErr error) (chatfleet.Host, int, error) {
 	pick := chatfleet.PickRequest{Region: region}
 	var lastErr error
 	for attempt := range maxCreateAttempts {
-		host, err := a.cfg.Picker.Pick(ctx, pick)
+		host, err := first, firstErr
+		if attempt > 0 {
+			host, err = a.cfg.Picker.Pick(ctx, pick)
+		}
 		if err != nil {
 			if attempt > 0 && chatfleet.ErrorCode(err) == chatfleet.EUNAVAILABLE {
 				// Hosts were tried and refused; say so rather than "no host".
@@ -476,6 +488,10 @@ func (a *roomAPI) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page := listPage{Rooms: []roomView{}}
+	// The hosts (for the rooms' URLs) are the load balancers' to say, the
+	// rooms the store's: ask both at once.
+	hosts, stop := a.lookupHosts(ctx)
+	defer stop()
 	var rooms []*chatfleet.Room
 	for range listFillCalls {
 		sctx, cancel := storeCtx(ctx)
@@ -496,9 +512,9 @@ func (a *roomAPI) list(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	hosts := a.hostsByID(ctx)
+	byID := hosts()
 	for _, rm := range rooms {
-		page.Rooms = append(page.Rooms, view(rm, hosts))
+		page.Rooms = append(page.Rooms, view(rm, byID))
 	}
 	page.NextCursor = cursor
 	httpx.WriteData(w, http.StatusOK, page)
@@ -511,7 +527,9 @@ func (a *base) hostsByID(ctx context.Context) map[string]chatfleet.Host {
 	defer cancel()
 	hosts, err := a.cfg.Picker.Hosts(ctx)
 	if err != nil {
-		a.log.Warn("list hosts for room URLs", "err", err)
+		if !errors.Is(err, context.Canceled) { // the caller left, or needs it no more
+			a.log.Warn("list hosts for room URLs", "err", err)
+		}
 		return nil
 	}
 	m := make(map[string]chatfleet.Host, len(hosts))
@@ -519,6 +537,23 @@ func (a *base) hostsByID(ctx context.Context) map[string]chatfleet.Host {
 		m[h.ID] = h
 	}
 	return m
+}
+
+// lookupHosts runs hostsByID in the background, for a handler that reads
+// the store meanwhile: hosts waits for its answer; stop, deferred by the
+// caller, ends the lookup if the handler returns without it.
+func (a *base) lookupHosts(ctx context.Context) (hosts func() map[string]chatfleet.Host, stop func()) {
+	ctx, stop = context.WithCancel(ctx)
+	ch := make(chan map[string]chatfleet.Host, 1)
+	go func() { ch <- a.hostsByID(ctx) }()
+	var m map[string]chatfleet.Host
+	var got bool
+	return func() map[string]chatfleet.Host {
+		if !got {
+			m, got = <-ch, true
+		}
+		return m
+	}, stop
 }
 
 // openRoom returns the open room named by the request's path: EINVALID for a
@@ -547,6 +582,8 @@ func (a *roomAPI) get(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	hosts, stop := a.lookupHosts(r.Context())
+	defer stop()
 	ctx, cancel := storeCtx(r.Context())
 	room, err := a.store.Room(ctx, name)
 	cancel()
@@ -554,7 +591,7 @@ func (a *roomAPI) get(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, timedOut(r.Context(), "the store", err))
 		return
 	}
-	httpx.WriteData(w, http.StatusOK, view(room, a.hostsByID(r.Context())))
+	httpx.WriteData(w, http.StatusOK, view(room, hosts()))
 }
 
 // tokenRequest is the body of POST /api/v1/rooms/{name}/tokens.
@@ -616,6 +653,8 @@ func (a *roomAPI) issueToken(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	lookup, stop := a.lookupHosts(r.Context())
+	defer stop()
 	room, err := a.openRoom(r)
 	if err != nil {
 		a.fail(w, r, err)
@@ -634,7 +673,7 @@ func (a *roomAPI) issueToken(w http.ResponseWriter, r *http.Request) {
 	if display == "" {
 		display = req.UserID
 	}
-	hosts := a.hostsByID(r.Context())
+	hosts := lookup()
 	v := view(room, hosts)
 	ws, sse := v.WSURL, v.SSEURL
 	if req.Role == chatfleet.RoleViewer {

@@ -171,7 +171,7 @@ func run(args []string) error {
 			{"roomstart", func(ctx context.Context) error { return b.roomStarts(ctx, 20) }},
 			{"density", func(ctx context.Context) error { return b.density(ctx, densityRooms, 10, 5*time.Second, 5*time.Second) }},
 			{"scaleout", func(ctx context.Context) error { return b.scaleOut(ctx, 1000, []float64{20}) }},
-			{"control", func(ctx context.Context) error { return b.control(ctx, 10, time.Second, false) }},
+			{"control", func(ctx context.Context) error { return b.control(ctx, 10, time.Second, true) }},
 		}
 	} else {
 		scenarios = []scenario{

@@ -173,6 +173,16 @@ func (r *results) evaluate() {
 	if x := r.find("isolation", "quiet p99 flooded / alone"); x != nil {
 		set(x, "<=2x", x.Value <= 2)
 	}
+	// The control path (issue 21), through the local stack.
+	if x := r.find("control", "control API create (8 conc.)"); x != nil {
+		set(x, "p99<=60ms, >=100/s", x.P99ms <= 60 && x.Value >= 100)
+	}
+	if x := r.find("control", "control API list, 1000 rooms"); x != nil {
+		set(x, "p99<=20ms", x.P99ms <= 20)
+	}
+	if x := r.find("control", "control API token issue"); x != nil {
+		set(x, "p99<=10ms", x.P99ms <= 10)
+	}
 }
 
 // print writes the table.
