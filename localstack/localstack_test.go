@@ -85,6 +85,26 @@ func startStack(t *testing.T) *stack {
 	}
 	t.Logf("binaries built in %v", time.Since(start).Round(time.Millisecond))
 
+	// Ports chosen free a moment ago can be taken meanwhile (by another test
+	// process, or by a port the kernel hands the stack's embedded NATS): a
+	// stack that exits because a port is busy is started again on new ports,
+	// up to three times.
+	for attempt := 1; ; attempt++ {
+		s, busy := tryStartStack(t, bin)
+		if s != nil {
+			return s
+		}
+		if !busy || attempt == 3 {
+			t.Fatalf("the stack did not start")
+		}
+		t.Logf("a port was taken meanwhile; starting again on new ports")
+	}
+}
+
+// tryStartStack starts the stack on new free ports and waits for its banner;
+// it returns nil and whether a port was busy if the stack exited first.
+func tryStartStack(t *testing.T, bin string) (*stack, bool) {
+	t.Helper()
 	ports := freePorts(t, 8)
 	s := &stack{
 		HTTPPort:    ports[0],
@@ -117,7 +137,7 @@ func startStack(t *testing.T) *stack {
 		"STORE_LOG_LEVEL=",
 		"BIND_ADDR=", "PUBLIC_HOST=", // loopback
 	}
-	start = time.Now()
+	start := time.Now()
 	s.proc = testutil.Start(t, bin, env)
 	t.Cleanup(func() { // runs before testutil.Start's kill
 		s.proc.Signal(syscall.SIGTERM)
@@ -131,7 +151,11 @@ func startStack(t *testing.T) *stack {
 	for !strings.Contains(s.proc.Output(), "chatfleet is running") {
 		select {
 		case <-s.proc.Done():
-			t.Fatalf("the stack exited before its banner:\n%s", s.proc.Output())
+			if strings.Contains(s.proc.Output(), "is busy; set") {
+				return nil, true
+			}
+			t.Errorf("the stack exited before its banner:\n%s", s.proc.Output())
+			return nil, false
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -139,7 +163,7 @@ func startStack(t *testing.T) *stack {
 		}
 	}
 	t.Logf("stack up in %v: %s", time.Since(start).Round(time.Millisecond), s.URL("/"))
-	return s
+	return s, false
 }
 
 // call sends one request and returns the status and body.
