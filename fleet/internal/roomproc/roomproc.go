@@ -23,7 +23,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -39,6 +38,7 @@ import (
 	"github.com/chatfleet/chatfleet/fleet/internal/ipc"
 	"github.com/chatfleet/chatfleet/fleet/internal/procstat"
 	"github.com/chatfleet/chatfleet/fleet/internal/room"
+	"github.com/chatfleet/chatfleet/internal/sigprof"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/token"
 )
@@ -836,40 +836,13 @@ func abs(n int) int { return max(n, -n) }
 
 // profileOnSignal, when dir is set (ROOM_PPROF_DIR, for benchmarks), makes
 // SIGUSR1 start a CPU profile of this room process and the next SIGUSR1 stop
-// it, writing dir/room-<name>-<pid>-<n>.heap.prof and then
-// dir/room-<name>-<pid>-<n>.cpu.prof (each renamed into place when complete).
+// it, writing dir/room-<name>-<pid>-<n>.cpu.prof and, beside it, .heap.prof.
 func profileOnSignal(dir, name string, log *slog.Logger) {
-	if dir == "" {
-		return
-	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGUSR1)
-	go func() {
-		var f *os.File
-		var base string
-		for n := 1; ; {
-			<-sig
-			if f == nil {
-				base = filepath.Join(dir, fmt.Sprintf("room-%s-%d-%d", name, os.Getpid(), n))
-				var err error
-				if f, err = os.Create(base + ".cpu.prof.tmp"); err == nil {
-					err = pprof.StartCPUProfile(f)
-				}
-				if err != nil {
-					log.Error("cpu profile", "err", err)
-					f = nil
-				}
-				continue
-			}
-			pprof.StopCPUProfile()
-			f.Close()
-			f, n = nil, n+1
-			if h, err := os.Create(base + ".heap.prof.tmp"); err == nil {
-				pprof.Lookup("heap").WriteTo(h, 1) // text: with runtime.MemStats (stacks, heap idle)
-				h.Close()
-				os.Rename(base+".heap.prof.tmp", base+".heap.prof")
-			}
-			os.Rename(base+".cpu.prof.tmp", base+".cpu.prof")
+	sigprof.OnSignal(dir, "room-"+name, func(base string) {
+		if h, err := os.Create(base + ".heap.prof.tmp"); err == nil {
+			pprof.Lookup("heap").WriteTo(h, 1) // text: with runtime.MemStats (stacks, heap idle)
+			h.Close()
+			os.Rename(base+".heap.prof.tmp", base+".heap.prof")
 		}
-	}()
+	}, func(err error) { log.Error("cpu profile", "err", err) })
 }
