@@ -23,7 +23,6 @@ import (
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/mongo"
 	"github.com/chatfleet/chatfleet/protocol"
-	"github.com/chatfleet/chatfleet/token"
 )
 
 const (
@@ -35,16 +34,7 @@ const (
 
 // issueToken returns a join token of room for user with role.
 func issueToken(t *testing.T, room, user string, role chatfleet.Role) string {
-	t.Helper()
-	iss, err := token.NewIssuer(testSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := iss.Issue(room, "", user, user, role, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return testutil.Token(t, testSecret, room, user, role)
 }
 
 // chat joins room (on port) as a producer and a viewer, and checks that the

@@ -21,6 +21,9 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet/internal/netguard"
+
+	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/token"
 )
 
 // Eventually calls f until it returns nil, failing t with f's last error
@@ -287,4 +290,19 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Token returns a join token of room for user (the user id as its name) with
+// role, signed with secret and valid for an hour.
+func Token(t testing.TB, secret, room, user string, role chatfleet.Role) string {
+	t.Helper()
+	iss, err := token.NewIssuer(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := iss.Issue(room, "", user, user, role, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }

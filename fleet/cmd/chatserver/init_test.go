@@ -93,16 +93,7 @@ func TestInitRestartsAKilledMaster(t *testing.T) {
 		if err != nil || m == master {
 			return fmt.Errorf("no new master yet (%d, %v)", m, err)
 		}
-		rs := h.rooms()
-		if len(rs) != 2 {
-			return fmt.Errorf("rooms = %+v", rs)
-		}
-		for _, r := range rs {
-			if r.PID != pids[r.Name] || r.Port != ports[r.Name] {
-				return fmt.Errorf("room %s: pid %d port %d, want the same process %d on %d", r.Name, r.PID, r.Port, pids[r.Name], ports[r.Name])
-			}
-		}
-		return nil
+		return h.sameRooms(pids, ports)
 	})
 	t.Logf("master SIGKILL to rooms re-adopted by the new master: %v", time.Since(killed).Round(time.Millisecond))
 

@@ -184,16 +184,7 @@ func TestKilledMasterRoomsKeepServingAndAreReadopted(t *testing.T) {
 	}
 	h.Start()
 	testutil.Eventually(t, 2*time.Second, func() error {
-		rs := h.rooms()
-		if len(rs) != 2 {
-			return fmt.Errorf("rooms = %+v", rs)
-		}
-		for _, r := range rs {
-			if r.PID != pids[r.Name] || r.Port != ports[r.Name] {
-				return fmt.Errorf("room %s: pid %d port %d, want the same process %d on %d", r.Name, r.PID, r.Port, pids[r.Name], ports[r.Name])
-			}
-		}
-		return nil
+		return h.sameRooms(pids, ports)
 	})
 	// The adopted rooms obey admin commands again.
 	if status, body := testutil.Do(t, "DELETE", h.Admin+"/api/v1/rooms/one", adminKey, ""); status != 200 {
@@ -388,4 +379,20 @@ func TestBadConfiguration(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sameRooms reports how h's rooms differ from pids and ports (room name to
+// process and port): nil when it lists those rooms, each the same process on
+// its port, and no other.
+func (h *host) sameRooms(pids, ports map[string]int) error {
+	rs := h.rooms()
+	if len(rs) != len(pids) {
+		return fmt.Errorf("rooms = %+v", rs)
+	}
+	for _, r := range rs {
+		if r.PID != pids[r.Name] || r.Port != ports[r.Name] {
+			return fmt.Errorf("room %s: pid %d port %d, want the same process %d on %d", r.Name, r.PID, r.Port, pids[r.Name], ports[r.Name])
+		}
+	}
+	return nil
 }

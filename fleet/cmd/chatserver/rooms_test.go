@@ -13,7 +13,6 @@ import (
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/protocol"
-	"github.com/chatfleet/chatfleet/token"
 )
 
 const secret = "test-secret-0123456789"
@@ -27,16 +26,7 @@ func join(t *testing.T, port int, room, user string, role chatfleet.Role) *testu
 }
 
 func issue(t *testing.T, room, user string, role chatfleet.Role) string {
-	t.Helper()
-	iss, err := token.NewIssuer(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := iss.Issue(room, "", user, user, role, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return testutil.Token(t, secret, room, user, role)
 }
 
 func TestGlobalMessageReachesEveryRoom(t *testing.T) {

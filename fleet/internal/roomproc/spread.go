@@ -145,7 +145,11 @@ func (s *spread) published(evs []chatfleet.Event) {
 	}
 	for _, e := range evs {
 		if !s.pub.Publish(e.Seq, e.Data) {
-			s.log.Warn("origin: NATS queue full; event left to the master's log", "seq", e.Seq, "dropped", s.pub.Dropped())
+			// Logged at the first drop and every 1,000th: an outage at a
+			// high rate must not flood the log.
+			if d := s.pub.Dropped(); d == 1 || d%1000 == 0 {
+				s.log.Warn("origin: NATS queue full; events left to the master's log", "seq", e.Seq, "dropped", d)
+			}
 		}
 	}
 }
