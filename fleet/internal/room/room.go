@@ -189,6 +189,8 @@ type Room struct {
 	ent    *entitlements // nil unless Config.Entitle is set
 	bans   *BanList      // Config.Bans
 	limits *connLimits
+	pace   *pacer // when writers write (client.take)
+	shared shared // the batch they write alike (client.writeBatch)
 
 	h *hub // the hub's state; touched by the hub goroutine only
 }
@@ -303,6 +305,7 @@ func New(cfg Config) (*Room, error) {
 	}
 	r := &Room{
 		cfg:     cfg,
+		pace:    newPacer(),
 		name:    cfg.Name,
 		log:     cfg.Log.With("room", cfg.Name),
 		now:     cfg.Now,
