@@ -71,11 +71,18 @@ type Config struct {
 	Now func() time.Time // stamps audit entries and times requests; time.Now if nil
 	// RequestTimeout bounds the whole of one request; 8s if zero.
 	RequestTimeout time.Duration
+	// ReadCacheTTL is how long the room API keeps the listing, room records
+	// for tokens and the hosts (READ_CACHE_TTL, cache.go); 1s if zero,
+	// none if negative.
+	ReadCacheTTL time.Duration
 }
 
 // Defaults of Config and limits of the handlers.
 const (
 	defaultRequestTimeout = 8 * time.Second
+	defaultReadCacheTTL   = time.Second
+	maxCachedRooms        = 2048 // room records kept per container (~1 KB each)
+	maxCachedPages        = 64   // listing pages kept per container
 	storeCallTimeout      = 2 * time.Second // one store call
 	hostCallTimeout       = 4 * time.Second // one call to a host's API or admin port
 	hostCreateTimeout     = 6 * time.Second // a host answers a create once the room process is ready
@@ -90,6 +97,9 @@ const (
 func (c *Config) setDefaults() {
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = defaultRequestTimeout
+	}
+	if c.ReadCacheTTL == 0 {
+		c.ReadCacheTTL = defaultReadCacheTTL
 	}
 	if c.HostsAllow == nil {
 		c.HostsAllow, _ = netguard.ParsePrefixes(netguard.Private)
@@ -191,7 +201,11 @@ func NewRoomAPI(cfg Config) (http.Handler, error) {
 			return nil, fmt.Errorf("api: CORS_ALLOWED_ORIGINS: %w", err)
 		}
 	}
-	a := &roomAPI{base: newBase(cfg, "rooms")}
+	a := &roomAPI{base: newBase(cfg, "rooms"),
+		rooms: newReadCache[*chatfleet.Room](cfg.ReadCacheTTL, maxCachedRooms, cfg.Now),
+		pages: newReadCache[storedPage](cfg.ReadCacheTTL, maxCachedPages, cfg.Now),
+	}
+	a.hostCache = newReadCache[map[string]chatfleet.Host](cfg.ReadCacheTTL, 1, cfg.Now)
 	a.cors = newCORS(cfg.CORSAllowedOrigins, RoomRoutes)
 	return a.handler(cfg.APIKey, mux(a, roomEndpoints)), nil
 }
@@ -231,6 +245,9 @@ type base struct {
 	store chatfleet.Store
 	fleet *hostClient
 	cors  *cors // the room API's CORS policy; nil for the admin API
+	// hostCache keeps the load balancers' hosts for a moment (the room
+	// API's; nil for the admin API, which reads them every time).
+	hostCache *readCache[map[string]chatfleet.Host]
 }
 
 func newBase(cfg Config, name string) base {

@@ -32,6 +32,7 @@ const storePool = 8
 //	API_KEY, ADMIN_API_KEY                the keys callers of the room and admin APIs present
 //	FLEET_KEY, FLEET_ADMIN_KEY            the hosts' KEY and ADMIN_KEY
 //	REQUEST_TIMEOUT                       deadline of one request, e.g. 8s (the default)
+//	READ_CACHE_TTL                        how long the room API keeps the listing, rooms for tokens and the hosts; 1s by default, 0: not at all
 //	FLEET_HOSTS_ALLOW                     CIDRs the hosts' API and admin addresses must be in; default loopback and the private ranges
 //	WEBHOOK_ALLOW_PRIVATE                 1: a room's webhookUrls may name non-public address literals (development)
 //	MAX_FLEET_BANS                        the most fleet bans the admin API stores; default 100000
@@ -55,6 +56,7 @@ func ConfigFromEnv(ctx context.Context, getenv func(string) string) (Config, fun
 		FleetKey:            r.Str("FLEET_KEY", ""),
 		FleetAdminKey:       r.Str("FLEET_ADMIN_KEY", ""),
 		RequestTimeout:      r.PositiveDur("REQUEST_TIMEOUT", 0),
+		ReadCacheTTL:        r.DurIn("READ_CACHE_TTL", defaultReadCacheTTL, 0, time.Minute),
 		WebhookAllowPrivate: r.Flag("WEBHOOK_ALLOW_PRIVATE"),
 	}
 	store := mongo.Config{URI: r.Str("MONGODB_URI", ""), Database: r.Str("MONGODB_DATABASE", ""), Timeout: storeCallTimeout, MaxPool: storePool}
@@ -86,6 +88,9 @@ func ConfigFromEnv(ctx context.Context, getenv func(string) string) (Config, fun
 	}
 	if err := r.Err(); err != nil {
 		return Config{}, nil, err
+	}
+	if cfg.ReadCacheTTL == 0 {
+		cfg.ReadCacheTTL = -1 // set to 0: none (a zero Config means the default)
 	}
 
 	lbClient := newHTTPClient()

@@ -49,6 +49,16 @@ var regionRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 // roomAPI serves the room API. Its handlers may run concurrently.
 type roomAPI struct {
 	base
+	// Reads kept for Config.ReadCacheTTL (cache.go): room records by name,
+	// for tokens and GET /rooms/{name}, and listing pages.
+	rooms *readCache[*chatfleet.Room]
+	pages *readCache[storedPage]
+}
+
+// storedPage is what the store gave for one listing page.
+type storedPage struct {
+	rooms []*chatfleet.Room
+	next  string
 }
 
 // createRequest is the optional body of POST /api/v1/rooms/{name}.
@@ -283,6 +293,7 @@ func (a *roomAPI) create(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	a.rooms.forget(name) // the record of an earlier room of that name
 	tok, exp, err := a.issue(room, opts.OwnerID, display, chatfleet.RoleProducer, producerTTL)
 	if err != nil {
 		a.fail(w, r, err)
@@ -492,26 +503,15 @@ func (a *roomAPI) list(w http.ResponseWriter, r *http.Request) {
 	// rooms the store's: ask both at once.
 	hosts, stop := a.lookupHosts(ctx)
 	defer stop()
-	var rooms []*chatfleet.Room
-	for range listFillCalls {
-		sctx, cancel := storeCtx(ctx)
-		got, next, err := a.store.ListRooms(sctx, chatfleet.RoomFilter{OpenOnly: true, Sort: sort, Limit: limit - len(rooms), Cursor: cursor})
-		cancel()
-		if err != nil {
-			a.fail(w, r, timedOut(ctx, "the store", err))
-			return
-		}
-		for _, rm := range got {
-			// Starting and stale rooms hold their names but cannot be joined.
-			if rm.Status == chatfleet.RoomLive || rm.Status == chatfleet.RoomOffline {
-				rooms = append(rooms, rm)
-			}
-		}
-		cursor = next
-		if cursor == "" || len(rooms) >= limit {
-			break
-		}
+	key := fmt.Sprintf("%s %d %s", sort, limit, cursor)
+	got, err := a.pages.get(ctx, key, func(ctx context.Context) (storedPage, error) {
+		return a.listOpen(ctx, sort, limit, cursor)
+	})
+	if err != nil {
+		a.fail(w, r, timedOut(ctx, "the store", err))
+		return
 	}
+	rooms, cursor := got.rooms, got.next
 	byID := hosts()
 	for _, rm := range rooms {
 		page.Rooms = append(page.Rooms, view(rm, byID))
@@ -520,21 +520,53 @@ func (a *roomAPI) list(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteData(w, http.StatusOK, page)
 }
 
+// listOpen reads one listing page from the store: up to limit rooms that
+// serve after cursor, and the next cursor.
+func (a *roomAPI) listOpen(ctx context.Context, sort chatfleet.RoomSort, limit int, cursor string) (storedPage, error) {
+	var page storedPage
+	for range listFillCalls {
+		sctx, cancel := storeCtx(ctx)
+		got, next, err := a.store.ListRooms(sctx, chatfleet.RoomFilter{OpenOnly: true, Sort: sort, Limit: limit - len(page.rooms), Cursor: cursor})
+		cancel()
+		if err != nil {
+			return storedPage{}, err
+		}
+		for _, rm := range got {
+			// Starting and stale rooms hold their names but cannot be joined.
+			if rm.Status == chatfleet.RoomLive || rm.Status == chatfleet.RoomOffline {
+				page.rooms = append(page.rooms, rm)
+			}
+		}
+		cursor = next
+		if cursor == "" || len(page.rooms) >= limit {
+			break
+		}
+	}
+	page.next = cursor
+	return page, nil
+}
+
 // hostsByID returns the hosts the load balancers know, by id, or nil if
 // they cannot say: room URLs then fall back to the room's address and port.
 func (a *base) hostsByID(ctx context.Context) map[string]chatfleet.Host {
 	ctx, cancel := context.WithTimeout(ctx, hostsLookupTimeout)
 	defer cancel()
-	hosts, err := a.cfg.Picker.Hosts(ctx)
+	m, err := a.hostCache.get(ctx, "", func(ctx context.Context) (map[string]chatfleet.Host, error) {
+		hosts, err := a.cfg.Picker.Hosts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		m := make(map[string]chatfleet.Host, len(hosts))
+		for _, h := range hosts {
+			m[h.ID] = h
+		}
+		return m, nil
+	})
 	if err != nil {
 		if !errors.Is(err, context.Canceled) { // the caller left, or needs it no more
 			a.log.Warn("list hosts for room URLs", "err", err)
 		}
 		return nil
-	}
-	m := make(map[string]chatfleet.Host, len(hosts))
-	for _, h := range hosts {
-		m[h.ID] = h
 	}
 	return m
 }
@@ -559,13 +591,16 @@ func (a *base) lookupHosts(ctx context.Context) (hosts func() map[string]chatfle
 // openRoom returns the open room named by the request's path: EINVALID for a
 // bad name, ENOTFOUND if there is none or it has ended.
 func (a *base) openRoom(r *http.Request) (*chatfleet.Room, error) {
+	return openRoomWith(r, a.storedRoom)
+}
+
+// openRoomWith is openRoom reading the room with get.
+func openRoomWith(r *http.Request, get func(context.Context, string) (*chatfleet.Room, error)) (*chatfleet.Room, error) {
 	name := r.PathValue("name")
 	if err := chatfleet.ValidateRoomName(name); err != nil {
 		return nil, err
 	}
-	ctx, cancel := storeCtx(r.Context())
-	defer cancel()
-	room, err := a.store.Room(ctx, name)
+	room, err := get(r.Context(), name)
 	if err != nil {
 		return nil, timedOut(r.Context(), "the store", err)
 	}
@@ -573,6 +608,21 @@ func (a *base) openRoom(r *http.Request) (*chatfleet.Room, error) {
 		return nil, chatfleet.Errorf(chatfleet.ENOTFOUND, "room %q is %s", name, room.Status)
 	}
 	return room, nil
+}
+
+// storedRoom reads the room named name from the store.
+func (a *base) storedRoom(ctx context.Context, name string) (*chatfleet.Room, error) {
+	ctx, cancel := storeCtx(ctx)
+	defer cancel()
+	return a.store.Room(ctx, name)
+}
+
+// cachedRoom reads the room named name through the read cache. The room it
+// returns is shared: not to be changed.
+func (a *roomAPI) cachedRoom(ctx context.Context, name string) (*chatfleet.Room, error) {
+	return a.rooms.get(ctx, name, func(ctx context.Context) (*chatfleet.Room, error) {
+		return a.storedRoom(ctx, name)
+	})
 }
 
 // get serves GET /api/v1/rooms/{name}. Ended rooms are found too, with their status.
@@ -584,9 +634,7 @@ func (a *roomAPI) get(w http.ResponseWriter, r *http.Request) {
 	}
 	hosts, stop := a.lookupHosts(r.Context())
 	defer stop()
-	ctx, cancel := storeCtx(r.Context())
-	room, err := a.store.Room(ctx, name)
-	cancel()
+	room, err := a.cachedRoom(r.Context(), name)
 	if err != nil {
 		a.fail(w, r, timedOut(r.Context(), "the store", err))
 		return
@@ -655,7 +703,7 @@ func (a *roomAPI) issueToken(w http.ResponseWriter, r *http.Request) {
 	}
 	lookup, stop := a.lookupHosts(r.Context())
 	defer stop()
-	room, err := a.openRoom(r)
+	room, err := openRoomWith(r, a.cachedRoom)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -729,7 +777,9 @@ func (a *roomAPI) close(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if err := a.closeOn(r.Context(), room, "room closed by its owner", false); err != nil {
+	err = a.closeOn(r.Context(), room, "room closed by its owner", false)
+	a.rooms.forget(room.Name)
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
