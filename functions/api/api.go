@@ -81,8 +81,8 @@ type Config struct {
 const (
 	defaultRequestTimeout = 8 * time.Second
 	defaultReadCacheTTL   = time.Second
-	maxCachedRooms        = 2048 // room records kept per container (~1 KB each)
-	maxCachedPages        = 64   // listing pages kept per container
+	maxCachedRooms        = 2048            // room records kept per container (~1 KB each)
+	maxCachedPages        = 64              // listing pages kept per container
 	storeCallTimeout      = 2 * time.Second // one store call
 	hostCallTimeout       = 4 * time.Second // one call to a host's API or admin port
 	hostCreateTimeout     = 6 * time.Second // a host answers a create once the room process is ready

@@ -156,4 +156,3 @@ func TestReadCacheBounded(t *testing.T) {
 		t.Errorf("without a cache: %d reads for 3 calls", reads)
 	}
 }
-
