@@ -3,14 +3,11 @@ package room
 import (
 	"fmt"
 	"github.com/chatfleet/chatfleet/internal/testutil"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/protocol"
@@ -102,19 +99,7 @@ func TestSlowViewer(t *testing.T) {
 	}, envOpts{smallSocketBuffers: true})
 	prod := e.dial("prod", chatfleet.RoleProducer)
 
-	// The slow viewer: a raw connection with a tiny receive buffer, never read.
-	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		c, err := net.Dial(network, addr)
-		if err == nil {
-			c.(*net.TCPConn).SetReadBuffer(4096)
-		}
-		return c, err
-	}}
-	slow, _, err := d.Dial(e.wsURL(url.Values{"token": {e.token("slow", chatfleet.RoleViewer)}}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
+	e.dialUnread("slow") // the slow viewer, never read
 
 	const viewers = 50
 	var cs []*tclient

@@ -194,6 +194,25 @@ func (e *env) dial(user string, role chatfleet.Role, query ...string) *tclient {
 	return c
 }
 
+// dialUnread connects user as a viewer with a 4 KiB receive buffer and
+// never reads: a client that stops reading.
+func (e *env) dialUnread(user string) *websocket.Conn {
+	e.t.Helper()
+	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		if err == nil {
+			c.(*net.TCPConn).SetReadBuffer(4096)
+		}
+		return c, err
+	}}
+	ws, _, err := d.Dial(e.wsURL(url.Values{"token": {e.token(user, chatfleet.RoleViewer)}}), nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { ws.Close() })
+	return ws
+}
+
 // dialURL connects without waiting for anything.
 func (e *env) dialURL(u string, h http.Header) (*tclient, *http.Response, error) {
 	ws, resp, err := websocket.DefaultDialer.Dial(u, h)

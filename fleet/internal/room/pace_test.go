@@ -2,8 +2,6 @@ package room
 
 import (
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -98,18 +96,7 @@ func TestStalledViewerCut(t *testing.T) {
 		c.RoomMsgRate, c.RoomMsgBurst = 1e6, 1e6
 	}, envOpts{smallSocketBuffers: true})
 	prod := e.dial("prod", chatfleet.RoleProducer)
-	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
-		c, err := net.Dial(network, addr)
-		if err == nil {
-			c.(*net.TCPConn).SetReadBuffer(4096)
-		}
-		return c, err
-	}}
-	stalled, _, err := d.Dial(e.wsURL(url.Values{"token": {e.token("stalled", chatfleet.RoleViewer)}}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stalled.Close()
+	stalled := e.dialUnread("stalled")
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() { // pongs, never a read
