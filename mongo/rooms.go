@@ -16,7 +16,7 @@ import (
 )
 
 // The rooms collection holds one document per room name: the fields of
-// chatfleet.Room and a generated _id. The unique index on name makes the
+// chatfleet.Room and a generated _id (roomDoc). The unique index on name makes the
 // store, not its callers, decide which of two creates of one name wins.
 //
 // Stale rooms are found by a reaper (ReapStale, run periodically by the
@@ -43,9 +43,12 @@ const (
 // conflicts with disappears under it.
 const createAttempts = 3
 
-// roomDoc is a stored room with its _id.
+// roomDoc is a stored room with its _id. This release writes an ObjectID;
+// it reads any _id and writes it back as it read it, so that a later release
+// may key rooms by name (an _id the embedded store finds without reading
+// every room) and still be rolled back to this one.
 type roomDoc struct {
-	ID             bson.ObjectID `bson:"_id"`
+	ID             any `bson:"_id"`
 	chatfleet.Room `bson:",inline"`
 }
 
