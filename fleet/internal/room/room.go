@@ -90,7 +90,7 @@ type Config struct {
 	WriteWait        time.Duration // deadline of one write; default 10 s
 	PongWait         time.Duration // read deadline, extended by every pong and message; pings every half of it; default 60 s
 	HandshakeTimeout time.Duration // WebSocket handshake; default 10 s
-	WriteDelay       time.Duration // least time between two writes to one connection (coalescing); default 10 ms, negative: none
+	WriteDelay       time.Duration // least time between two writes to one connection (coalescing), plus writeCost per connection of the room (Room.writeDelay); default 10 ms, negative: none
 	CloseWait        time.Duration // how long Run waits for clients to take their close frame; default 3 s
 
 	// Bans is the list the room applies (the master's, see ApplyBans);
