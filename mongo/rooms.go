@@ -39,6 +39,14 @@ const (
 	maxPage     = 200
 )
 
+// syncBatch bounds the writes of one SyncHost call sent as one command. The
+// embedded store (FerretDB 1.24 on SQLite) holds a connection of its pool of
+// 100 for each update of a command until the command ends: a host of more
+// than ~100 rooms, written in one command, stalled it until the call timed
+// out (TestSyncHostManyRooms). 32 leaves room for three hosts syncing at once
+// and everyone else; on MongoDB it costs a round trip per 32 rooms.
+const syncBatch = 32
+
 // createAttempts bounds how often CreateRoom retries when the room it
 // conflicts with disappears under it.
 const createAttempts = 3
@@ -378,13 +386,15 @@ func (s *Store) SyncHost(ctx context.Context, hostID string, rooms []*chatfleet.
 				SetReplacement(doc))
 		}
 	}
-	if len(writes) > 0 {
-		_, err := s.rooms.BulkWrite(ctx, writes, options.BulkWrite().SetOrdered(false))
+	for len(writes) > 0 {
+		n := min(len(writes), syncBatch)
+		_, err := s.rooms.BulkWrite(ctx, writes[:n], options.BulkWrite().SetOrdered(false))
 		// A room created by someone else between the read and the insert
 		// keeps its name; the next sync sees it.
 		if err != nil && !onlyDuplicates(err) {
 			return fail("sync host", err)
 		}
+		writes = writes[n:]
 	}
 
 	_, err := s.rooms.UpdateMany(ctx,

@@ -529,3 +529,30 @@ func TestRoomsKeyedByName(t *testing.T) {
 		t.Errorf("ReapStale: %+v", r)
 	}
 }
+
+// TestSyncHostManyRooms: a host reporting more rooms than the embedded
+// store's connection pool (100) holds syncs them, first as inserts and then
+// as updates, every time.
+func TestSyncHostManyRooms(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := storetest.Config(t)
+	cfg.Timeout = time.Minute // the embedded store under the race detector is slow, not stuck
+	s := storetest.Open(t, cfg)
+	var rooms []*chatfleet.Room
+	for i := range 120 {
+		rooms = append(rooms, room(fmt.Sprintf("many-%03d", i), "h1", 34000+i))
+	}
+	for round := range 2 { // inserts, then updates
+		for _, r := range rooms {
+			r.Viewers = round
+		}
+		must(t, s.SyncHost(ctx, "h1", rooms))
+	}
+	got, _, err := s.ListRooms(ctx, chatfleet.RoomFilter{HostID: "h1", Limit: 200})
+	must(t, err)
+	if len(got) != 120 || got[0].Viewers != 1 {
+		t.Fatalf("after two syncs: %d rooms, the first with %d viewers", len(got), got[0].Viewers)
+	}
+}
