@@ -152,7 +152,8 @@ func tail(path string) string {
 }
 
 // Sizes of the control API scenario (issue 21): creates from 8 concurrent
-// callers, then listing and token issue with storedRooms open rooms in the
+// callers, then token issue (over the created rooms, then all for one room)
+// and listing with storedRooms open rooms in the
 // store.
 const (
 	controlConc = 8
@@ -270,6 +271,14 @@ func (b *bench) controlAPI(ctx context.Context, serverBin string, n int, d time.
 	if err := phase(fmt.Sprintf("control API token issue (%d conc.)", controlConc), "POST /api/v1/rooms/{name}/tokens (viewer)",
 		func(ctx context.Context, i int) error {
 			return ls.call(ctx, "POST", ls.url("/api/v1/rooms/"+created[i%len(created)]+"/tokens"), ls.apiKey, map[string]any{"role": "viewer"}, nil)
+		}); err != nil {
+		return err
+	}
+	// A crowd joining one room: every token for the same room, which the
+	// control API's read cache serves from about one store read a second.
+	if err := phase(fmt.Sprintf("control API token issue, one room (%d conc.)", controlConc), "POST /api/v1/rooms/{name}/tokens (viewer), all for one room",
+		func(ctx context.Context, _ int) error {
+			return ls.call(ctx, "POST", ls.url("/api/v1/rooms/"+created[0]+"/tokens"), ls.apiKey, map[string]any{"role": "viewer"}, nil)
 		}); err != nil {
 		return err
 	}
