@@ -355,6 +355,7 @@ func (s *Store) SyncHost(ctx context.Context, hostID string, rooms []*chatfleet.
 	}
 
 	var writes []mongodrv.WriteModel
+	var unchanged []string // this host's open rooms whose report changed nothing but the time
 	for _, name := range names {
 		doc := reported[name]
 		old, ok := stored[name]
@@ -364,6 +365,8 @@ func (s *Store) SyncHost(ctx context.Context, hostID string, rooms []*chatfleet.
 				doc.CreatedAt = now
 			}
 			writes = append(writes, mongodrv.NewInsertOneModel().SetDocument(doc))
+		case old.HostID == hostID && old.Status.Open() && sameReport(old.Room, doc):
+			unchanged = append(unchanged, name)
 		case old.HostID == hostID && old.Status.Open():
 			writes = append(writes, mongodrv.NewUpdateOneModel().
 				SetFilter(bson.D{{Key: "_id", Value: old.ID}, {Key: "hostId", Value: hostID}}).
@@ -385,6 +388,17 @@ func (s *Store) SyncHost(ctx context.Context, hostID string, rooms []*chatfleet.
 				SetFilter(bson.D{{Key: "_id", Value: old.ID}, {Key: "status", Value: bson.D{{Key: "$in", Value: endedStatuses}}}}).
 				SetReplacement(doc))
 		}
+	}
+	if len(unchanged) > 0 {
+		// One write refreshes them all (one read of the collection on the
+		// embedded store, where each update of one room reads all of them).
+		writes = append(writes, mongodrv.NewUpdateManyModel().
+			SetFilter(bson.D{
+				{Key: "hostId", Value: hostID},
+				{Key: "status", Value: bson.D{{Key: "$in", Value: openStatuses}}},
+				{Key: "name", Value: bson.D{{Key: "$in", Value: unchanged}}},
+			}).
+			SetUpdate(bson.D{{Key: "$set", Value: bson.D{{Key: "updatedAt", Value: now}}}}))
 	}
 	for len(writes) > 0 {
 		n := min(len(writes), syncBatch)
@@ -410,6 +424,14 @@ func (s *Store) SyncHost(ctx context.Context, hostID string, rooms []*chatfleet.
 			{Key: "updatedAt", Value: now},
 		}}})
 	return fail("sync host", err)
+}
+
+// sameReport reports whether the fields a sync writes to a stored open room
+// of its host are those of the report.
+func sameReport(stored, report chatfleet.Room) bool {
+	return stored.HostAddr == report.HostAddr && stored.Port == report.Port && stored.Status == report.Status &&
+		stored.ProducerLive == report.ProducerLive && stored.HLSURL == report.HLSURL &&
+		stored.Viewers == report.Viewers && stored.Paid == report.Paid
 }
 
 // ReapStale marks stale the open rooms whose UpdatedAt is before staleBefore,

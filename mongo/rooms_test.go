@@ -556,3 +556,31 @@ func TestSyncHostManyRooms(t *testing.T) {
 		t.Fatalf("after two syncs: %d rooms, the first with %d viewers", len(got), got[0].Viewers)
 	}
 }
+
+// TestSyncHostRefreshesUnchanged: rooms whose report did not change are
+// refreshed (UpdatedAt) in one write, changed ones get their fields, and a
+// room held by another host is not touched.
+func TestSyncHostRefreshesUnchanged(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	s := newStore(t, c)
+	same, changed := room("same", "h1", 1), room("changed", "h1", 2)
+	must(t, s.SyncHost(ctx, "h1", []*chatfleet.Room{same, changed}))
+	must(t, s.CreateRoom(ctx, room("other", "h2", 3)))
+	t1 := c.Add(time.Minute)
+	changed.Viewers = 5
+	must(t, s.SyncHost(ctx, "h1", []*chatfleet.Room{same, changed, room("other", "h1", 4)}))
+	for _, tc := range []struct {
+		name    string
+		updated time.Time
+		viewers int
+		host    string
+	}{{"same", t1, 0, "h1"}, {"changed", t1, 5, "h1"}, {"other", t1.Add(-time.Minute), 0, "h2"}} {
+		r, err := s.Room(ctx, tc.name)
+		must(t, err)
+		if !r.UpdatedAt.Equal(tc.updated) || r.Viewers != tc.viewers || r.HostID != tc.host {
+			t.Errorf("%s: updated %v, %d viewers, host %s; want %v, %d, %s", tc.name, r.UpdatedAt, r.Viewers, r.HostID, tc.updated, tc.viewers, tc.host)
+		}
+	}
+}
