@@ -478,42 +478,34 @@ func TestPartition(t *testing.T) {
 	px.Add("up", "timeout", "upstream", map[string]any{"timeout": 0})
 	px.Add("down", "timeout", "downstream", map[string]any{"timeout": 0})
 	publish(100)
-	testutil.Eventually(t, 15*time.Second, func() error {
-		if edge.Connected() {
-			return errors.New("the edge still thinks it is connected")
-		}
-		return nil
-	})
+	waitConnected(t, edge, false)
 	publish(100)
 	px.Remove("up")
 	px.Remove("down")
-	testutil.Eventually(t, 15*time.Second, func() error {
-		if !edge.Connected() {
-			return errors.New("the edge has not reconnected")
-		}
-		return nil
-	})
+	waitConnected(t, edge, true)
 	publish(100)
 	waitSeqs(t, col, seqRange(1, seq), 60*time.Second)
 
 	// The proxy disabled: connections refused and closed.
 	p.Stop()
-	testutil.Eventually(t, 15*time.Second, func() error {
-		if edge.Connected() {
-			return errors.New("the edge still thinks it is connected")
-		}
-		return nil
-	})
+	waitConnected(t, edge, false)
 	publish(100)
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
+	waitConnected(t, edge, true)
+	publish(100)
+	waitSeqs(t, col, seqRange(1, seq), 60*time.Second)
+}
+
+// waitConnected waits up to 15 s for c to say it is connected to NATS (want)
+// or that it is not.
+func waitConnected(t *testing.T, c *Conn, want bool) {
+	t.Helper()
 	testutil.Eventually(t, 15*time.Second, func() error {
-		if !edge.Connected() {
-			return errors.New("the edge has not reconnected")
+		if c.Connected() != want {
+			return fmt.Errorf("connected is %v, want %v", !want, want)
 		}
 		return nil
 	})
-	publish(100)
-	waitSeqs(t, col, seqRange(1, seq), 60*time.Second)
 }

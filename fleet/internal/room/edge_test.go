@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/url"
 	"strings"
 	"sync"
@@ -17,7 +15,6 @@ import (
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/protocol"
-	"github.com/chatfleet/chatfleet/token"
 )
 
 // spread is a room spread over two real rooms in one process: an origin,
@@ -640,21 +637,10 @@ func TestRemoteHostile(t *testing.T) {
 func BenchmarkEdgeDeliver(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			iss, _ := token.NewIssuer(testSecret)
 			relay := func(context.Context, protocol.User, protocol.ClientMsg) (json.RawMessage, error) {
 				return nil, errors.New("none")
 			}
-			r, err := New(Config{Name: testRoom, Tokens: iss, SendQueueBytes: 1 << 30, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Edge: &Edge{Relay: relay}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			h := r.h
-			for i := range n {
-				c := r.newClient(protocol.User{UserID: fmt.Sprint("u", i), Name: "V", Role: chatfleet.RoleViewer}, false, 0, false)
-				c.notify = make(chan struct{}, 1)
-				c.idx = len(h.clients)
-				h.clients = append(h.clients, c)
-			}
+			h := benchHub(b, n, &Edge{Relay: relay})
 			data := []byte(`{"type":"chat","seq":1,"ts":1764495600300,"from":{"userId":"prod","name":"Producer","role":"producer"},"text":"hello everyone, how is the stream today?","sendTs":1764495600123}`)
 			b.ReportAllocs()
 			i := 0
