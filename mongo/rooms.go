@@ -16,8 +16,12 @@ import (
 )
 
 // The rooms collection holds one document per room name: the fields of
-// chatfleet.Room and a generated _id (roomDoc). The unique index on name makes the
-// store, not its callers, decide which of two creates of one name wins.
+// chatfleet.Room and an _id (roomDoc). This release keys a room by its name
+// (_id = name), which the embedded store finds without reading every room;
+// releases up to 1.3.0 wrote a generated ObjectID, and their records are
+// still found by name (findRoom) until the name is created again. The unique
+// index on name makes the store, not its callers, decide which of two creates
+// of one name wins, whatever the keys.
 //
 // Stale rooms are found by a reaper (ReapStale, run periodically by the
 // control plane), not by a TTL index: a TTL index deletes documents, whereas a
@@ -51,10 +55,9 @@ const syncBatch = 32
 // conflicts with disappears under it.
 const createAttempts = 3
 
-// roomDoc is a stored room with its _id. This release writes an ObjectID;
-// it reads any _id and writes it back as it read it, so that a later release
-// may key rooms by name (an _id the embedded store finds without reading
-// every room) and still be rolled back to this one.
+// roomDoc is a stored room with its _id: the name in what this release
+// writes, anything in what it reads (1.3.0, which reads any _id and writes it
+// back as it read it, is what this release can be rolled back to).
 type roomDoc struct {
 	ID             any `bson:"_id"`
 	chatfleet.Room `bson:",inline"`
@@ -97,15 +100,14 @@ func (s *Store) CreateRoom(ctx context.Context, r *chatfleet.Room) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	for range createAttempts {
-		_, err := s.rooms.InsertOne(ctx, r)
+		_, err := s.rooms.InsertOne(ctx, roomDoc{ID: r.Name, Room: *r})
 		if err == nil {
 			return nil
 		}
 		if !mongodrv.IsDuplicateKeyError(err) {
 			return fail("create room", err)
 		}
-		var old roomDoc
-		err = s.rooms.FindOne(ctx, bson.D{{Key: "name", Value: r.Name}}).Decode(&old)
+		old, err := s.findRoom(ctx, r.Name)
 		if errors.Is(err, mongodrv.ErrNoDocuments) {
 			continue // deleted meanwhile: try again
 		} else if err != nil {
@@ -139,14 +141,31 @@ func (s *Store) CreateRoom(ctx context.Context, r *chatfleet.Room) error {
 func (s *Store) Room(ctx context.Context, name string) (*chatfleet.Room, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	var r chatfleet.Room
-	err := s.rooms.FindOne(ctx, bson.D{{Key: "name", Value: name}}).Decode(&r)
+	d, err := s.findRoom(ctx, name)
 	if errors.Is(err, mongodrv.ErrNoDocuments) {
 		return nil, notFound("room %q not found", name)
 	} else if err != nil {
 		return nil, fail("get room", err)
 	}
-	return &r, nil
+	return &d.Room, nil
+}
+
+// findRoom reads the room named name: by its key (_id = name, the one filter
+// the embedded store looks up without reading and decoding every room), and
+// failing that by name, for a record keyed by an older release. A document
+// keyed name whose name is another is not that room.
+func (s *Store) findRoom(ctx context.Context, name string) (roomDoc, error) {
+	var d roomDoc
+	err := s.rooms.FindOne(ctx, bson.D{{Key: "_id", Value: name}}).Decode(&d)
+	if err == nil && d.Name == name {
+		return d, nil
+	}
+	if err != nil && !errors.Is(err, mongodrv.ErrNoDocuments) {
+		return d, err
+	}
+	d = roomDoc{}
+	err = s.rooms.FindOne(ctx, bson.D{{Key: "name", Value: name}}).Decode(&d)
+	return d, err
 }
 
 // UpdateRoom sets the fields of upd that are not nil on the room named name,
@@ -180,14 +199,25 @@ func (s *Store) UpdateRoom(ctx context.Context, name string, upd chatfleet.RoomU
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	res, err := s.rooms.UpdateOne(ctx, bson.D{{Key: "name", Value: name}}, bson.D{{Key: "$set", Value: set}})
-	if err != nil {
-		return fail("update room", err)
+	// Found, then written, by key: two lookups instead of one read of every
+	// room on the embedded store. A record deleted between the two may have
+	// been created again under another key: look once more.
+	for range 2 {
+		d, err := s.findRoom(ctx, name)
+		if errors.Is(err, mongodrv.ErrNoDocuments) {
+			break
+		} else if err != nil {
+			return fail("update room", err)
+		}
+		res, err := s.rooms.UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, bson.D{{Key: "$set", Value: set}})
+		if err != nil {
+			return fail("update room", err)
+		}
+		if res.MatchedCount > 0 {
+			return nil
+		}
 	}
-	if res.MatchedCount == 0 {
-		return notFound("room %q not found", name)
-	}
-	return nil
+	return notFound("room %q not found", name)
 }
 
 // listCursor is what a listing cursor encodes: the sort order and the sort
@@ -364,7 +394,7 @@ func (s *Store) SyncHost(ctx context.Context, hostID string, rooms []*chatfleet.
 			if doc.CreatedAt.IsZero() {
 				doc.CreatedAt = now
 			}
-			writes = append(writes, mongodrv.NewInsertOneModel().SetDocument(doc))
+			writes = append(writes, mongodrv.NewInsertOneModel().SetDocument(roomDoc{ID: name, Room: doc}))
 		case old.HostID == hostID && old.Status.Open() && sameReport(old.Room, doc):
 			unchanged = append(unchanged, name)
 		case old.HostID == hostID && old.Status.Open():

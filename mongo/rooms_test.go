@@ -11,6 +11,7 @@ import (
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/devstore/storetest"
+	"github.com/chatfleet/chatfleet/mongo"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -465,68 +466,125 @@ func TestRoomEdges(t *testing.T) {
 	wantCode(t, s.CreateRoom(ctx, big), chatfleet.EINVALID)
 }
 
-// TestRoomsKeyedByName: rooms whose _id is their name, as a later release may
-// write them, are read, listed, updated, synced, reaped and replaced like
-// the rooms this one writes, so that such a release can be rolled back.
-func TestRoomsKeyedByName(t *testing.T) {
+// TestRoomsOfEitherKey: rooms keyed by their name, as this release writes
+// them, and by an ObjectID, as releases up to 1.3.0 did, are read, listed,
+// updated, synced, reaped and replaced alike.
+func TestRoomsOfEitherKey(t *testing.T) {
+	t.Parallel()
+	for _, key := range []struct {
+		name string
+		id   func(name string) any
+	}{
+		{"name", func(name string) any { return name }},
+		{"ObjectID", func(string) any { return bson.NewObjectID() }},
+	} {
+		t.Run(key.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			c := newClock()
+			cfg := storetest.Config(t)
+			cfg.Now = c.Now
+			s := storetest.Open(t, cfg)
+			coll := rawRooms(t, cfg)
+			at := c.Now().Truncate(time.Millisecond)
+			doc := func(name, host string, status chatfleet.RoomStatus) bson.D {
+				return bson.D{{Key: "_id", Value: key.id(name)}, {Key: "name", Value: name}, {Key: "hostId", Value: host},
+					{Key: "hostAddr", Value: "10.0.0.1"}, {Key: "port", Value: 34000}, {Key: "status", Value: status},
+					{Key: "createdAt", Value: at}, {Key: "updatedAt", Value: at}}
+			}
+			_, err := coll.InsertMany(ctx, []any{
+				doc("open-one", "h1", chatfleet.RoomLive), doc("ended-one", "h1", chatfleet.RoomClosed),
+				doc("synced", "h2", chatfleet.RoomLive), doc("gone", "h2", chatfleet.RoomLive),
+			})
+			must(t, err)
+
+			r, err := s.Room(ctx, "open-one")
+			must(t, err)
+			if r.Status != chatfleet.RoomLive || r.HostID != "h1" {
+				t.Fatalf("Room: %+v", r)
+			}
+			rooms, _, err := s.ListRooms(ctx, chatfleet.RoomFilter{OpenOnly: true})
+			must(t, err)
+			if len(rooms) != 3 {
+				t.Errorf("ListRooms: %d open rooms, want 3", len(rooms))
+			}
+			must(t, s.UpdateRoom(ctx, "open-one", chatfleet.RoomUpdate{Viewers: ptr(7)}))
+			if r, _ := s.Room(ctx, "open-one"); r == nil || r.Viewers != 7 {
+				t.Errorf("UpdateRoom: %+v", r)
+			}
+			// A create of an open room's name conflicts; of an ended one
+			// replaces it, keyed by its name.
+			wantCode(t, s.CreateRoom(ctx, &chatfleet.Room{Name: "open-one", HostID: "h3", HostAddr: "10.0.0.3", Port: 1}), chatfleet.ECONFLICT)
+			must(t, s.CreateRoom(ctx, &chatfleet.Room{Name: "ended-one", HostID: "h3", HostAddr: "10.0.0.3", Port: 2}))
+			if r, _ := s.Room(ctx, "ended-one"); r == nil || r.HostID != "h3" || !r.Status.Open() {
+				t.Errorf("create over an ended room: %+v", r)
+			}
+			wantKeys(t, coll, "ended-one")
+			// The host h2 reports synced, not gone.
+			must(t, s.SyncHost(ctx, "h2", []*chatfleet.Room{{Name: "synced", HostID: "h2", HostAddr: "10.0.0.2", Port: 9, Status: chatfleet.RoomOffline}}))
+			if r, _ := s.Room(ctx, "synced"); r == nil || r.Port != 9 || r.Status != chatfleet.RoomOffline {
+				t.Errorf("SyncHost update: %+v", r)
+			}
+			if r, _ := s.Room(ctx, "gone"); r == nil || r.Status != chatfleet.RoomClosed {
+				t.Errorf("SyncHost close: %+v", r)
+			}
+			// h1 stops reporting: open-one goes stale, then closed.
+			c.Add(time.Hour)
+			stale, _, err := s.ReapStale(ctx, c.Now().Add(-time.Minute), c.Now().Add(-2*time.Hour))
+			must(t, err)
+			if stale == 0 {
+				t.Error("ReapStale marked nothing stale")
+			}
+			if r, _ := s.Room(ctx, "open-one"); r == nil || r.Status != chatfleet.RoomStale {
+				t.Errorf("ReapStale: %+v", r)
+			}
+		})
+	}
+}
+
+// TestRoomsWrittenByName: what creates and syncs store is keyed by the
+// room's name, and a document whose key is a name but whose name is another
+// is not taken for the room of its key.
+func TestRoomsWrittenByName(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := newClock()
 	cfg := storetest.Config(t)
-	cfg.Now = c.Now
 	s := storetest.Open(t, cfg)
+	coll := rawRooms(t, cfg)
+	must(t, s.CreateRoom(ctx, room("created", "h1", 34000)))
+	must(t, s.SyncHost(ctx, "h2", []*chatfleet.Room{room("synced", "h2", 34001)}))
+	wantKeys(t, coll, "created", "synced")
+
+	_, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "posing"}, {Key: "name", Value: "other"},
+		{Key: "hostId", Value: "h9"}, {Key: "status", Value: chatfleet.RoomLive}})
+	must(t, err)
+	_, err = s.Room(ctx, "posing")
+	wantCode(t, err, chatfleet.ENOTFOUND)
+	wantCode(t, s.UpdateRoom(ctx, "posing", chatfleet.RoomUpdate{Viewers: ptr(1)}), chatfleet.ENOTFOUND)
+	if r, err := s.Room(ctx, "other"); err != nil || r.Viewers != 0 {
+		t.Errorf("the posing document: %+v, %v", r, err)
+	}
+}
+
+// rawRooms is the rooms collection of cfg's store, through the driver.
+func rawRooms(t *testing.T, cfg mongo.Config) *mongodrv.Collection {
+	t.Helper()
 	cl, err := mongodrv.Connect(options.Client().ApplyURI(cfg.URI))
 	must(t, err)
-	defer cl.Disconnect(ctx)
-	at := c.Now().Truncate(time.Millisecond)
-	doc := func(name, host string, status chatfleet.RoomStatus) bson.D {
-		return bson.D{{Key: "_id", Value: name}, {Key: "name", Value: name}, {Key: "hostId", Value: host},
-			{Key: "hostAddr", Value: "10.0.0.1"}, {Key: "port", Value: 34000}, {Key: "status", Value: status},
-			{Key: "createdAt", Value: at}, {Key: "updatedAt", Value: at}}
-	}
-	_, err = cl.Database(cfg.Database).Collection("rooms").InsertMany(ctx, []any{
-		doc("open-one", "h1", chatfleet.RoomLive), doc("ended-one", "h1", chatfleet.RoomClosed),
-		doc("synced", "h2", chatfleet.RoomLive), doc("gone", "h2", chatfleet.RoomLive),
-	})
-	must(t, err)
+	t.Cleanup(func() { cl.Disconnect(context.Background()) })
+	return cl.Database(cfg.Database).Collection("rooms")
+}
 
-	r, err := s.Room(ctx, "open-one")
-	must(t, err)
-	if r.Status != chatfleet.RoomLive || r.HostID != "h1" {
-		t.Fatalf("Room: %+v", r)
-	}
-	rooms, _, err := s.ListRooms(ctx, chatfleet.RoomFilter{OpenOnly: true})
-	must(t, err)
-	if len(rooms) != 3 {
-		t.Errorf("ListRooms: %d open rooms, want 3", len(rooms))
-	}
-	must(t, s.UpdateRoom(ctx, "open-one", chatfleet.RoomUpdate{Viewers: ptr(7)}))
-	if r, _ := s.Room(ctx, "open-one"); r == nil || r.Viewers != 7 {
-		t.Errorf("UpdateRoom: %+v", r)
-	}
-	// A create of an open room's name conflicts; of an ended one replaces it.
-	wantCode(t, s.CreateRoom(ctx, &chatfleet.Room{Name: "open-one", HostID: "h3", HostAddr: "10.0.0.3", Port: 1}), chatfleet.ECONFLICT)
-	must(t, s.CreateRoom(ctx, &chatfleet.Room{Name: "ended-one", HostID: "h3", HostAddr: "10.0.0.3", Port: 2}))
-	if r, _ := s.Room(ctx, "ended-one"); r == nil || r.HostID != "h3" || !r.Status.Open() {
-		t.Errorf("create over an ended room: %+v", r)
-	}
-	// The host h2 reports synced, not gone.
-	must(t, s.SyncHost(ctx, "h2", []*chatfleet.Room{{Name: "synced", HostID: "h2", HostAddr: "10.0.0.2", Port: 9, Status: chatfleet.RoomOffline}}))
-	if r, _ := s.Room(ctx, "synced"); r == nil || r.Port != 9 || r.Status != chatfleet.RoomOffline {
-		t.Errorf("SyncHost update: %+v", r)
-	}
-	if r, _ := s.Room(ctx, "gone"); r == nil || r.Status != chatfleet.RoomClosed {
-		t.Errorf("SyncHost close: %+v", r)
-	}
-	// h1 stops reporting: open-one goes stale, then closed.
-	c.Add(time.Hour)
-	stale, _, err := s.ReapStale(ctx, c.Now().Add(-time.Minute), c.Now().Add(-2*time.Hour))
-	must(t, err)
-	if stale == 0 {
-		t.Error("ReapStale marked nothing stale")
-	}
-	if r, _ := s.Room(ctx, "open-one"); r == nil || r.Status != chatfleet.RoomStale {
-		t.Errorf("ReapStale: %+v", r)
+// wantKeys fails t unless each of names is stored with _id = name.
+func wantKeys(t *testing.T, coll *mongodrv.Collection, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		var d bson.M
+		if err := coll.FindOne(context.Background(), bson.D{{Key: "name", Value: name}}).Decode(&d); err != nil {
+			t.Errorf("room %q: %v", name, err)
+		} else if d["_id"] != name {
+			t.Errorf("room %q is keyed %v, want its name", name, d["_id"])
+		}
 	}
 }
 
