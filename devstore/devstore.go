@@ -84,6 +84,7 @@ type Server struct {
 	backend string       // FerretDB's own loopback address
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when FerretDB has stopped
+	indexed chan struct{} // closed when the _id indexer has stopped
 
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{} // both ends of every relayed connection
@@ -124,7 +125,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := checkLoopback(cfg.Addr); err != nil && !cfg.AnyAddr {
 		return nil, err
 	}
-	sqliteURL, err := sqliteURL(cfg)
+	dir, sqliteURL, err := sqliteURL(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -170,12 +171,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		backend: u.Host,
 		cancel:  cancel,
 		done:    make(chan struct{}),
+		indexed: make(chan struct{}),
 		conns:   make(map[net.Conn]struct{}),
 		logFile: logFile,
 	}
 	go func() {
 		defer close(s.done)
 		f.Run(runCtx)
+	}()
+	go func() {
+		defer close(s.indexed)
+		indexIDs(runCtx, dir, func(err error) { logger.Warn("devstore: _id index", "err", err) })
 	}()
 	s.relays.Add(1)
 	go s.accept()
@@ -210,6 +216,7 @@ func (s *Server) Stop() {
 		s.relays.Wait()
 		s.cancel()
 		<-s.done
+		<-s.indexed
 		s.logFile.Close()
 	})
 }
@@ -295,17 +302,22 @@ func checkLoopback(addr string) error {
 	return nil
 }
 
-// sqliteURL returns FerretDB's SQLite URI for cfg, creating Dir if needed.
-func sqliteURL(cfg Config) (string, error) {
+// sqliteURL returns the absolute Dir of cfg and FerretDB's SQLite URI for
+// it, creating Dir if needed.
+func sqliteURL(cfg Config) (dir, u string, err error) {
 	if cfg.Dir == "" {
 		cfg.Dir = DefaultDir
 	}
-	dir, err := filepath.Abs(cfg.Dir)
+	dir, err = filepath.Abs(cfg.Dir)
 	if err != nil {
-		return "", fmt.Errorf("start devstore: data directory: %w", err)
+		return "", "", fmt.Errorf("start devstore: data directory: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("start devstore: data directory: %w", err)
+		return "", "", fmt.Errorf("start devstore: data directory: %w", err)
 	}
-	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir) + "/"}).String(), nil
+	// synchronous(normal): in WAL mode a commit is not synced to disk (a
+	// checkpoint is), so the machine's crash, not the process's, may lose
+	// the last commits; fine for development, and updates cost less.
+	u = (&url.URL{Scheme: "file", Path: filepath.ToSlash(dir) + "/", RawQuery: "_pragma=synchronous(normal)"}).String()
+	return dir, u, nil
 }

@@ -2,6 +2,7 @@ package devstore_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -221,6 +222,75 @@ func TestLogFileRotates(t *testing.T) {
 		}
 		if !strings.Contains(string(b), "level=DEBUG") {
 			t.Errorf("%s holds no DEBUG line", p)
+		}
+	}
+}
+
+// TestIDIndex: every collection's table gets an index SQLite uses for
+// FerretDB's lookups by _id (a find of {_id}, each document's update and
+// delete), and the lookups still find what they should.
+func TestIDIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	srv := start(t, devstore.Config{Dir: dir, Log: quiet})
+	s, err := mongo.Open(ctx, mongo.Config{URI: srv.URI(), Database: "indexed", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	for i := range 20 {
+		if err := s.CreateRoom(ctx, &chatfleet.Room{Name: fmt.Sprintf("room-%02d", i), Port: 34000 + i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The plan of the statement FerretDB runs for each document an update
+	// writes, from a new connection each time (EXPLAIN reads no table, so a
+	// connection would not see the schema change).
+	file := "file:" + filepath.Join(dir, "indexed.sqlite") + "?mode=ro&_pragma=busy_timeout(10000)"
+	plan := func() string {
+		db, err := sql.Open("sqlite", file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var table string
+		if err := db.QueryRow(`SELECT table_name FROM _ferretdb_collections WHERE name = 'rooms'`).Scan(&table); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := db.Query(fmt.Sprintf(`EXPLAIN QUERY PLAN UPDATE %q SET _ferretdb_sjson = ? WHERE _ferretdb_sjson->'$._id' = ?`, table), "{}", `"room-07"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, detail)
+		}
+		return strings.Join(out, "; ")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(plan(), "_id_path (<expr>=?)") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the update's plan after 10 s: %s", plan())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	viewers := 3
+	if err := s.UpdateRoom(ctx, "room-07", chatfleet.RoomUpdate{Viewers: &viewers}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		r, err := s.Room(ctx, fmt.Sprintf("room-%02d", i))
+		if err != nil || r.Port != 34000+i || (i == 7) != (r.Viewers == 3) {
+			t.Fatalf("room %d: %+v, %v", i, r, err)
 		}
 	}
 }
