@@ -42,6 +42,10 @@ type RoomStore interface {
 	CreateRoom(ctx context.Context, r *Room) error
 	// Room returns the room named name, or ENOTFOUND.
 	Room(ctx context.Context, name string) (*Room, error)
+	// RoomByKey is Room for records keyed by their name, which is every
+	// record written since 1.4.0; an older one is ENOTFOUND. One lookup by
+	// key, for checks whose answer something else confirms.
+	RoomByKey(ctx context.Context, name string) (*Room, error)
 	// UpdateRoom applies upd to the room named name and sets UpdatedAt; ENOTFOUND if none.
 	UpdateRoom(ctx context.Context, name string, upd RoomUpdate) error
 	// ListRooms returns one page of rooms and the cursor of the next page ("" at the end).

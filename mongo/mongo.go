@@ -70,6 +70,7 @@ type Store struct {
 	events       *mongodrv.Collection
 	timeout      time.Duration
 	now          func() time.Time
+	creates      nameLocks // CreateRoom's, one name at a time
 }
 
 var _ chatfleet.Store = (*Store)(nil)

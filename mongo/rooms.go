@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/chatfleet/chatfleet"
@@ -51,13 +52,18 @@ const (
 // and everyone else; on MongoDB it costs a round trip per 32 rooms.
 const syncBatch = 32
 
+// altKey makes a room name's second key, name+altKey; no room name holds it.
+const altKey = "~"
+
 // createAttempts bounds how often CreateRoom retries when the room it
 // conflicts with disappears under it.
 const createAttempts = 3
 
-// roomDoc is a stored room with its _id: the name in what this release
-// writes, anything in what it reads (1.3.0, which reads any _id and writes it
-// back as it read it, is what this release can be rolled back to).
+// roomDoc is a stored room with its _id: in what this release writes, the
+// name or, for a room created over an ended one keyed by the name, the name
+// and altKey (CreateRoom); anything in what it reads (1.3.0, which reads any
+// _id and writes it back as it read it, is what this release can be rolled
+// back to).
 type roomDoc struct {
 	ID             any `bson:"_id"`
 	chatfleet.Room `bson:",inline"`
@@ -97,10 +103,14 @@ func (s *Store) CreateRoom(ctx context.Context, r *chatfleet.Room) error {
 	}
 	r.CreatedAt, r.UpdatedAt = ms(r.CreatedAt), ms(r.UpdatedAt)
 
+	// One create of a name at a time in this process, so that none of them
+	// deletes what another just inserted (below).
+	defer s.creates.lock(r.Name)()
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	key := r.Name
 	for range createAttempts {
-		_, err := s.rooms.InsertOne(ctx, roomDoc{ID: r.Name, Room: *r})
+		_, err := s.rooms.InsertOne(ctx, roomDoc{ID: key, Room: *r})
 		if err == nil {
 			return nil
 		}
@@ -121,16 +131,25 @@ func (s *Store) CreateRoom(ctx context.Context, r *chatfleet.Room) error {
 				Port:    old.Port,
 			}
 		}
-		// Delete the ended room only if it is still ended, then insert again:
-		// the unique index decides between concurrent creates. (Replacing it
-		// in place would let two creates both "win" on FerretDB, whose
-		// updates are not atomic against each other.)
+		// Delete the ended room only if it is still ended, then insert again,
+		// under the name's other key: the unique index decides between
+		// concurrent creates. FerretDB's deletes are not atomic (it reads the
+		// document, then deletes by _id): were the new room keyed as the
+		// ended one, a concurrent create that read the ended room could
+		// delete it, and both would "win". Within a process the lock above
+		// rules that out; between processes the other key leaves it to three
+		// creates of the name within one delete (MongoDB's deletes are
+		// atomic).
 		_, err = s.rooms.DeleteOne(ctx, bson.D{
 			{Key: "_id", Value: old.ID},
 			{Key: "status", Value: bson.D{{Key: "$in", Value: endedStatuses}}},
 		})
 		if err != nil {
 			return fail("create room", err)
+		}
+		key = r.Name
+		if old.ID == r.Name {
+			key = r.Name + altKey
 		}
 	}
 	return chatfleet.Errorf(chatfleet.ECONFLICT, "room %q is being created by someone else", r.Name)
@@ -139,9 +158,21 @@ func (s *Store) CreateRoom(ctx context.Context, r *chatfleet.Room) error {
 // Room returns the room named name; ENOTFOUND if none, EUNAVAILABLE if the
 // server cannot be reached.
 func (s *Store) Room(ctx context.Context, name string) (*chatfleet.Room, error) {
+	return s.room(ctx, name, s.findRoom)
+}
+
+// RoomByKey returns the room named name if its record is keyed by its name,
+// as every record this release writes is; ENOTFOUND if there is none or it
+// is an older record. On the embedded store one lookup, where Room reads
+// every room for a name it does not find by key.
+func (s *Store) RoomByKey(ctx context.Context, name string) (*chatfleet.Room, error) {
+	return s.room(ctx, name, s.byKey)
+}
+
+func (s *Store) room(ctx context.Context, name string, find func(context.Context, string) (roomDoc, error)) (*chatfleet.Room, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	d, err := s.findRoom(ctx, name)
+	d, err := find(ctx, name)
 	if errors.Is(err, mongodrv.ErrNoDocuments) {
 		return nil, notFound("room %q not found", name)
 	} else if err != nil {
@@ -150,22 +181,34 @@ func (s *Store) Room(ctx context.Context, name string) (*chatfleet.Room, error) 
 	return &d.Room, nil
 }
 
-// findRoom reads the room named name: by its key (_id = name, the one filter
-// the embedded store looks up without reading and decoding every room), and
-// failing that by name, for a record keyed by an older release. A document
-// keyed name whose name is another is not that room.
+// findRoom reads the room named name: by its key (byKey), and failing that
+// by name, for a record keyed by an older release.
 func (s *Store) findRoom(ctx context.Context, name string) (roomDoc, error) {
-	var d roomDoc
-	err := s.rooms.FindOne(ctx, bson.D{{Key: "_id", Value: name}}).Decode(&d)
-	if err == nil && d.Name == name {
-		return d, nil
-	}
-	if err != nil && !errors.Is(err, mongodrv.ErrNoDocuments) {
+	d, err := s.byKey(ctx, name)
+	if !errors.Is(err, mongodrv.ErrNoDocuments) {
 		return d, err
 	}
 	d = roomDoc{}
 	err = s.rooms.FindOne(ctx, bson.D{{Key: "name", Value: name}}).Decode(&d)
 	return d, err
+}
+
+// byKey reads the record keyed by name or by its second key (_id = name or
+// name+altKey: the one filter the embedded store looks up without reading
+// and decoding every room); mongodrv.ErrNoDocuments if there is none. A
+// record so keyed whose name is another is not that room.
+func (s *Store) byKey(ctx context.Context, name string) (roomDoc, error) {
+	for _, key := range []string{name, name + altKey} {
+		var d roomDoc
+		err := s.rooms.FindOne(ctx, bson.D{{Key: "_id", Value: key}}).Decode(&d)
+		if err == nil && d.Name == name {
+			return d, nil
+		}
+		if err != nil && !errors.Is(err, mongodrv.ErrNoDocuments) {
+			return d, err
+		}
+	}
+	return roomDoc{}, mongodrv.ErrNoDocuments
 }
 
 // UpdateRoom sets the fields of upd that are not nil on the room named name,
@@ -514,4 +557,40 @@ func onlyDuplicates(err error) bool {
 		}
 	}
 	return true
+}
+
+// nameLocks holds a lock per name while it is held or waited for; the zero
+// value is ready. It holds no more names than goroutines are in lock.
+type nameLocks struct {
+	mu sync.Mutex
+	m  map[string]*nameLock
+}
+
+type nameLock struct {
+	sync.Mutex
+	users int // holding or waiting, under nameLocks.mu
+}
+
+// lock locks name and returns its unlock.
+func (l *nameLocks) lock(name string) (unlock func()) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*nameLock{}
+	}
+	nl := l.m[name]
+	if nl == nil {
+		nl = &nameLock{}
+		l.m[name] = nl
+	}
+	nl.users++
+	l.mu.Unlock()
+	nl.Lock()
+	return func() {
+		nl.Unlock()
+		l.mu.Lock()
+		if nl.users--; nl.users == 0 {
+			delete(l.m, name)
+		}
+		l.mu.Unlock()
+	}
 }

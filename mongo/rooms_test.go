@@ -503,6 +503,12 @@ func TestRoomsOfEitherKey(t *testing.T) {
 			if r.Status != chatfleet.RoomLive || r.HostID != "h1" {
 				t.Fatalf("Room: %+v", r)
 			}
+			// RoomByKey finds the records keyed by their name only.
+			if r, err := s.RoomByKey(ctx, "open-one"); key.name == "name" && (err != nil || r.HostID != "h1") {
+				t.Errorf("RoomByKey: %+v, %v", r, err)
+			} else if key.name != "name" {
+				wantCode(t, err, chatfleet.ENOTFOUND)
+			}
 			rooms, _, err := s.ListRooms(ctx, chatfleet.RoomFilter{OpenOnly: true})
 			must(t, err)
 			if len(rooms) != 3 {
@@ -553,13 +559,34 @@ func TestRoomsWrittenByName(t *testing.T) {
 	coll := rawRooms(t, cfg)
 	must(t, s.CreateRoom(ctx, room("created", "h1", 34000)))
 	must(t, s.SyncHost(ctx, "h2", []*chatfleet.Room{room("synced", "h2", 34001)}))
-	wantKeys(t, coll, "created", "synced")
+	if storedKey(t, coll, "created") != "created" || storedKey(t, coll, "synced") != "synced" {
+		t.Errorf("keys %v, %v; want the names", storedKey(t, coll, "created"), storedKey(t, coll, "synced"))
+	}
+	// A create over an ended room takes the key the ended one did not have.
+	must(t, s.CreateRoom(ctx, room("again", "h1", 34002)))
+	for i, want := range []string{"again~", "again", "again~"} {
+		must(t, s.UpdateRoom(ctx, "again", chatfleet.RoomUpdate{Status: ptr(chatfleet.RoomClosed)}))
+		must(t, s.CreateRoom(ctx, room("again", "h1", 34003+i)))
+		if got := storedKey(t, coll, "again"); got != want {
+			t.Errorf("keyed %v, want %v", got, want)
+		}
+		for _, read := range []func(context.Context, string) (*chatfleet.Room, error){s.Room, s.RoomByKey} {
+			if r, err := read(ctx, "again"); err != nil || r.Port != 34003+i {
+				t.Errorf("read: %+v, %v", r, err)
+			}
+		}
+	}
 
 	_, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: "posing"}, {Key: "name", Value: "other"},
 		{Key: "hostId", Value: "h9"}, {Key: "status", Value: chatfleet.RoomLive}})
 	must(t, err)
 	_, err = s.Room(ctx, "posing")
 	wantCode(t, err, chatfleet.ENOTFOUND)
+	_, err = s.RoomByKey(ctx, "posing")
+	wantCode(t, err, chatfleet.ENOTFOUND)
+	if r, err := s.RoomByKey(ctx, "created"); err != nil || r.Port != 34000 {
+		t.Errorf("RoomByKey: %+v, %v", r, err)
+	}
 	wantCode(t, s.UpdateRoom(ctx, "posing", chatfleet.RoomUpdate{Viewers: ptr(1)}), chatfleet.ENOTFOUND)
 	if r, err := s.Room(ctx, "other"); err != nil || r.Viewers != 0 {
 		t.Errorf("the posing document: %+v, %v", r, err)
@@ -575,17 +602,25 @@ func rawRooms(t *testing.T, cfg mongo.Config) *mongodrv.Collection {
 	return cl.Database(cfg.Database).Collection("rooms")
 }
 
-// wantKeys fails t unless each of names is stored with _id = name.
+// wantKeys fails t unless each of names is stored keyed by the name or its
+// second key, name~.
 func wantKeys(t *testing.T, coll *mongodrv.Collection, names ...string) {
 	t.Helper()
 	for _, name := range names {
-		var d bson.M
-		if err := coll.FindOne(context.Background(), bson.D{{Key: "name", Value: name}}).Decode(&d); err != nil {
-			t.Errorf("room %q: %v", name, err)
-		} else if d["_id"] != name {
-			t.Errorf("room %q is keyed %v, want its name", name, d["_id"])
+		if id := storedKey(t, coll, name); id != name && id != name+"~" {
+			t.Errorf("room %q is keyed %v, want its name", name, id)
 		}
 	}
+}
+
+// storedKey returns the _id of the room named name.
+func storedKey(t *testing.T, coll *mongodrv.Collection, name string) any {
+	t.Helper()
+	var d bson.M
+	if err := coll.FindOne(context.Background(), bson.D{{Key: "name", Value: name}}).Decode(&d); err != nil {
+		t.Errorf("room %q: %v", name, err)
+	}
+	return d["_id"]
 }
 
 // TestSyncHostManyRooms: a host reporting more rooms than the embedded

@@ -19,6 +19,9 @@ import (
 	"github.com/chatfleet/chatfleet/mongo"
 	"github.com/chatfleet/chatfleet/protocol"
 	"github.com/chatfleet/chatfleet/webhook"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // created is the answer to a create.
@@ -197,6 +200,29 @@ func TestControlAPI(t *testing.T) {
 			t.Errorf("conflict %s, want the winner's 10.0.0.9:40000", ans.Body)
 		}
 		h.waitGone(t, "contested")
+	})
+
+	t.Run("a name held by a record of 1.3.0 is refused by the store", func(t *testing.T) {
+		// Keyed by an ObjectID, so the create's quick check by key misses it.
+		cfg := storetest.Config(t)
+		ls := storetest.Open(t, cfg)
+		cl, err := mongodrv.Connect(options.Client().ApplyURI(cfg.URI))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Disconnect(ctx)
+		_, err = cl.Database(cfg.Database).Collection("rooms").InsertOne(ctx, bson.D{{Key: "_id", Value: bson.NewObjectID()},
+			{Key: "name", Value: "legacy"}, {Key: "hostId", Value: "h8"}, {Key: "hostAddr", Value: "10.0.0.8"},
+			{Key: "port", Value: 40001}, {Key: "status", Value: chatfleet.RoomLive}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		la := newAPIs(t, ls, picker)
+		ans := call(t, "POST", la.rooms+"/api/v1/rooms/legacy", apiKey, "").want(t, http.StatusConflict, chatfleet.ECONFLICT)
+		if ans.Error.Host != "10.0.0.8" || ans.Error.Port != 40001 {
+			t.Errorf("conflict %s, want the record's 10.0.0.8:40001", ans.Body)
+		}
+		h.waitGone(t, "legacy")
 	})
 
 	t.Run("a room its host's sync recorded first is the created one", func(t *testing.T) {

@@ -83,6 +83,10 @@ func (l *lazyStore) Room(ctx context.Context, name string) (*chatfleet.Room, err
 	return call(ctx, l, func(st *mongo.Store) (*chatfleet.Room, error) { return st.Room(ctx, name) })
 }
 
+func (l *lazyStore) RoomByKey(ctx context.Context, name string) (*chatfleet.Room, error) {
+	return call(ctx, l, func(st *mongo.Store) (*chatfleet.Room, error) { return st.RoomByKey(ctx, name) })
+}
+
 func (l *lazyStore) UpdateRoom(ctx context.Context, name string, upd chatfleet.RoomUpdate) error {
 	return l.do(ctx, func(st *mongo.Store) error { return st.UpdateRoom(ctx, name, upd) })
 }

@@ -387,10 +387,15 @@ func (a *roomAPI) record(ctx context.Context, room *chatfleet.Room) error {
 }
 
 // checkFree returns ECONFLICT, with where it runs, if an open room holds name.
+// It reads the record by key only: a name held by a record of a release
+// before 1.4.0 passes, and the create then loses at CreateRoom, which has the
+// last word, and closes the room it started (as when a concurrent create
+// wins). Reading by name as well would cost the embedded store a read of
+// every room for each new name.
 func (a *roomAPI) checkFree(ctx context.Context, name string) error {
 	sctx, cancel := storeCtx(ctx)
 	defer cancel()
-	old, err := a.store.Room(sctx, name)
+	old, err := a.store.RoomByKey(sctx, name)
 	switch {
 	case chatfleet.ErrorCode(err) == chatfleet.ENOTFOUND:
 		return nil
