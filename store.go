@@ -52,8 +52,10 @@ type RoomStore interface {
 	ListRooms(ctx context.Context, f RoomFilter) ([]*Room, string, error)
 	// SyncHost makes the stored open rooms of hostID match rooms (the host's
 	// truth): missing ones are created or updated, open ones the host no longer
-	// has are closed. It sets UpdatedAt of every room of the host to now.
-	SyncHost(ctx context.Context, hostID string, rooms []*Room) error
+	// has are closed. Every room it writes gets UpdatedAt now; a room whose
+	// report changed nothing is written only if its UpdatedAt is before
+	// refreshBefore, so that afterwards no open room of the host is older.
+	SyncHost(ctx context.Context, hostID string, rooms []*Room, refreshBefore time.Time) error
 	// ReapStale marks open rooms not updated since staleBefore as stale, and
 	// closes stale rooms not updated since closeBefore. It returns how many
 	// rooms it marked and closed.

@@ -86,3 +86,6 @@ func domainError(t *testing.T, err error) *chatfleet.Error {
 	}
 	return e
 }
+
+// always is a SyncHost refreshBefore that refreshes every unchanged room.
+var always = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -125,7 +125,7 @@ func TestOutage(t *testing.T) {
 		"ListRooms":    func() error { _, _, err := s.ListRooms(ctx, chatfleet.RoomFilter{}); return err },
 		"CreateRoom":   func() error { return s.CreateRoom(ctx, room("other", "h1", 34002)) },
 		"UpdateRoom":   func() error { return s.UpdateRoom(ctx, "lobby", chatfleet.RoomUpdate{Viewers: ptr(3)}) },
-		"SyncHost":     func() error { return s.SyncHost(ctx, "h1", []*chatfleet.Room{lobby}) },
+		"SyncHost":     func() error { return s.SyncHost(ctx, "h1", []*chatfleet.Room{lobby}, always) },
 		"AppendEvents": func() error { return s.AppendEvents(ctx, events("lobby", 4, 4, time.Now())) },
 		"Bans":         func() error { _, err := s.Bans(ctx, chatfleet.BanFilter{}); return err },
 		"Ping":         func() error { return s.Ping(ctx) },

@@ -378,11 +378,15 @@ func (s *Store) ListRooms(ctx context.Context, f chatfleet.RoomFilter) ([]*chatf
 //   - a room stored open on this host and not reported is closed, with no
 //     viewers and no producer.
 //
-// Every room it writes gets UpdatedAt now, so every open room of the host is
-// fresh for ReapStale afterwards; ended rooms it does not touch keep theirs.
+// Every room it writes gets UpdatedAt now. A stored open room of this host
+// whose report changed nothing is written (UpdatedAt now) only if its
+// UpdatedAt is before refreshBefore: afterwards no open room of the host is
+// older than that, for ReapStale, and a host's unchanged rooms cost a write
+// every few syncs instead of every sync. Ended rooms it does not touch keep
+// theirs.
 // A report with no status counts as live if its producer is, offline if not.
 // It returns EINVALID for an empty hostID or a bad room name or status.
-func (s *Store) SyncHost(ctx context.Context, hostID string, rooms []*chatfleet.Room) error {
+func (s *Store) SyncHost(ctx context.Context, hostID string, rooms []*chatfleet.Room, refreshBefore time.Time) error {
 	if hostID == "" {
 		return invalid("host id is empty")
 	}
@@ -428,7 +432,7 @@ func (s *Store) SyncHost(ctx context.Context, hostID string, rooms []*chatfleet.
 	}
 
 	var writes []mongodrv.WriteModel
-	var unchanged []string // this host's open rooms whose report changed nothing but the time
+	var unchanged []string // this host's open rooms whose report changed nothing, due a refresh
 	for _, name := range names {
 		doc := reported[name]
 		old, ok := stored[name]
@@ -439,7 +443,9 @@ func (s *Store) SyncHost(ctx context.Context, hostID string, rooms []*chatfleet.
 			}
 			writes = append(writes, mongodrv.NewInsertOneModel().SetDocument(roomDoc{ID: name, Room: doc}))
 		case old.HostID == hostID && old.Status.Open() && sameReport(old.Room, doc):
-			unchanged = append(unchanged, name)
+			if old.UpdatedAt.Before(refreshBefore) {
+				unchanged = append(unchanged, name)
+			}
 		case old.HostID == hostID && old.Status.Open():
 			writes = append(writes, mongodrv.NewUpdateOneModel().
 				SetFilter(bson.D{{Key: "_id", Value: old.ID}, {Key: "hostId", Value: hostID}}).

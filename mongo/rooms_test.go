@@ -288,7 +288,7 @@ func TestListRoomsPageSizes(t *testing.T) {
 		rooms[i] = room(fmt.Sprintf("r%03d", i), "h1", 30000+i)
 	}
 	// SyncHost writes them in one batch.
-	must(t, s.SyncHost(ctx, "h1", rooms))
+	must(t, s.SyncHost(ctx, "h1", rooms, always))
 	for _, tc := range []struct{ limit, want int }{{0, 50}, {-1, 50}, {200, 200}, {201, 200}, {1000, 200}} {
 		rs, next, err := s.ListRooms(ctx, chatfleet.RoomFilter{Limit: tc.limit})
 		must(t, err)
@@ -320,7 +320,7 @@ func TestSyncHost(t *testing.T) {
 		{Name: "theirs", HostAddr: "h1.new", Port: 14, Status: chatfleet.RoomLive},
 		{Name: "fresh", HostAddr: "h1.new", Port: 15, Status: chatfleet.RoomStarting},
 	}
-	must(t, s.SyncHost(ctx, "h1", report))
+	must(t, s.SyncHost(ctx, "h1", report, always))
 
 	want := map[string]chatfleet.Room{
 		"kept":   {Name: "kept", HostID: "h1", HostAddr: "h1.new", Port: 11, Status: chatfleet.RoomOffline, Viewers: 9, HLSURL: "u", CreatedAt: t0, UpdatedAt: t1},
@@ -345,7 +345,7 @@ func TestSyncHost(t *testing.T) {
 
 	// The same report again changes nothing but UpdatedAt.
 	t2 := c.Add(time.Minute)
-	must(t, s.SyncHost(ctx, "h1", report))
+	must(t, s.SyncHost(ctx, "h1", report, always))
 	for _, name := range []string{"kept", "ended", "fresh"} {
 		w := want[name]
 		w.UpdatedAt = t2
@@ -355,7 +355,7 @@ func TestSyncHost(t *testing.T) {
 
 	// An empty report closes every open room of the host.
 	t3 := c.Add(time.Minute)
-	must(t, s.SyncHost(ctx, "h1", nil))
+	must(t, s.SyncHost(ctx, "h1", nil, always))
 	for _, name := range []string{"kept", "ended", "fresh"} {
 		w := want[name]
 		w.Status, w.UpdatedAt, w.Viewers, w.ProducerLive = chatfleet.RoomClosed, t3, 0, false
@@ -363,8 +363,8 @@ func TestSyncHost(t *testing.T) {
 	}
 	check(t)
 
-	wantCode(t, s.SyncHost(ctx, "", nil), chatfleet.EINVALID)
-	wantCode(t, s.SyncHost(ctx, "h1", []*chatfleet.Room{{Name: "no good"}}), chatfleet.EINVALID)
+	wantCode(t, s.SyncHost(ctx, "", nil, always), chatfleet.EINVALID)
+	wantCode(t, s.SyncHost(ctx, "h1", []*chatfleet.Room{{Name: "no good"}}, always), chatfleet.EINVALID)
 }
 
 func TestReapStale(t *testing.T) {
@@ -398,7 +398,7 @@ func TestReapStale(t *testing.T) {
 
 	// chatty reports at t0+1m; at t0+2m, rooms silent for 90s are stale.
 	c.Add(time.Minute)
-	must(t, s.SyncHost(ctx, "h2", []*chatfleet.Room{room("chatty", "h2", 2)}))
+	must(t, s.SyncHost(ctx, "h2", []*chatfleet.Room{room("chatty", "h2", 2)}, always))
 	now := c.Add(time.Minute)
 	reap(now.Add(-90*time.Second), now.Add(-10*time.Minute), 1, 0)
 	if status("quiet") != chatfleet.RoomStale || status("chatty") != chatfleet.RoomLive || status("done") != chatfleet.RoomClosed {
@@ -425,7 +425,7 @@ func TestReapStale(t *testing.T) {
 	}
 
 	// The host coming back revives its stale room.
-	must(t, s.SyncHost(ctx, "h2", []*chatfleet.Room{room("chatty", "h2", 2)}))
+	must(t, s.SyncHost(ctx, "h2", []*chatfleet.Room{room("chatty", "h2", 2)}, always))
 	if status("chatty") != chatfleet.RoomLive {
 		t.Fatalf("after the host's report chatty is %s, want live", status("chatty"))
 	}
@@ -451,7 +451,7 @@ func TestRoomEdges(t *testing.T) {
 	if !reflect.DeepEqual(got.Edges, edges) {
 		t.Fatalf("stored edges %+v, want %+v", got.Edges, edges)
 	}
-	must(t, s.SyncHost(ctx, "h1", []*chatfleet.Room{{Name: "spread", HostAddr: "h1.example.com", Port: 34000, Viewers: 5}}))
+	must(t, s.SyncHost(ctx, "h1", []*chatfleet.Room{{Name: "spread", HostAddr: "h1.example.com", Port: 34000, Viewers: 5}}, always))
 	if got, err = s.Room(ctx, "spread"); err != nil || got.Viewers != 5 || !reflect.DeepEqual(got.Edges, edges) {
 		t.Fatalf("after the origin host's sync: %+v, %v; want its viewers and the edges kept", got, err)
 	}
@@ -527,7 +527,7 @@ func TestRoomsOfEitherKey(t *testing.T) {
 			}
 			wantKeys(t, coll, "ended-one")
 			// The host h2 reports synced, not gone.
-			must(t, s.SyncHost(ctx, "h2", []*chatfleet.Room{{Name: "synced", HostID: "h2", HostAddr: "10.0.0.2", Port: 9, Status: chatfleet.RoomOffline}}))
+			must(t, s.SyncHost(ctx, "h2", []*chatfleet.Room{{Name: "synced", HostID: "h2", HostAddr: "10.0.0.2", Port: 9, Status: chatfleet.RoomOffline}}, always))
 			if r, _ := s.Room(ctx, "synced"); r == nil || r.Port != 9 || r.Status != chatfleet.RoomOffline {
 				t.Errorf("SyncHost update: %+v", r)
 			}
@@ -558,7 +558,7 @@ func TestRoomsWrittenByName(t *testing.T) {
 	s := storetest.Open(t, cfg)
 	coll := rawRooms(t, cfg)
 	must(t, s.CreateRoom(ctx, room("created", "h1", 34000)))
-	must(t, s.SyncHost(ctx, "h2", []*chatfleet.Room{room("synced", "h2", 34001)}))
+	must(t, s.SyncHost(ctx, "h2", []*chatfleet.Room{room("synced", "h2", 34001)}, always))
 	if storedKey(t, coll, "created") != "created" || storedKey(t, coll, "synced") != "synced" {
 		t.Errorf("keys %v, %v; want the names", storedKey(t, coll, "created"), storedKey(t, coll, "synced"))
 	}
@@ -641,7 +641,7 @@ func TestSyncHostManyRooms(t *testing.T) {
 		for _, r := range rooms {
 			r.Viewers = round
 		}
-		must(t, s.SyncHost(ctx, "h1", rooms))
+		must(t, s.SyncHost(ctx, "h1", rooms, always))
 	}
 	got, _, err := s.ListRooms(ctx, chatfleet.RoomFilter{HostID: "h1", Limit: 200})
 	must(t, err)
@@ -651,29 +651,46 @@ func TestSyncHostManyRooms(t *testing.T) {
 }
 
 // TestSyncHostRefreshesUnchanged: rooms whose report did not change are
-// refreshed (UpdatedAt) in one write, changed ones get their fields, and a
-// room held by another host is not touched.
+// refreshed (UpdatedAt) in one write once their UpdatedAt is before
+// refreshBefore and left alone before, changed ones get their fields at
+// every sync, and a room held by another host is not touched.
 func TestSyncHostRefreshesUnchanged(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	c := newClock()
 	s := newStore(t, c)
+	t0 := c.Now().Truncate(time.Millisecond)
 	same, changed := room("same", "h1", 1), room("changed", "h1", 2)
-	must(t, s.SyncHost(ctx, "h1", []*chatfleet.Room{same, changed}))
+	must(t, s.SyncHost(ctx, "h1", []*chatfleet.Room{same, changed}, always))
 	must(t, s.CreateRoom(ctx, room("other", "h2", 3)))
-	t1 := c.Add(time.Minute)
-	changed.Viewers = 5
-	must(t, s.SyncHost(ctx, "h1", []*chatfleet.Room{same, changed, room("other", "h1", 4)}))
-	for _, tc := range []struct {
+	type stored struct {
 		name    string
 		updated time.Time
 		viewers int
 		host    string
-	}{{"same", t1, 0, "h1"}, {"changed", t1, 5, "h1"}, {"other", t1.Add(-time.Minute), 0, "h2"}} {
-		r, err := s.Room(ctx, tc.name)
-		must(t, err)
-		if !r.UpdatedAt.Equal(tc.updated) || r.Viewers != tc.viewers || r.HostID != tc.host {
-			t.Errorf("%s: updated %v, %d viewers, host %s; want %v, %d, %s", tc.name, r.UpdatedAt, r.Viewers, r.HostID, tc.updated, tc.viewers, tc.host)
+	}
+	want := func(step string, rooms ...stored) {
+		t.Helper()
+		for _, tc := range rooms {
+			r, err := s.Room(ctx, tc.name)
+			must(t, err)
+			if !r.UpdatedAt.Equal(tc.updated) || r.Viewers != tc.viewers || r.HostID != tc.host {
+				t.Errorf("%s: %s: updated %v, %d viewers, host %s; want %v, %d, %s", step, tc.name, r.UpdatedAt, r.Viewers, r.HostID, tc.updated, tc.viewers, tc.host)
+			}
 		}
 	}
+
+	// Unchanged and not yet due (written after refreshBefore): left alone;
+	// changed: written.
+	t1 := c.Add(time.Minute)
+	changed.Viewers = 5
+	must(t, s.SyncHost(ctx, "h1", []*chatfleet.Room{same, changed, room("other", "h1", 4)}, t0.Add(-time.Second)))
+	want("not due", stored{"same", t0, 0, "h1"}, stored{"changed", t1, 5, "h1"}, stored{"other", t0, 0, "h2"})
+
+	// Unchanged and due: refreshed, in one write.
+	t2 := c.Add(time.Minute)
+	must(t, s.SyncHost(ctx, "h1", []*chatfleet.Room{same, changed}, t1))
+	want("due", stored{"same", t2, 0, "h1"}, stored{"changed", t1, 5, "h1"})
+	must(t, s.SyncHost(ctx, "h1", []*chatfleet.Room{same, changed}, always))
+	want("always", stored{"same", t2, 0, "h1"}, stored{"changed", t2, 5, "h1"})
 }

@@ -99,8 +99,8 @@ func (l *lazyStore) ListRooms(ctx context.Context, f chatfleet.RoomFilter) ([]*c
 	return st.ListRooms(ctx, f)
 }
 
-func (l *lazyStore) SyncHost(ctx context.Context, hostID string, rooms []*chatfleet.Room) error {
-	return l.do(ctx, func(st *mongo.Store) error { return st.SyncHost(ctx, hostID, rooms) })
+func (l *lazyStore) SyncHost(ctx context.Context, hostID string, rooms []*chatfleet.Room, refreshBefore time.Time) error {
+	return l.do(ctx, func(st *mongo.Store) error { return st.SyncHost(ctx, hostID, rooms, refreshBefore) })
 }
 
 func (l *lazyStore) ReapStale(ctx context.Context, staleBefore, closeBefore time.Time) (int, int, error) {

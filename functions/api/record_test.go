@@ -42,7 +42,8 @@ func TestRoomRecordIsTrue(t *testing.T) {
 	cfg := storetest.Config(t)
 	st := storetest.Open(t, cfg)
 	h := startHost(t, lb, "MONGODB_URI="+cfg.URI, "MONGODB_DATABASE="+cfg.Database, "STORE_TIMEOUT=20s",
-		"SYNC_EVERY=200ms", "STATS_EVERY=200ms", "ROOM_PRODUCER_GRACE=2s")
+		"SYNC_EVERY=200ms", "STATS_EVERY=200ms", "ROOM_PRODUCER_GRACE=2s",
+		"STALE_AFTER=800ms") // an unchanged room is rewritten once 200 ms old: every sync or two
 	a := newAPIs(t, st, newPicker(t, lb))
 	const (
 		hls   = "https://cdn.example.com/live/rec.m3u8"

@@ -119,7 +119,7 @@ func (m *Master) syncOnce(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
 	defer cancel()
-	if err := m.cfg.Store.SyncHost(ctx, m.cfg.HostID, rooms); err != nil {
+	if err := m.cfg.Store.SyncHost(ctx, m.cfg.HostID, rooms, now.Add(-m.refreshAge())); err != nil {
 		m.metrics.storeErrors.Inc()
 		m.log.Warn("sync rooms to store", "err", err)
 		return
@@ -134,6 +134,15 @@ func (m *Master) syncOnce(ctx context.Context) {
 	} else if stale+closed > 0 {
 		m.log.Info("reaped rooms of silent hosts", "stale", stale, "closed", closed)
 	}
+}
+
+// refreshAge is how old a room's record may get before a sync rewrites it
+// though nothing changed: half of StaleAfter less a sync interval, so that
+// a room is never older than half of StaleAfter at a host that syncs (10 s
+// at the defaults: every third sync). 0 (every sync) if the intervals leave
+// no room for more.
+func (m *Master) refreshAge() time.Duration {
+	return max(m.cfg.StaleAfter/2-m.cfg.SyncEvery, 0)
 }
 
 // metrics are the master's Prometheus metrics, on the admin port's /metrics.
