@@ -13,7 +13,7 @@ import (
 
 // Version is the release (CHANGELOG.md); `make` builds set it from the git tag with
 // -ldflags "-X github.com/chatfleet/chatfleet.Version=...".
-var Version = "1.3.0"
+var Version = "1.4.0"
 
 // MaxRoomNameLen is the longest room name accepted.
 const MaxRoomNameLen = 64
