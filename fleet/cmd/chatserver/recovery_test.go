@@ -16,6 +16,9 @@ import (
 	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/mongo"
 	"github.com/chatfleet/chatfleet/protocol"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	mongodrv "go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // TestKilledRoomResumesHistoryAndSequence kills a room process with SIGKILL
@@ -358,5 +361,79 @@ func TestKilledRoomWithManyViewers(t *testing.T) {
 		if neighbour.chats[i] != neighbour.chats[i-1]+1 {
 			t.Fatalf("gap in the neighbour room: %v", neighbour.chats)
 		}
+	}
+}
+
+// TestRoomHistoryFollowsItsRecord: a room created again after it closed
+// starts with the chats of its last life, read from the store; a room whose
+// name the store holds no record of starts without reading events (here: the
+// record removed, the events left), with an empty history.
+func TestRoomHistoryFollowsItsRecord(t *testing.T) {
+	ctx := context.Background()
+	st, storeEnv := startStore(t, "history")
+	h := startHost(t, append(storeEnv, "STATS_EVERY=200ms", "SYNC_EVERY=200ms")...)
+	welcome := func() []string {
+		t.Helper()
+		port := h.create("again")
+		ws := testutil.DialRoom(t, fmt.Sprintf("ws://127.0.0.1:%d", port), issue(t, "again", "vic", chatfleet.RoleViewer), -1)
+		var texts []string
+		for _, raw := range ws.Next(protocol.TypeWelcome, 5*time.Second).History {
+			var m protocol.ServerMsg
+			if json.Unmarshal(raw, &m) == nil && m.Type == protocol.TypeChat {
+				texts = append(texts, m.Text)
+			}
+		}
+		return texts
+	}
+	closed := func() {
+		t.Helper()
+		if status, body := testutil.Do(t, "DELETE", h.Admin+"/api/v1/rooms/again", adminKey, ""); status != 200 {
+			t.Fatalf("close: %d %s", status, body)
+		}
+		testutil.Eventually(t, 10*time.Second, func() error {
+			if r, err := st.Room(ctx, "again"); err != nil || r.Status != chatfleet.RoomClosed {
+				return fmt.Errorf("stored %+v, %v; want closed", r, err)
+			}
+			return nil
+		})
+	}
+
+	if got := welcome(); len(got) != 0 {
+		t.Fatalf("a new room's history: %v", got)
+	}
+	port := h.rooms()[0].Port
+	prod := join(t, port, "again", "pia", chatfleet.RoleProducer)
+	viewer := join(t, port, "again", "val", chatfleet.RoleViewer)
+	for i := range 3 {
+		prod.Send(protocol.ClientMsg{Type: protocol.TypeChat, Text: fmt.Sprintf("a%d", i), ClientID: fmt.Sprint(i)})
+		viewer.Next(protocol.TypeChat, 5*time.Second)
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if evs, err := st.LastEvents(ctx, "again", 100); err != nil || len(evs) < 3 {
+			return fmt.Errorf("stored events %d, %v", len(evs), err)
+		}
+		return nil
+	})
+	closed()
+	if got := welcome(); strings.Join(got, " ") != "a0 a1 a2" {
+		t.Fatalf("created again: history %v, want a0 a1 a2", got)
+	}
+
+	closed()
+	env := map[string]string{}
+	for _, kv := range storeEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	cl, err := mongodrv.Connect(options.Client().ApplyURI(env["MONGODB_URI"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Disconnect(ctx)
+	if _, err := cl.Database(env["MONGODB_DATABASE"]).Collection("rooms").DeleteOne(ctx, bson.D{{Key: "name", Value: "again"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := welcome(); len(got) != 0 {
+		t.Fatalf("with no record: history %v, want none", got)
 	}
 }
