@@ -276,7 +276,7 @@ func TestIDIndex(t *testing.T) {
 		return strings.Join(out, "; ")
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(plan(), "_id_path (<expr>=?)") {
+	for !strings.Contains(plan(), "__cf_id (<expr>=?)") {
 		if time.Now().After(deadline) {
 			t.Fatalf("the update's plan after 10 s: %s", plan())
 		}

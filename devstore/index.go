@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -25,35 +26,20 @@ import (
 // a new collection goes without it for at most this long.
 const idIndexEvery = time.Second
 
-// idIndexSuffix names the index: <table>_id_path.
-const idIndexSuffix = "_id_path"
+// idIndexSuffix names the index <table>__cf_id, which no index FerretDB
+// names (<table>_<index name>) takes unless an index is named "_cf_id".
+const idIndexSuffix = "__cf_id"
 
 // indexIDs adds the _id index to the collections' tables of the databases in
-// dir until ctx ends.
+// dir until ctx ends. Each pass opens and closes its own connection to each
+// database file, so a database dropped (its file removed) holds nothing.
 func indexIDs(ctx context.Context, dir string, log func(error)) {
-	dbs := map[string]*sql.DB{}
-	defer func() {
-		for _, db := range dbs {
-			db.Close()
-		}
-	}()
 	t := time.NewTicker(idIndexEvery)
 	defer t.Stop()
 	for {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.sqlite"))
 		for _, f := range files {
-			db := dbs[f]
-			if db == nil {
-				var err error
-				db, err = sql.Open("sqlite", "file:"+f+"?_pragma=busy_timeout(10000)")
-				if err != nil {
-					log(err)
-					continue
-				}
-				db.SetMaxOpenConns(1)
-				dbs[f] = db
-			}
-			if err := indexTables(ctx, db); err != nil && ctx.Err() == nil {
+			if err := indexFile(ctx, f); err != nil && ctx.Err() == nil {
 				log(fmt.Errorf("index %s: %w", filepath.Base(f), err))
 			}
 		}
@@ -65,9 +51,16 @@ func indexIDs(ctx context.Context, dir string, log func(error)) {
 	}
 }
 
-// indexTables creates the _id index of every collection table of db that
-// lacks it.
-func indexTables(ctx context.Context, db *sql.DB) error {
+// indexFile creates the _id index of every collection table of the database
+// in file that lacks it.
+func indexFile(ctx context.Context, file string) error {
+	// mode=rw: never create again a database dropped since the listing.
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(file), RawQuery: "mode=rw&_pragma=busy_timeout(10000)"}
+	db, err := sql.Open("sqlite", u.String())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
 	rows, err := db.QueryContext(ctx, `SELECT c.table_name FROM _ferretdb_collections c
 		WHERE NOT EXISTS (SELECT 1 FROM sqlite_master m WHERE m.type = 'index' AND m.name = c.table_name || ?)`, idIndexSuffix)
 	if err != nil {
@@ -90,6 +83,7 @@ func indexTables(ctx context.Context, db *sql.DB) error {
 		return err
 	}
 	for _, t := range tables {
+		// FerretDB's table names are letters, digits and '_': quoted as it quotes them.
 		q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %q ON %q (_ferretdb_sjson->'$._id')`, t+idIndexSuffix, t)
 		if _, err := db.ExecContext(ctx, q); err != nil && !strings.Contains(err.Error(), "no such table") {
 			return err // (a table dropped meanwhile needs no index)

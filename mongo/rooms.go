@@ -55,6 +55,15 @@ const syncBatch = 32
 // altKey makes a room name's second key, name+altKey; no room name holds it.
 const altKey = "~"
 
+// otherKey is the key of the room named name that is not key: name+altKey
+// for name, name for anything else.
+func otherKey(name string, key any) string {
+	if key == name {
+		return name + altKey
+	}
+	return name
+}
+
 // createAttempts bounds how often CreateRoom retries when the room it
 // conflicts with disappears under it.
 const createAttempts = 3
@@ -103,11 +112,15 @@ func (s *Store) CreateRoom(ctx context.Context, r *chatfleet.Room) error {
 	}
 	r.CreatedAt, r.UpdatedAt = ms(r.CreatedAt), ms(r.UpdatedAt)
 
-	// One create of a name at a time in this process, so that none of them
-	// deletes what another just inserted (below).
-	defer s.creates.lock(r.Name)()
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	// One create of a name at a time in this process, so that none of them
+	// deletes what another just inserted (below).
+	unlock, err := s.creates.lock(ctx, r.Name)
+	if err != nil {
+		return fail("create room", err)
+	}
+	defer unlock()
 	key := r.Name
 	for range createAttempts {
 		_, err := s.rooms.InsertOne(ctx, roomDoc{ID: key, Room: *r})
@@ -119,7 +132,10 @@ func (s *Store) CreateRoom(ctx context.Context, r *chatfleet.Room) error {
 		}
 		old, err := s.findRoom(ctx, r.Name)
 		if errors.Is(err, mongodrv.ErrNoDocuments) {
-			continue // deleted meanwhile: try again
+			// Deleted meanwhile, or the key is held by a document of
+			// another name: try again, under the other key.
+			key = otherKey(r.Name, key)
+			continue
 		} else if err != nil {
 			return fail("create room", err)
 		}
@@ -147,10 +163,7 @@ func (s *Store) CreateRoom(ctx context.Context, r *chatfleet.Room) error {
 		if err != nil {
 			return fail("create room", err)
 		}
-		key = r.Name
-		if old.ID == r.Name {
-			key = r.Name + altKey
-		}
+		key = otherKey(r.Name, old.ID)
 	}
 	return chatfleet.Errorf(chatfleet.ECONFLICT, "room %q is being created by someone else", r.Name)
 }
@@ -573,30 +586,35 @@ type nameLocks struct {
 }
 
 type nameLock struct {
-	sync.Mutex
-	users int // holding or waiting, under nameLocks.mu
+	held  chan struct{} // one token while the name is locked
+	users int           // holding or waiting, under nameLocks.mu
 }
 
-// lock locks name and returns its unlock.
-func (l *nameLocks) lock(name string) (unlock func()) {
+// lock locks name and returns its unlock, or ctx's error if ctx ends first.
+func (l *nameLocks) lock(ctx context.Context, name string) (unlock func(), err error) {
 	l.mu.Lock()
 	if l.m == nil {
 		l.m = map[string]*nameLock{}
 	}
 	nl := l.m[name]
 	if nl == nil {
-		nl = &nameLock{}
+		nl = &nameLock{held: make(chan struct{}, 1)}
 		l.m[name] = nl
 	}
 	nl.users++
 	l.mu.Unlock()
-	nl.Lock()
-	return func() {
-		nl.Unlock()
+	leave := func() {
 		l.mu.Lock()
 		if nl.users--; nl.users == 0 {
 			delete(l.m, name)
 		}
 		l.mu.Unlock()
+	}
+	select {
+	case nl.held <- struct{}{}:
+		return func() { <-nl.held; leave() }, nil
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
 	}
 }

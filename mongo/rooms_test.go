@@ -591,6 +591,11 @@ func TestRoomsWrittenByName(t *testing.T) {
 	if r, err := s.Room(ctx, "other"); err != nil || r.Viewers != 0 {
 		t.Errorf("the posing document: %+v, %v", r, err)
 	}
+	// Its key does not keep the name from a room: that one takes the other.
+	must(t, s.CreateRoom(ctx, room("posing", "h1", 34009)))
+	if r, err := s.Room(ctx, "posing"); err != nil || r.Port != 34009 || storedKey(t, coll, "posing") != "posing~" {
+		t.Errorf("created over a posing key: %+v, %v, keyed %v", r, err, storedKey(t, coll, "posing"))
+	}
 }
 
 // rawRooms is the rooms collection of cfg's store, through the driver.

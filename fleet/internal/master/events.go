@@ -84,9 +84,6 @@ func (r *room) resumeData() ([]chatfleet.Event, int64) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.m.cfg.StoreTimeout)
 	defer cancel()
-	if len(evs) == 0 && seq == 0 && neverRan(ctx, st, r.name) {
-		return evs, seq
-	}
 	stored, err := st.LastEvents(ctx, r.name, capacity)
 	if err != nil {
 		r.m.metrics.storeErrors.Inc()
@@ -118,19 +115,6 @@ func (r *room) resumeData() ([]chatfleet.Event, int64) {
 	}
 	r.mu.Unlock()
 	return merged, seq
-}
-
-// neverRan reports whether the store holds no record of name, by key: then
-// no earlier life of the name left events to resume from, and the read of
-// them, which on the embedded store decodes every event of every room, is
-// skipped. The current life is not recorded yet at its first start (the
-// control API records it once the host has started it). A name whose last
-// life was recorded by 1.3.0 or earlier (keyed by an ObjectID) starts
-// without that life's history. A store error is not an answer: the events
-// are read.
-func neverRan(ctx context.Context, st chatfleet.Store, name string) bool {
-	_, err := st.RoomByKey(ctx, name)
-	return chatfleet.ErrorCode(err) == chatfleet.ENOTFOUND
 }
 
 // eventStore is the part of the store the event writer uses.
