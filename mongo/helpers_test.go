@@ -2,40 +2,22 @@ package mongo_test
 
 import (
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chatfleet/chatfleet"
 	"github.com/chatfleet/chatfleet/devstore/storetest"
+	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/mongo"
 )
 
-// clock is a settable clock for Config.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock {
-	return &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	return c.now
+// newClock is a settable clock for Config.Now.
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // newStore returns a store on a database of t's own whose clock is c.
-func newStore(t *testing.T, c *clock) *mongo.Store {
+func newStore(t *testing.T, c *testutil.Clock) *mongo.Store {
 	t.Helper()
 	cfg := storetest.Config(t)
 	cfg.Now = c.Now

@@ -18,14 +18,14 @@ import (
 
 // The rooms collection holds one document per room name: the fields of
 // chatfleet.Room and an _id (roomDoc). This release keys a room by its name
-// (_id = name), which the embedded store finds without reading every room;
-// releases up to 1.3.0 wrote a generated ObjectID, and their records are
-// still found by name (findRoom) until the name is created again. The unique
-// index on name makes the store, not its callers, decide which of two creates
-// of one name wins, whatever the keys.
+// (_id = name, or name+altKey: CreateRoom), which the embedded store finds
+// without reading every room; releases up to 1.3.0 wrote a generated
+// ObjectID, and their records are still found by name (findRoom) until the
+// name is created again. The unique index on name makes the store, not its
+// callers, decide which of two creates of one name wins, whatever the keys.
 //
-// Stale rooms are found by a reaper (ReapStale, run periodically by the
-// control plane), not by a TTL index: a TTL index deletes documents, whereas a
+// Stale rooms are found by a reaper (ReapStale, run by every host after its
+// sync), not by a TTL index: a TTL index deletes documents, whereas a
 // room whose host stopped reporting must stay in the listing, first as stale
 // (still holding its name, so the host may come back to it) and then as
 // closed; a TTL monitor also runs on its own schedule, once a minute at best,

@@ -22,22 +22,9 @@ func waitFor(t *testing.T, ok func() bool) {
 	})
 }
 
-// clock is a settable time for the cache's ages.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func TestReadCacheFreshStaleOld(t *testing.T) {
-	clk := &clock{t: time.Unix(1e9, 0)}
-	c := newReadCache[int](time.Second, 10, clk.now)
+	clk := testutil.NewClock(time.Unix(1e9, 0))
+	c := newReadCache[int](time.Second, 10, clk.Now)
 	ctx := context.Background()
 	var reads atomic.Int64
 	fetch := func(context.Context) (int, error) { return int(reads.Add(1)), nil }
@@ -45,12 +32,12 @@ func TestReadCacheFreshStaleOld(t *testing.T) {
 	if v, _ := c.get(ctx, "k", fetch); v != 1 {
 		t.Fatalf("first get: %d", v)
 	}
-	clk.add(900 * time.Millisecond)
+	clk.Add(900 * time.Millisecond)
 	if v, _ := c.get(ctx, "k", fetch); v != 1 || reads.Load() != 1 {
 		t.Fatalf("fresh: got %d after %d reads", v, reads.Load())
 	}
 	// Stale: one caller reads again while the others get the old value.
-	clk.add(200 * time.Millisecond)
+	clk.Add(200 * time.Millisecond)
 	release := make(chan struct{})
 	started := make(chan struct{})
 	go c.get(ctx, "k", func(context.Context) (int, error) {
@@ -65,7 +52,7 @@ func TestReadCacheFreshStaleOld(t *testing.T) {
 	close(release)
 	waitFor(t, func() bool { v, _ := c.get(ctx, "k", fetch); return v == 2 })
 	// Too old to serve: read again, in the caller's time.
-	clk.add(2 * time.Second)
+	clk.Add(2 * time.Second)
 	if v, _ := c.get(ctx, "k", fetch); v != 3 {
 		t.Fatalf("too old: got %d", v)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/internal/testutil"
 	"github.com/chatfleet/chatfleet/webhook"
 )
 
@@ -101,11 +102,6 @@ func TestClientFailures(t *testing.T) {
 	}
 }
 
-type fakeClock struct{ t atomic.Int64 }
-
-func (c *fakeClock) now() time.Time          { return time.Unix(0, c.t.Load()) }
-func (c *fakeClock) advance(d time.Duration) { c.t.Add(int64(d)) }
-
 // TestPolicy: open during the grace after the last good answer, closed
 // after it, open again once the hook answers.
 func TestPolicy(t *testing.T) {
@@ -123,9 +119,8 @@ func TestPolicy(t *testing.T) {
 		}
 		json.NewEncoder(w).Encode(out)
 	})
-	clock := &fakeClock{}
-	clock.t.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	p := NewPolicy(&Client{URL: url}, 30*time.Second, clock.now)
+	clock := testutil.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	p := NewPolicy(&Client{URL: url}, 30*time.Second, clock.Now)
 	checks := []Check{{UserID: "u1", Room: "r", Role: chatfleet.RoleViewer}}
 	ctx := context.Background()
 
@@ -133,12 +128,12 @@ func TestPolicy(t *testing.T) {
 		t.Fatalf("hook up: %+v %v", res, err)
 	}
 	failing.Store(true)
-	clock.advance(29 * time.Second)
+	clock.Add(29 * time.Second)
 	res, err := p.Check(ctx, checks)
 	if err != nil || res[0].Decision != Allow || !res[0].FailOpen {
 		t.Fatalf("within the grace: %+v %v, want a fail-open allow", res, err)
 	}
-	clock.advance(2 * time.Second)
+	clock.Add(2 * time.Second)
 	if _, err := p.Check(ctx, checks); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("after the grace: %v, want ErrUnavailable", err)
 	}

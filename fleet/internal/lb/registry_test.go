@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chatfleet/chatfleet"
+	"github.com/chatfleet/chatfleet/internal/testutil"
 )
 
 func TestScore(t *testing.T) {
@@ -64,22 +65,9 @@ func TestFull(t *testing.T) {
 	}
 }
 
-// clock is a settable time for the registry.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newTestRegistry(t *testing.T) (*registry, *clock) {
+func newTestRegistry(t *testing.T) (*registry, *testutil.Clock) {
 	t.Helper()
-	c := &clock{now: time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)}
+	c := testutil.NewClock(time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC))
 	r := &registry{
 		downAfter:   15 * time.Second,
 		forgetAfter: time.Minute,
